@@ -1,0 +1,30 @@
+# make demo: fresh clone to result. make test: the test suite. make dev: the Dagster UI on the demo.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# The stamp changes with pyproject.toml, so a changed dependency list reinstalls.
+STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
+
+.PHONY: install demo test dev lint
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	rm -f $(VENV)/.installed-*
+	touch $@
+
+demo: install
+	$(BIN)/python -m dagster_project.demo
+
+test: install
+	$(BIN)/python -m pytest
+
+dev: install
+	mkdir -p data/dagster_home
+	DAGSTER_HOME=$(CURDIR)/data/dagster_home $(BIN)/dagster dev -w workspace.yaml
+
+lint: install
+	$(BIN)/ruff check .

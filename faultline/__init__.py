@@ -1,0 +1,1 @@
+"""faultline's science: plain functions on pandas and numpy that know nothing of Dagster."""

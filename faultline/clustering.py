@@ -1,0 +1,97 @@
+"""Vectorizing and clustering: Doc2Vec vectors of the distinct cleaned texts, grouped by DBSCAN.
+
+Identical cleaned texts are trained once and carry their event count, which DBSCAN takes as a
+sample weight: a message seen 1,000 times weighs 1,000 times, at the cost of one vector.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from gensim.models.doc2vec import Doc2Vec, TaggedDocument
+from sklearn.cluster import DBSCAN
+
+NOISE = -1
+NO_TEXT = -2  # events whose message was nothing but boilerplate; counted, never vectorized
+
+
+@dataclass(frozen=True)
+class DocumentVectors:
+    """One vector per distinct cleaned text, with how many events carry that text."""
+
+    texts: list[str]
+    counts: np.ndarray
+    vectors: np.ndarray
+
+
+def vectorize_texts(
+    cleaned: pd.Series,
+    vector_size: int = 80,
+    window: int = 2,
+    min_count: int = 1,
+    epochs: int = 1000,
+    dm: int = 1,
+    seed: int = 42,
+    sample: float = 1e-3,
+) -> DocumentVectors:
+    """Train Doc2Vec on the distinct non-empty texts of `cleaned`.
+
+    Texts are sorted so the same set of texts always trains in the same order; one worker thread
+    and a fixed seed make the vectors repeatable.
+    """
+    counts = cleaned[cleaned.str.len() > 0].value_counts()
+    counts = counts.sort_index()
+    texts = counts.index.tolist()
+    if not texts:
+        return DocumentVectors(
+            texts=[], counts=np.zeros(0, dtype=np.int64), vectors=np.zeros((0, vector_size))
+        )
+    documents = [TaggedDocument(text.split(), [position]) for position, text in enumerate(texts)]
+    model = Doc2Vec(
+        documents,
+        vector_size=vector_size,
+        window=window,
+        min_count=min_count,
+        epochs=epochs,
+        dm=dm,
+        sample=sample,
+        seed=seed,
+        workers=1,
+    )
+    vectors = np.vstack([model.dv[position] for position in range(len(texts))])
+    return DocumentVectors(texts=texts, counts=counts.to_numpy(dtype=np.int64), vectors=vectors)
+
+
+def cluster_vectors(
+    document_vectors: DocumentVectors,
+    eps: float = 0.2,
+    min_samples: int = 5,
+    metric: str = "cosine",
+) -> np.ndarray:
+    """DBSCAN labels per distinct text, renumbered so cluster 0 holds the most events.
+
+    Noise keeps the label -1. Equal-sized clusters are ordered by their first text, so the
+    numbering does not depend on DBSCAN's visiting order.
+    """
+    if len(document_vectors.texts) == 0:
+        return np.zeros(0, dtype=np.int64)
+    raw_labels = DBSCAN(eps=eps, min_samples=min_samples, metric=metric).fit_predict(
+        document_vectors.vectors, sample_weight=document_vectors.counts
+    )
+    sizes = pd.DataFrame(
+        {"label": raw_labels, "count": document_vectors.counts, "text": document_vectors.texts}
+    )
+    sizes = sizes[sizes["label"] != NOISE].groupby("label").agg(count=("count", "sum"), first=("text", "min"))
+    order = sizes.sort_values(["count", "first"], ascending=[False, True]).index
+    renumber = {old: new for new, old in enumerate(order)} | {NOISE: NOISE}
+    return np.array([renumber[label] for label in raw_labels], dtype=np.int64)
+
+
+def assign_clusters(
+    corpus: pd.DataFrame, document_vectors: DocumentVectors, labels: np.ndarray
+) -> pd.DataFrame:
+    """The corpus with a `cluster_id` per event: its text's cluster, noise (-1) or no text (-2)."""
+    label_of_text = dict(zip(document_vectors.texts, labels.tolist(), strict=True))
+    clustered = corpus.copy()
+    clustered["cluster_id"] = clustered["cleaned"].map(label_of_text).fillna(NO_TEXT).astype(np.int64)
+    return clustered

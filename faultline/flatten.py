@@ -1,0 +1,180 @@
+"""Flattening: batched deployment-event rows become one record per error event.
+
+The event store batches events (one row holds a JSON array of them, as in Qovery's engine). A row
+or event that cannot be read is quarantined with its row id and the reason; nothing is dropped
+without a count.
+"""
+
+import json
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from faultline.redaction import redact_secrets
+
+REQUIRED_EVENT_FIELDS = ("scope", "state", "message")
+
+# Qovery's engine reports failures with these states; anything else is progress or success.
+DEFAULT_ERROR_STATES = ("BUILD_ERROR", "DEPLOYMENT_ERROR", "DELETE_ERROR", "STOP_ERROR", "RESTART_ERROR")
+DEFAULT_MAX_MESSAGE_CHARS = 100_000
+
+EVENT_COLUMNS = ["row_id", "event_index", "created_at", "scope", "state", "message", "extra"]
+QUARANTINE_COLUMNS = ["row_id", "event_index", "reason", "detail", "excerpt"]
+_EXCERPT_CHARS = 200
+
+
+@dataclass(frozen=True)
+class FlattenedEvents:
+    """Error events one per row, the records that could not be read, and what was counted."""
+
+    events: pd.DataFrame
+    quarantine: pd.DataFrame
+    n_rows: int
+    n_events_read: int
+    n_non_error_events: int
+    non_error_states: dict[str, int] = field(default_factory=dict)
+
+
+def _excerpt(text: str) -> str:
+    return redact_secrets(text[:_EXCERPT_CHARS])
+
+
+def _decode_payload(payload: object) -> tuple[str | None, str, str]:
+    """The payload as text, or None with a reason and detail when it is not readable text."""
+    # pandas turns a NULL in a text column into NaN.
+    if payload is None or (isinstance(payload, float) and payload != payload):
+        return None, "payload_missing", "the payload column is NULL"
+    if isinstance(payload, memoryview):
+        payload = payload.tobytes()
+    if isinstance(payload, bytes):
+        try:
+            return payload.decode("utf-8"), "", ""
+        except UnicodeDecodeError as error:
+            return None, "payload_not_utf8", f"invalid UTF-8 byte at position {error.start}"
+    if isinstance(payload, str):
+        return payload, "", ""
+    return None, "payload_not_text", f"payload is {type(payload).__name__}, expected text"
+
+
+def flatten_batches(
+    dump: pd.DataFrame,
+    error_states: Iterable[str] = DEFAULT_ERROR_STATES,
+    max_message_chars: int = DEFAULT_MAX_MESSAGE_CHARS,
+) -> FlattenedEvents:
+    """Explode each row's JSON array of events and keep the error events.
+
+    `dump` has the store's columns `id`, `created_at` and `payload` (text or UTF-8 bytes). Each
+    kept event carries its row id, its position in the batch, the row's `created_at`, `scope`,
+    `state`, the redacted `message`, and every other field as a JSON object in `extra`.
+    """
+    wanted_states = frozenset(error_states)
+    events: list[tuple] = []
+    quarantined: list[tuple] = []
+    non_error_states: Counter[str] = Counter()
+    n_events_read = 0
+
+    for row_id, created_at, payload in dump[["id", "created_at", "payload"]].itertuples(index=False):
+        text, reason, detail = _decode_payload(payload)
+        if text is None:
+            excerpt = repr(payload[:_EXCERPT_CHARS]) if isinstance(payload, bytes) else ""
+            quarantined.append((row_id, None, reason, detail, _excerpt(excerpt)))
+            continue
+        try:
+            batch = json.loads(text)
+        except json.JSONDecodeError as error:
+            quarantined.append(
+                (
+                    row_id,
+                    None,
+                    "payload_not_json",
+                    f"{error.msg} at line {error.lineno} column {error.colno}",
+                    _excerpt(text),
+                )
+            )
+            continue
+        if not isinstance(batch, list):
+            quarantined.append(
+                (
+                    row_id,
+                    None,
+                    "payload_not_a_list",
+                    f"payload is a JSON {type(batch).__name__}, expected an array",
+                    _excerpt(text),
+                )
+            )
+            continue
+
+        for event_index, event in enumerate(batch):
+            n_events_read += 1
+            if not isinstance(event, dict):
+                quarantined.append(
+                    (
+                        row_id,
+                        event_index,
+                        "event_not_an_object",
+                        f"event is a JSON {type(event).__name__}",
+                        _excerpt(json.dumps(event)),
+                    )
+                )
+                continue
+            missing = [name for name in REQUIRED_EVENT_FIELDS if name not in event or event[name] is None]
+            if missing:
+                quarantined.append(
+                    (
+                        row_id,
+                        event_index,
+                        "event_missing_field",
+                        f"missing {', '.join(missing)}",
+                        _excerpt(json.dumps(event)),
+                    )
+                )
+                continue
+            message, state = event["message"], event["state"]
+            if not isinstance(message, str) or not isinstance(state, str):
+                quarantined.append(
+                    (
+                        row_id,
+                        event_index,
+                        "event_field_not_text",
+                        "message and state must be strings",
+                        _excerpt(json.dumps(event)),
+                    )
+                )
+                continue
+            if state not in wanted_states:
+                non_error_states[state] += 1
+                continue
+            if len(message) > max_message_chars:
+                quarantined.append(
+                    (
+                        row_id,
+                        event_index,
+                        "message_too_long",
+                        f"message has {len(message)} characters, the limit is {max_message_chars}",
+                        _excerpt(message),
+                    )
+                )
+                continue
+            extra = {key: value for key, value in event.items() if key not in REQUIRED_EVENT_FIELDS}
+            events.append(
+                (
+                    row_id,
+                    event_index,
+                    created_at,
+                    str(event["scope"]),
+                    state,
+                    redact_secrets(message),
+                    redact_secrets(json.dumps(extra, default=str)),
+                )
+            )
+
+    return FlattenedEvents(
+        events=pd.DataFrame(events, columns=EVENT_COLUMNS),
+        quarantine=pd.DataFrame(quarantined, columns=QUARANTINE_COLUMNS).astype({"event_index": "Int64"}),
+        n_rows=len(dump),
+        n_events_read=n_events_read,
+        n_non_error_events=sum(non_error_states.values()),
+        non_error_states=dict(non_error_states),
+    )

@@ -1,0 +1,166 @@
+"""The cluster report: the day's error groups, biggest first, each described so a person can act.
+
+A group is described by its share of all error events, a label (the template its messages share,
+with the parts that vary as `<*>`), three example messages and the terms that set it apart.
+"""
+
+import difflib
+import math
+from collections import Counter
+from dataclasses import dataclass
+
+import pandas as pd
+
+from faultline.cleaning import PLACEHOLDER_WORDS, mask_variable_parts
+from faultline.clustering import NO_TEXT, NOISE
+
+WILDCARD = "<*>"
+_LABEL_SOURCES = 50  # distinct messages folded into a label; more changes nothing but the time
+_MAX_LABEL_CHARS = 240
+_MAX_EXAMPLE_CHARS = 400
+REPORT_COLUMNS = ["cluster_id", "name", "share_pct", "n_events", "label", "examples", "terms"]
+
+
+@dataclass(frozen=True)
+class ClusterReport:
+    """One row per group (clusters biggest first, then noise, then messages with no text)."""
+
+    groups: pd.DataFrame
+    n_events: int
+    n_clusters: int
+    noise_share: float
+    top_cluster_share: float
+
+
+def _first_line(text: str) -> str:
+    return next((line.strip() for line in text.splitlines() if line.strip()), "")
+
+
+def _fold(template: list[str], tokens: list[str]) -> list[str]:
+    """Keep the tokens both share in order; each stretch where they differ becomes one wildcard."""
+    folded: list[str] = []
+    matcher = difflib.SequenceMatcher(None, template, tokens, autojunk=False)
+    for tag, start, end, _, _ in matcher.get_opcodes():
+        if tag == "equal":
+            folded.extend(template[start:end])
+        elif not folded or folded[-1] != WILDCARD:
+            folded.append(WILDCARD)
+    return folded
+
+
+def message_template(messages: pd.Series) -> str:
+    """What the messages share, variable parts as `<*>` (most frequent messages weigh first)."""
+    lines = messages.map(lambda text: mask_variable_parts(_first_line(text), placeholder=WILDCARD))
+    distinct = lines.value_counts().index[:_LABEL_SOURCES]
+    if len(distinct) == 0:
+        return ""
+    template = distinct[0].split()
+    for line in distinct[1:]:
+        template = _fold(template, line.split())
+    label = " ".join(template)
+    return label if len(label) <= _MAX_LABEL_CHARS else label[: _MAX_LABEL_CHARS - 1] + "…"
+
+
+def distinctive_terms(clustered: pd.DataFrame, n_terms: int = 5) -> dict[int, list[str]]:
+    """Per cluster, the words most specific to it (class-based TF-IDF over the cleaned texts)."""
+    term_counts: dict[int, Counter[str]] = {}
+    for cluster_id, texts in clustered[clustered["cluster_id"] >= 0].groupby("cluster_id")["cleaned"]:
+        counts: Counter[str] = Counter()
+        for text, n in texts.value_counts().items():
+            counts.update({word: n for word in text.split() if word not in PLACEHOLDER_WORDS})
+        term_counts[int(cluster_id)] = counts
+    if not term_counts:
+        return {}
+    overall: Counter[str] = Counter()
+    for counts in term_counts.values():
+        overall.update(counts)
+    average_words = sum(overall.values()) / len(term_counts)
+    terms = {}
+    for cluster_id, counts in term_counts.items():
+        total = sum(counts.values()) or 1
+        scores = {
+            word: (n / total) * math.log(1 + average_words / overall[word]) for word, n in counts.items()
+        }
+        terms[cluster_id] = [
+            word for word, _ in sorted(scores.items(), key=lambda item: (-item[1], item[0]))
+        ][:n_terms]
+    return terms
+
+
+def _examples(messages: pd.Series, n_examples: int = 3) -> list[str]:
+    examples = []
+    for text in messages.value_counts().index[:n_examples]:
+        line = " ".join(text.split())
+        examples.append(line if len(line) <= _MAX_EXAMPLE_CHARS else line[: _MAX_EXAMPLE_CHARS - 1] + "…")
+    return examples
+
+
+def build_cluster_report(clustered: pd.DataFrame) -> ClusterReport:
+    """Summarize events with `cluster_id`, `error_text` and `cleaned` into the report's groups."""
+    n_events = len(clustered)
+    terms = distinctive_terms(clustered)
+    rows = []
+    for cluster_id, members in clustered.groupby("cluster_id"):
+        cluster_id = int(cluster_id)
+        name = {NOISE: "noise", NO_TEXT: "no text after cleaning"}.get(cluster_id, f"cluster {cluster_id}")
+        rows.append(
+            (
+                cluster_id,
+                name,
+                round(100.0 * len(members) / n_events, 2),
+                len(members),
+                message_template(members["error_text"]) if cluster_id >= 0 else "",
+                _examples(members["error_text"]),
+                terms.get(cluster_id, []),
+            )
+        )
+    groups = pd.DataFrame(rows, columns=REPORT_COLUMNS)
+    # Clusters biggest first; noise and empty texts last, whatever their size.
+    groups["_is_cluster"] = groups["cluster_id"] >= 0
+    groups = groups.sort_values(["_is_cluster", "n_events", "cluster_id"], ascending=[False, False, False])
+    groups = groups.drop(columns="_is_cluster").reset_index(drop=True)
+    clusters = groups[groups["cluster_id"] >= 0]
+    return ClusterReport(
+        groups=groups,
+        n_events=n_events,
+        n_clusters=len(clusters),
+        noise_share=float((clustered["cluster_id"] == NOISE).mean()) if n_events else 0.0,
+        top_cluster_share=float(clusters["n_events"].max() / n_events) if len(clusters) else 0.0,
+    )
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def report_markdown(report: ClusterReport, title: str, max_groups: int = 30) -> str:
+    """The report as a markdown document: a summary line and one table row per group."""
+    if report.n_events == 0:
+        return f"# {title}\n\nNo error events on this day: nothing to cluster.\n"
+    lines = [
+        f"# {title}",
+        "",
+        f"{report.n_events} error events, {report.n_clusters} clusters, "
+        f"noise {100 * report.noise_share:.1f}%.",
+        "",
+        "| group | share | events | label | examples | distinctive terms |",
+        "|---|---:|---:|---|---|---|",
+    ]
+    groups = report.groups
+    clusters, others = groups[groups["cluster_id"] >= 0], groups[groups["cluster_id"] < 0]
+    lines.extend(_markdown_row(row) for row in clusters.head(max_groups).itertuples(index=False))
+    if len(clusters) > max_groups:
+        rest = clusters.iloc[max_groups:]
+        share, events = rest["share_pct"].sum(), rest["n_events"].sum()
+        lines.append(f"| {len(rest)} smaller clusters | {share:.2f}% | {events} | | | |")
+    # Noise and empty texts always show, however small: they qualify every share above.
+    lines.extend(_markdown_row(row) for row in others.itertuples(index=False))
+    return "\n".join(lines) + "\n"
+
+
+def _markdown_row(row) -> str:
+    examples = "<br>".join(f"{n}. {_cell(example)}" for n, example in enumerate(row.examples, start=1))
+    terms = ", ".join(row.terms)
+    return (
+        f"| {row.name} | {row.share_pct:.2f}% | {row.n_events} | {_cell(row.label)} | {examples} | {terms} |"
+    )

@@ -1,0 +1,159 @@
+"""Each cleaning step on hand-made inputs, then the whole chain on a framed Qovery message."""
+
+import pandas as pd
+
+from faultline.cleaning import (
+    build_corpus,
+    clean_messages,
+    is_non_empty,
+    lowercase,
+    mask_variable_parts,
+    remove_numbers,
+    remove_platform_boilerplate,
+    remove_punctuation,
+    remove_stop_words,
+    remove_unicode,
+    remove_whitespace,
+    strip_framing,
+)
+
+FRAMED = (
+    "\n-------------------------------------------------------------------------------\n\n"
+    " MESSAGE FOR QOVERY TEAM:\n * Execution ID: 0548486d-0605-4b64-8049-24954ceec8e0-13-1625428767\n"
+    " * Scope: Build platform 'beta-build' with id 'ze9e19029'\n * Rollback message: \n\n"
+    "-------------------------------------------------------------------------------\n\n"
+    " \u274c \u274c \u274c MESSAGE FOR THE USER \u274c \u274c \u274c\n\n"
+    " \u2709\ufe0f Error message: Qovery can't build your container image beta-build (ze9e19029) with one of "
+    "the following builders: heroku/buildpacks:20. Please do provide a valid Dockerfile to build your "
+    "application or contact the support.\n"
+    " \ud83d\udcac Need help: Look at the hint message first. If you need more assistance, you can reach the "
+    "support team on Discord (https://discord.qovery.com) or on the Qovery console "
+    "(https://console.qovery.com) with the integrated chat.\n"
+    " \u2139\ufe0f Hint: None builders supports Your application can't be built without providing a "
+    "Dockerfile\n "
+)
+
+
+def series(*texts: str) -> pd.Series:
+    return pd.Series(list(texts))
+
+
+def test_lowercase_lowers_every_letter():
+    assert lowercase(series("Build FAILED Ünïcode")).tolist() == ["build failed ünïcode"]
+
+
+def test_numbers_are_removed_wherever_they_stand():
+    assert remove_numbers(series("exit code 137 on port8080 v2")).tolist() == ["exit code  on port v"]
+
+
+def test_punctuation_becomes_a_word_break():
+    assert remove_punctuation(series("beta-build: failed (exit); snake_case")).tolist() == [
+        "beta build  failed  exit   snake case"
+    ]
+
+
+def test_stop_words_go_but_negations_stay():
+    assert remove_stop_words(series("the file was not found and there is no such image")).tolist() == [
+        "file not found no image"
+    ]
+
+
+def test_single_letters_left_by_contractions_go_with_the_stop_words():
+    assert remove_stop_words(series("can t build")).tolist() == ["build"]
+
+
+def test_whitespace_collapses_to_single_spaces():
+    assert remove_whitespace(series("  a \n\t b   c ")).tolist() == ["a b c"]
+
+
+def test_unicode_is_folded_to_ascii_and_emoji_dropped():
+    assert remove_unicode(series("\u274c d\u00e9ploiement \u2709\ufe0f \u00e9chou\u00e9")).tolist() == [
+        "deploiement echoue"
+    ]
+
+
+def test_non_empty_tells_apart_texts_that_kept_a_word():
+    assert is_non_empty(series("word", "")).tolist() == [True, False]
+
+
+def test_framing_is_stripped_to_the_error_message_and_hint():
+    text = strip_framing(FRAMED)
+    assert text.startswith("Qovery can't build your container image app (id) with one of")
+    assert "None builders supports" in text
+    for framing in ("Execution ID", "MESSAGE FOR", "Need help", "discord", "Hint:", "Error message:", "---"):
+        assert framing.lower() not in text.lower()
+
+
+def test_message_without_framing_is_kept_whole():
+    assert strip_framing("plain failure: disk full") == "plain failure: disk full"
+
+
+def test_the_scope_names_are_masked_only_as_whole_names():
+    message = FRAMED.replace("beta-build (", "beta-build-v2 (")
+    assert "app-v2" not in strip_framing(message)
+    assert "beta-build-v2" in strip_framing(message)
+
+
+def test_variable_parts_are_masked_by_kind():
+    masked = mask_variable_parts(
+        "clone https://github.com/acme/shop.git at /srv/app/main.py"
+        " id 0548486d-0605-4b64-8049-24954ceec8e0-13-1 sha 3f9a1c2e7b at 2024-05-01T10:00:00Z on api.acme.io"
+        " pod web-x2x9q from <ip_address> <email> <jwt>"
+    )
+    assert masked.split() == [
+        "clone",
+        "url",
+        "at",
+        "path",
+        "id",
+        "id",
+        "sha",
+        "hash",
+        "at",
+        "time",
+        "on",
+        "host",
+        "pod",
+        "web-",
+        "id",
+        "from",
+        "ip",
+        "email",
+        "secret",
+    ]
+
+
+def test_masking_with_a_placeholder_uses_it_for_every_kind():
+    assert mask_variable_parts("see https://x.io/a and /var/log/x", placeholder="<*>") == "see <*> and <*>"
+
+
+def test_boilerplate_step_runs_before_numbers_so_urls_and_ids_go_whole():
+    text = remove_platform_boilerplate(series("get http://10.0.0.1:8080/health failed for 3f9a1c2e7b"))
+    assert text.iloc[0].split() == ["get", "url", "failed", "for", "hash"]
+
+
+def test_framed_message_cleans_to_its_distinctive_words():
+    assert clean_messages(series(FRAMED)).tolist() == [
+        "qovery build container image app id following builders heroku buildpacks provide valid dockerfile "
+        "build application contact support none builders supports application built providing dockerfile"
+    ]
+
+
+def test_messages_differing_only_in_variable_parts_clean_to_the_same_text():
+    first = FRAMED
+    second = (
+        FRAMED.replace("beta-build", "shop-api")
+        .replace("ze9e19029", "z1a2b3c4d")
+        .replace(
+            "0548486d-0605-4b64-8049-24954ceec8e0-13-1625428767", "d5ab51f0-94d3-4671-8dc6-77fc228f2e35-6-1"
+        )
+    )
+    assert clean_messages(series(first, second)).nunique() == 1
+
+
+def test_corpus_keeps_the_raw_message_beside_the_cleaned_text():
+    events = pd.DataFrame({"message": [FRAMED, "\u274c\u274c", "---------- 123"]})
+    corpus = build_corpus(events)
+    assert corpus["message"].tolist() == events["message"].tolist()
+    assert corpus["has_text"].tolist() == [True, False, False]
+    assert corpus.loc[0, "error_text"].startswith("Qovery can't build")

@@ -1,0 +1,78 @@
+"""The report: shares of all error events, template labels, examples and distinctive terms."""
+
+import pandas as pd
+
+from faultline.clustering import NO_TEXT, NOISE
+from faultline.report import build_cluster_report, message_template, report_markdown
+
+
+def clustered(rows: list[tuple[int, str, str]]) -> pd.DataFrame:
+    return pd.DataFrame(rows, columns=["cluster_id", "error_text", "cleaned"])
+
+
+def test_label_keeps_what_the_messages_share_and_wildcards_the_rest():
+    messages = pd.Series(
+        [
+            "Readiness probe failed on port 8080 for shop-api",
+            "Readiness probe failed on port 3000 for billing",
+            "Readiness probe failed on port 8080 for shop-api",
+        ]
+    )
+    assert message_template(messages) == "Readiness probe failed on port <*> for <*>"
+
+
+def test_label_folds_messages_of_different_lengths():
+    messages = pd.Series(["push denied for image app:1", "push denied: too many requests for image app:2"])
+    assert message_template(messages) == "push <*> for image <*>"
+
+
+def test_label_of_one_message_still_hides_its_variable_parts():
+    assert message_template(
+        pd.Series(["clone of https://github.com/a/b.git failed at 2024-01-01T00:00:00Z"])
+    ) == ("clone of <*> failed at <*>")
+
+
+def test_label_is_built_from_the_first_line_only():
+    assert message_template(pd.Series(["disk full\n\nHint: free space"])) == "disk full"
+
+
+def test_groups_come_biggest_first_with_their_share_of_all_events():
+    rows = (
+        [(1, "image push denied", "image push denied")] * 2
+        + [(0, "disk full on node", "disk full node")] * 5
+        + [(NOISE, "odd one", "odd")] * 2
+        + [(NO_TEXT, "---", "")]
+    )
+    report = build_cluster_report(clustered(rows))
+    assert report.groups["name"].tolist() == ["cluster 0", "cluster 1", "noise", "no text after cleaning"]
+    assert report.groups["share_pct"].tolist() == [50.0, 20.0, 20.0, 10.0]
+    assert report.groups["n_events"].tolist() == [5, 2, 2, 1]
+    assert report.n_events == 10 and report.n_clusters == 2
+    assert report.noise_share == 0.2 and report.top_cluster_share == 0.5
+
+
+def test_examples_are_the_most_frequent_distinct_messages():
+    rows = [(0, "a 1", "a")] * 3 + [(0, "a 2", "a")] * 2 + [(0, "a 3", "a"), (0, "a 4", "a")]
+    report = build_cluster_report(clustered(rows))
+    assert report.groups.loc[0, "examples"] == ["a 1", "a 2", "a 3"]
+
+
+def test_distinctive_terms_favour_words_found_in_one_cluster_only():
+    rows = [(0, "x", "disk full node")] * 3 + [(1, "y", "image push denied node")] * 3
+    terms = build_cluster_report(clustered(rows)).groups.set_index("cluster_id")["terms"]
+    assert terms[0][:2] == ["disk", "full"] and "node" == terms[0][-1]
+    assert set(terms[1][:3]) == {"image", "push", "denied"}
+
+
+def test_markdown_report_has_a_row_per_group_and_escapes_pipes():
+    rows = [(0, "a | b failed", "failed")] * 2 + [(NOISE, "odd", "odd")]
+    markdown = report_markdown(build_cluster_report(clustered(rows)), title="Errors")
+    assert "3 error events, 1 clusters, noise 33.3%." in markdown
+    assert "| cluster 0 | 66.67% | 2 | a \\| b failed |" in markdown
+    assert "| noise | 33.33% | 1 |" in markdown
+
+
+def test_an_empty_day_gives_a_report_that_says_so():
+    report = build_cluster_report(clustered([]))
+    assert report.n_events == 0 and report.groups.empty
+    assert "No error events on this day" in report_markdown(report, title="Errors")
