@@ -1,0 +1,1 @@
+"""Generators of realistic demo data, with the ground truth kept for scoring."""
