@@ -1,0 +1,311 @@
+"""Per-task-type duration baselines and the check that flags running tasks past their upper limit.
+
+Plain functions on pandas/numpy: screen raw task runs, fit a baseline per task type (from per-run
+durations or from aggregates computed in SQL), and find the running tasks that are overdue.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+
+import numpy as np
+import pandas as pd
+
+# Amperity, "Adding Data Science to the DevOps Toolkit" (shared/seeds/amperity-duration-anomalies.txt):
+# a two-week history of successful runs per task; mean + 2 standard deviations is the upper limit;
+# running tasks are checked against it every 10 minutes. The minimum history is issue 3's.
+WINDOW_DAYS = 14
+K = 2.0
+MIN_RUNS = 5
+CHECK_INTERVAL_S = 600
+
+# 1.4826 * MAD estimates the standard deviation of normally distributed data (here: log durations).
+MAD_TO_STD = 1.4826
+
+RUN_COLUMNS = ("run_id", "task_type", "started_at", "ended_at", "status")
+FINISHED_STATUSES = ("success", "failed", "aborted")
+BASELINE_COLUMNS = ("task_type", "n_runs", "mean_s", "std_s", "upper_limit_s", "has_limit", "estimator")
+OVERDUE_COLUMNS = ("run_id", "task_type", "started_at", "elapsed_s", "upper_limit_s", "mean_s", "n_runs")
+
+
+class Estimator(StrEnum):
+    """How an upper limit is fitted to a task type's successful durations; a Config selects one by name."""
+
+    MEAN_STD = "mean_std"
+    """The seed's limit: mean + k * std of the durations."""
+    LOG_MAD = "log_mad"
+    """Robust, in log space: exp(median(log d) + k * 1.4826 * MAD(log d))."""
+
+
+# mean_std: the seed's k = 2. log_mad: k = 2.5, the moderately conservative cut-off Leys et al. (2013,
+# "Detecting outliers: do not use standard deviation around the mean, use absolute deviation around
+# the median") recommend for median +/- k * MAD; on lognormal durations it leaves about 0.6% of
+# ordinary runs past the limit, where mean + 2 std on the same data leaves about 4%.
+DEFAULT_K: dict[Estimator, float] = {Estimator.MEAN_STD: K, Estimator.LOG_MAD: 2.5}
+
+
+def estimator_named(name: str) -> Estimator:
+    """The Estimator called `name`, or a ValueError listing the valid names."""
+    try:
+        return Estimator(name)
+    except ValueError:
+        valid = ", ".join(e.value for e in Estimator)
+        raise ValueError(f"unknown estimator {name!r}; choose one of {valid}") from None
+
+
+def require_columns(frame: pd.DataFrame, columns: Sequence[str], what: str) -> None:
+    """Raise a ValueError naming the first of `columns` that `frame` lacks."""
+    for column in columns:
+        if column not in frame.columns:
+            raise ValueError(
+                f"{what} has no column {column!r}; expected columns {', '.join(columns)} "
+                f"(got {', '.join(map(str, frame.columns)) or 'none'})"
+            )
+
+
+def to_utc_naive(values: pd.Series) -> pd.Series:
+    """Timestamps as naive UTC datetime64[ns]: naive input is taken as UTC, aware input is converted.
+
+    Anything that cannot be read as an ISO 8601 timestamp becomes NaT.
+    """
+    parsed = pd.to_datetime(values, errors="coerce", utc=True, format="ISO8601")
+    return parsed.dt.tz_localize(None).dt.as_unit("ns")
+
+
+def utc_naive_timestamp(ts: pd.Timestamp) -> pd.Timestamp:
+    """`ts` as a naive UTC Timestamp with nanosecond unit, comparable with `to_utc_naive` columns."""
+    ts = pd.Timestamp(ts)
+    if ts.tzinfo is not None:
+        ts = ts.tz_convert("UTC").tz_localize(None)
+    return ts.as_unit("ns")
+
+
+def screen_task_runs(runs: pd.DataFrame, now: pd.Timestamp) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Split raw task runs into valid runs and rejected runs, each rejection with its reason.
+
+    `runs` needs the columns run_id, task_type, started_at, ended_at (NaT while running) and status
+    (running, success, failed or aborted); a missing column is a ValueError naming it. Bad rows never
+    raise: each goes to the rejected frame (run_id, task_type, reason) with the first reason that
+    applies, in this order: missing run_id, missing task_type, missing status, unknown status 'x',
+    missing started_at, unparseable started_at, unparseable ended_at, started in the future (after
+    `now`), running run with ended_at set, finished run without ended_at, ended_at before started_at,
+    zero duration.
+
+    Valid runs keep their columns, with started_at/ended_at as naive UTC (see `to_utc_naive`), plus
+    `duration_s`: seconds from start to end for finished runs, NaN for running ones. Task types are
+    kept as data whatever they contain.
+    """
+    require_columns(runs, RUN_COLUMNS, "task runs")
+    runs = runs.reset_index(drop=True)
+    now = utc_naive_timestamp(now)
+    started = to_utc_naive(runs["started_at"])
+    ended = to_utc_naive(runs["ended_at"])
+    status = runs["status"]
+    running = status.eq("running")
+    finished = status.isin(FINISHED_STATUSES)
+    duration_s = (ended - started).dt.total_seconds()
+
+    checks = [
+        (runs["run_id"].isna(), "missing run_id"),
+        (runs["task_type"].isna(), "missing task_type"),
+        (status.isna(), "missing status"),
+        (~(running | finished), "unknown status"),
+        (runs["started_at"].isna(), "missing started_at"),
+        (started.isna(), "unparseable started_at"),
+        (ended.isna() & runs["ended_at"].notna(), "unparseable ended_at"),
+        (started > now, "started in the future"),
+        (running & ended.notna(), "running run with ended_at set"),
+        (finished & ended.isna(), "finished run without ended_at"),
+        (finished & (duration_s < 0), "ended_at before started_at"),
+        (finished & (duration_s == 0), "zero duration"),
+    ]
+    reason = pd.Series(
+        np.select([mask.to_numpy(dtype=bool) for mask, _ in checks], [r for _, r in checks], default=""),
+        index=runs.index,
+    )
+    unknown = reason.eq("unknown status")
+    reason[unknown] = status[unknown].map(lambda s: f"unknown status {s!r}")
+    rejected_mask = reason.ne("")
+
+    valid = runs.loc[~rejected_mask].assign(
+        started_at=started[~rejected_mask],
+        ended_at=ended[~rejected_mask],
+        duration_s=duration_s[~rejected_mask].where(finished[~rejected_mask]),
+    )
+    rejected = runs.loc[rejected_mask, ["run_id", "task_type"]].assign(reason=reason[rejected_mask])
+    return valid.reset_index(drop=True), rejected.reset_index(drop=True)
+
+
+def trailing_durations(
+    runs: pd.DataFrame, end: pd.Timestamp, window_days: float = WINDOW_DAYS
+) -> pd.DataFrame:
+    """Durations (task_type, duration_s) of the successful runs that ended in [end - window_days, end).
+
+    `runs` are valid runs from `screen_task_runs`. A run belongs to the window by its end, the moment
+    its duration became known; failed and aborted runs never count (the seed filters them out). In
+    SQL: `WHERE status = 'success' AND ended_at >= :start AND ended_at < :end`.
+    """
+    require_columns(runs, ("task_type", "ended_at", "status", "duration_s"), "valid runs")
+    end = utc_naive_timestamp(end)
+    start = end - pd.Timedelta(days=window_days)
+    in_window = runs["status"].eq("success") & runs["ended_at"].ge(start) & runs["ended_at"].lt(end)
+    return runs.loc[in_window, ["task_type", "duration_s"]].reset_index(drop=True)
+
+
+def _check_fit_parameters(k: float, min_runs: int) -> None:
+    if k < 0:
+        raise ValueError(f"k must be at least 0, got {k}")
+    if min_runs < 2:
+        raise ValueError(
+            f"min_runs must be at least 2 (a sample standard deviation needs two runs), got {min_runs}"
+        )
+
+
+def _baselines(
+    task_type: pd.Index,
+    n_runs: pd.Series,
+    mean_s: pd.Series,
+    std_s: pd.Series,
+    upper_limit_s: pd.Series,
+    min_runs: int,
+    estimator: Estimator,
+) -> pd.DataFrame:
+    has_limit = n_runs.ge(min_runs) & np.isfinite(upper_limit_s)
+    return pd.DataFrame(
+        {
+            "task_type": task_type,
+            "n_runs": n_runs.astype("int64").to_numpy(),
+            "mean_s": mean_s.astype("float64").to_numpy(),
+            "std_s": std_s.astype("float64").to_numpy(),
+            "upper_limit_s": upper_limit_s.where(has_limit).astype("float64").to_numpy(),
+            "has_limit": has_limit.to_numpy(dtype=bool),
+            "estimator": estimator.value,
+        },
+        columns=list(BASELINE_COLUMNS),
+    )
+
+
+def baselines_from_moments(moments: pd.DataFrame, k: float = K, min_runs: int = MIN_RUNS) -> pd.DataFrame:
+    """The seed's mean + k * std limits from per-task-type aggregates computed in the database.
+
+    `moments` has one row per task type with the columns task_type, n_runs, mean_s and mean_sq_s,
+    which any SQL engine computes over the successful runs of the window (see `trailing_durations`):
+
+        SELECT task_type, COUNT(*) AS n_runs, AVG(d) AS mean_s, AVG(d * d) AS mean_sq_s
+        FROM (SELECT task_type, <ended_at - started_at in seconds> AS d FROM task_runs
+              WHERE status = 'success' AND ended_at >= :start AND ended_at < :end)
+        GROUP BY task_type
+
+    std_s is the sample standard deviation (ddof=1): (mean_sq_s - mean_s**2) * n / (n - 1), clipped
+    at 0 because in floating point the one-pass formula can come out slightly negative. Returns one
+    row per task type: task_type, n_runs, mean_s, std_s, upper_limit_s, has_limit, estimator
+    ("mean_std"). With fewer than `min_runs` runs has_limit is False and upper_limit_s is NaN. The
+    robust log_mad estimator needs medians, which plain SQL aggregates cannot give: use
+    `baselines_from_durations` for it.
+    """
+    require_columns(moments, ("task_type", "n_runs", "mean_s", "mean_sq_s"), "duration moments")
+    _check_fit_parameters(k, min_runs)
+    n = moments["n_runs"].astype("float64")
+    mean = moments["mean_s"].astype("float64")
+    variance = ((moments["mean_sq_s"].astype("float64") - mean**2) * n / (n - 1)).clip(lower=0)
+    std = np.sqrt(variance.where(n > 1))
+    return _baselines(
+        pd.Index(moments["task_type"]), n, mean, std, mean + k * std, min_runs, Estimator.MEAN_STD
+    ).sort_values("task_type", ignore_index=True)
+
+
+def baselines_from_durations(
+    durations: pd.DataFrame,
+    estimator: str = Estimator.MEAN_STD,
+    k: float | None = None,
+    min_runs: int = MIN_RUNS,
+) -> pd.DataFrame:
+    """Upper limits per task type from per-run durations (columns task_type, duration_s).
+
+    Estimators (see `Estimator`):
+    - "mean_std": mean + k * std, k = 2 by default (the seed's).
+    - "log_mad": exp(median(log d) + k * 1.4826 * MAD(log d)), k = 2.5 by default. Fitted in log
+      space because durations are heavy-tailed, and with median and MAD so that a few slow runs in
+      the history do not stretch the limit.
+    `k=None` takes the estimator's default from `DEFAULT_K`.
+
+    Returns one row per task type, sorted by task_type: task_type, n_runs, mean_s, std_s (the sample
+    mean and sample standard deviation, ddof=1, of the durations, whatever the estimator),
+    upper_limit_s, has_limit, estimator. With fewer than `min_runs` runs has_limit is False and
+    upper_limit_s is NaN. Durations must be positive and finite (as `screen_task_runs` leaves them).
+    """
+    require_columns(durations, ("task_type", "duration_s"), "durations")
+    estimator = estimator_named(estimator)
+    k = DEFAULT_K[estimator] if k is None else k
+    _check_fit_parameters(k, min_runs)
+    seconds = durations["duration_s"].astype("float64")
+    bad = ~(np.isfinite(seconds) & (seconds > 0))
+    if bad.any():
+        raise ValueError(
+            f"durations has {int(bad.sum())} duration_s values that are not positive and finite; "
+            "screen the runs with screen_task_runs first"
+        )
+    by_type = seconds.groupby(durations["task_type"], sort=True)
+    n = by_type.size()
+    mean = by_type.mean()
+    std = by_type.std(ddof=1)
+    if estimator is Estimator.MEAN_STD:
+        upper = mean + k * std
+    else:
+        log_d = np.log(seconds)
+        by_type_log = log_d.groupby(durations["task_type"], sort=True)
+        log_mad = (log_d - by_type_log.transform("median")).abs().groupby(durations["task_type"]).median()
+        upper = np.exp(by_type_log.median() + k * MAD_TO_STD * log_mad)
+    return _baselines(n.index, n, mean, std, upper, min_runs, estimator)
+
+
+@dataclass(frozen=True)
+class OverdueScan:
+    """What one check of the running tasks found.
+
+    overdue: the running tasks past their limit (run_id, task_type, started_at, elapsed_s,
+    upper_limit_s, mean_s, n_runs), longest-running first. n_running: tasks looked at; n_checked:
+    those whose task type has a limit; n_without_baseline: the rest (no history or too little).
+    """
+
+    overdue: pd.DataFrame
+    n_running: int
+    n_checked: int
+    n_without_baseline: int
+
+
+def find_overdue_tasks(running: pd.DataFrame, baselines: pd.DataFrame, now: pd.Timestamp) -> OverdueScan:
+    """Running tasks whose elapsed time at `now` is strictly past their task type's upper limit.
+
+    `running` has run_id, task_type and started_at (every row is taken as running); `baselines` is
+    the output of `baselines_from_moments` or `baselines_from_durations`, one row per task type.
+    Vectorised: one hash join of the running tasks against the baselines.
+    """
+    require_columns(running, ("run_id", "task_type", "started_at"), "running tasks")
+    require_columns(baselines, ("task_type", "n_runs", "mean_s", "upper_limit_s", "has_limit"), "baselines")
+    if baselines["task_type"].duplicated().any():
+        raise ValueError("baselines has several rows for one task type; fit one baseline per task type")
+    now = utc_naive_timestamp(now)
+    started = to_utc_naive(running["started_at"])
+    limit_columns = ["task_type", "upper_limit_s", "mean_s", "n_runs"]
+    limits = baselines.loc[baselines["has_limit"].astype(bool), limit_columns]
+    scan = pd.DataFrame(
+        {
+            "run_id": running["run_id"].to_numpy(),
+            "task_type": running["task_type"].to_numpy(),
+            "started_at": started.to_numpy(),
+            "elapsed_s": (now - started).dt.total_seconds().to_numpy(),
+        }
+    ).merge(limits, on="task_type", how="left")
+    checked = scan["upper_limit_s"].notna()
+    overdue = scan.loc[checked & scan["elapsed_s"].gt(scan["upper_limit_s"]), list(OVERDUE_COLUMNS)]
+    overdue = overdue.sort_values(["started_at", "run_id"], ignore_index=True)
+    n_checked = int(checked.sum())
+    return OverdueScan(
+        overdue=overdue.astype({"n_runs": "int64"}),
+        n_running=len(scan),
+        n_checked=n_checked,
+        n_without_baseline=len(scan) - n_checked,
+    )

@@ -1,0 +1,331 @@
+"""Specifications of the duration baselines and the overdue check (faultline.durations)."""
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from faultline.durations import (
+    Estimator,
+    baselines_from_durations,
+    baselines_from_moments,
+    find_overdue_tasks,
+    screen_task_runs,
+    trailing_durations,
+)
+
+NOW = pd.Timestamp("2024-03-15 12:00:00")
+
+
+def runs_frame(rows: list[tuple]) -> pd.DataFrame:
+    return pd.DataFrame(rows, columns=["run_id", "task_type", "started_at", "ended_at", "status"])
+
+
+def finished(run_id: str, task_type: str, started: str, duration_s: float, status: str = "success") -> tuple:
+    start = pd.Timestamp(started)
+    return (run_id, task_type, start, start + pd.Timedelta(seconds=duration_s), status)
+
+
+def durations_frame(task_type: str, seconds: list[float]) -> pd.DataFrame:
+    return pd.DataFrame({"task_type": task_type, "duration_s": seconds})
+
+
+# Five runs of 540, 540, 600, 660 and 660 s: mean 600; squared deviations 3600 * 4 = 14400;
+# sample variance 14400 / (5 - 1) = 3600, std 60; upper limit 600 + 2 * 60 = 720.
+FIVE_RUNS_S = [540, 540, 600, 660, 660]
+
+
+def test_baseline_is_mean_plus_two_sample_standard_deviations() -> None:
+    baselines = baselines_from_durations(durations_frame("dbt.build_marts", FIVE_RUNS_S))
+
+    row = baselines.iloc[0]
+    assert list(baselines.columns) == [
+        "task_type",
+        "n_runs",
+        "mean_s",
+        "std_s",
+        "upper_limit_s",
+        "has_limit",
+        "estimator",
+    ]
+    assert (row["task_type"], row["n_runs"], row["estimator"]) == ("dbt.build_marts", 5, "mean_std")
+    assert row["mean_s"] == pytest.approx(600)
+    assert row["std_s"] == pytest.approx(60)
+    assert row["upper_limit_s"] == pytest.approx(720)
+    assert bool(row["has_limit"])
+
+
+def test_k_sets_how_many_standard_deviations_the_limit_allows() -> None:
+    baselines = baselines_from_durations(durations_frame("a", FIVE_RUNS_S), k=3)
+
+    assert baselines["upper_limit_s"].iat[0] == pytest.approx(600 + 3 * 60)
+
+
+def test_failed_and_aborted_runs_do_not_count_toward_the_baseline() -> None:
+    rows = [finished(f"ok-{i}", "ingest.orders", f"2024-03-14 0{i}:00", d) for i, d in enumerate(FIVE_RUNS_S)]
+    rows += [
+        finished("timeout", "ingest.orders", "2024-03-14 06:00", 5000, "failed"),
+        finished("killed", "ingest.orders", "2024-03-14 08:00", 9000, "aborted"),
+    ]
+    valid, rejected = screen_task_runs(runs_frame(rows), NOW)
+
+    baselines = baselines_from_durations(trailing_durations(valid, NOW))
+
+    assert rejected.empty
+    assert baselines["n_runs"].iat[0] == 5
+    assert baselines["mean_s"].iat[0] == pytest.approx(600)
+    assert baselines["upper_limit_s"].iat[0] == pytest.approx(720)
+
+
+def test_the_window_holds_the_successful_runs_that_ended_in_the_fourteen_days_before_its_end() -> None:
+    window_start = NOW - pd.Timedelta(days=14)
+    second = pd.Timedelta(seconds=1)
+
+    def ending_at(end: pd.Timestamp, duration_s: int, status: str = "success") -> tuple:
+        return (f"{duration_s}s", "t", end - duration_s * second, end, status)
+
+    rows = [
+        ending_at(window_start, 10),
+        ending_at(window_start - second, 20),
+        ending_at(NOW - second, 30),
+        ending_at(NOW, 40),
+        ending_at(NOW - second, 50, "failed"),
+        ("running", "t", NOW - 60 * second, pd.NaT, "running"),
+    ]
+    valid, rejected = screen_task_runs(runs_frame(rows), NOW)
+
+    window = trailing_durations(valid, NOW, window_days=14)
+
+    assert rejected.empty
+    assert sorted(window["duration_s"]) == [10, 30]
+
+
+def test_too_little_history_sets_no_limit() -> None:
+    baselines = baselines_from_durations(durations_frame("spark.rare_job", FIVE_RUNS_S[:4]), min_runs=5)
+
+    row = baselines.iloc[0]
+    assert row["n_runs"] == 4
+    assert not row["has_limit"]
+    assert math.isnan(row["upper_limit_s"])
+    assert row["mean_s"] == pytest.approx(585)
+
+
+def test_an_empty_history_gives_no_baselines() -> None:
+    for estimator in Estimator:
+        baselines = baselines_from_durations(durations_frame("t", []), estimator)
+        assert baselines.empty
+        assert "upper_limit_s" in baselines.columns
+
+
+def test_sql_moments_give_the_same_baseline_as_the_durations() -> None:
+    # COUNT = 5, AVG(d) = 600, AVG(d * d) = (2 * 540^2 + 600^2 + 2 * 660^2) / 5 = 362880.
+    moments = pd.DataFrame({"task_type": ["a"], "n_runs": [5], "mean_s": [600.0], "mean_sq_s": [362880.0]})
+
+    baselines = baselines_from_moments(moments)
+
+    expected = baselines_from_durations(durations_frame("a", FIVE_RUNS_S))
+    pd.testing.assert_frame_equal(baselines, expected)
+
+
+def test_moments_below_the_minimum_history_set_no_limit() -> None:
+    moments = pd.DataFrame({"task_type": ["a"], "n_runs": [4], "mean_s": [585.0], "mean_sq_s": [344475.0]})
+
+    row = baselines_from_moments(moments, min_runs=5).iloc[0]
+
+    assert not row["has_limit"]
+    assert math.isnan(row["upper_limit_s"])
+
+
+def test_a_one_pass_variance_that_rounds_below_zero_counts_as_zero() -> None:
+    mean = 7200.1
+    moments = pd.DataFrame(
+        {
+            "task_type": ["spark.identity_resolution"],
+            "n_runs": [20],
+            "mean_s": [mean],
+            "mean_sq_s": [mean**2 - 1e-6],
+        }
+    )
+
+    row = baselines_from_moments(moments).iloc[0]
+
+    assert row["std_s"] == 0
+    assert row["upper_limit_s"] == pytest.approx(mean)
+
+
+def test_log_mad_is_not_stretched_by_one_very_slow_run() -> None:
+    # log durations: ln 50, ln 100, ln 100, ln 200, ln 10000; median ln 100; absolute deviations
+    # ln 2, 0, 0, ln 2, ln 100; their median (the MAD) is ln 2. Limit: 100 * 2 ** (k * 1.4826).
+    durations = durations_frame("export.crm_upsert", [50, 100, 100, 200, 10000])
+
+    default = baselines_from_durations(durations, "log_mad").iloc[0]
+    k_one = baselines_from_durations(durations, "log_mad", k=1.0).iloc[0]
+    mean_std = baselines_from_durations(durations, "mean_std").iloc[0]
+
+    assert default["estimator"] == "log_mad"
+    assert default["upper_limit_s"] == pytest.approx(100 * 2 ** (2.5 * 1.4826))
+    assert k_one["upper_limit_s"] == pytest.approx(100 * 2**1.4826)
+    assert default["upper_limit_s"] < 1400 < mean_std["upper_limit_s"]
+
+
+def test_an_unknown_estimator_is_a_clear_error() -> None:
+    with pytest.raises(ValueError, match="unknown estimator 'p99'; choose one of mean_std, log_mad"):
+        baselines_from_durations(durations_frame("a", FIVE_RUNS_S), "p99")
+
+
+def test_durations_that_are_not_positive_are_refused_with_a_pointer_to_screening() -> None:
+    with pytest.raises(ValueError, match="screen_task_runs"):
+        baselines_from_durations(durations_frame("a", [0.0, 10.0]))
+
+
+def test_each_bad_run_is_rejected_with_its_reason_and_none_raises() -> None:
+    t0 = pd.Timestamp("2024-03-15 10:00")
+    later = t0 + pd.Timedelta(minutes=5)
+    rows = [
+        ("good", "t", t0, later, "success"),
+        ("good-running", "t", t0, pd.NaT, "running"),
+        ("odd-status", "t", t0, later, "skipped"),
+        ("no-start", "t", pd.NaT, later, "success"),
+        ("no-end", "t", t0, pd.NaT, "failed"),
+        ("backwards", "t", later, t0, "success"),
+        ("instant", "t", t0, t0, "aborted"),
+        ("running-but-ended", "t", t0, later, "running"),
+        ("from-the-future", "t", NOW + pd.Timedelta(hours=1), pd.NaT, "running"),
+        ("no-task-type", None, t0, later, "success"),
+        (None, "t", t0, later, "success"),
+        ("no-status", "t", t0, later, None),
+    ]
+
+    valid, rejected = screen_task_runs(runs_frame(rows), NOW)
+
+    assert list(valid["run_id"]) == ["good", "good-running"]
+    assert list(rejected.columns) == ["run_id", "task_type", "reason"]
+    assert dict(zip(rejected["run_id"].fillna("<none>"), rejected["reason"], strict=True)) == {
+        "odd-status": "unknown status 'skipped'",
+        "no-start": "missing started_at",
+        "no-end": "finished run without ended_at",
+        "backwards": "ended_at before started_at",
+        "instant": "zero duration",
+        "running-but-ended": "running run with ended_at set",
+        "from-the-future": "started in the future",
+        "no-task-type": "missing task_type",
+        "<none>": "missing run_id",
+        "no-status": "missing status",
+    }
+
+
+def test_valid_runs_get_their_duration_in_seconds_and_running_ones_none() -> None:
+    rows = [
+        finished("done", "t", "2024-03-15 10:00", 90.5),
+        ("busy", "t", "2024-03-15 11:00", None, "running"),
+    ]
+
+    valid, _ = screen_task_runs(runs_frame(rows), NOW)
+
+    assert valid["duration_s"].iat[0] == 90.5
+    assert math.isnan(valid["duration_s"].iat[1])
+
+
+def test_timestamps_as_text_or_with_a_time_zone_are_read_as_utc() -> None:
+    rows = [
+        ("text", "t", "2024-03-15 10:00:00", "2024-03-15 10:01:00", "success"),
+        ("aware", "t", "2024-03-15T12:00:00+02:00", "2024-03-15T12:02:00+02:00", "success"),
+        ("garbled", "t", "yesterday-ish", "2024-03-15 10:01:00", "success"),
+    ]
+
+    valid, rejected = screen_task_runs(runs_frame(rows), NOW)
+
+    assert list(valid["started_at"]) == [pd.Timestamp("2024-03-15 10:00"), pd.Timestamp("2024-03-15 10:00")]
+    assert list(valid["duration_s"]) == [60.0, 120.0]
+    assert list(rejected["reason"]) == ["unparseable started_at"]
+
+
+def test_task_types_with_quotes_sql_and_newlines_stay_data() -> None:
+    odd = 'x\'; DROP TABLE task_runs; --\n"quoted"'
+    rows = [finished(f"r{i}", odd, "2024-03-14 10:00", d) for i, d in enumerate(FIVE_RUNS_S)]
+
+    valid, rejected = screen_task_runs(runs_frame(rows), NOW)
+    baselines = baselines_from_durations(trailing_durations(valid, NOW))
+
+    assert rejected.empty
+    assert list(baselines["task_type"]) == [odd]
+    assert baselines["upper_limit_s"].iat[0] == pytest.approx(720)
+
+
+def test_a_missing_column_is_a_clear_error_naming_it() -> None:
+    runs = runs_frame([finished("r", "t", "2024-03-15 10:00", 60)]).drop(columns="ended_at")
+
+    with pytest.raises(ValueError, match="task runs has no column 'ended_at'"):
+        screen_task_runs(runs, NOW)
+
+
+BASELINES = pd.DataFrame(
+    {
+        "task_type": ["dbt.build_marts", "spark.rare_job"],
+        "n_runs": [5, 3],
+        "mean_s": [600.0, 100.0],
+        "std_s": [60.0, 10.0],
+        "upper_limit_s": [720.0, np.nan],
+        "has_limit": [True, False],
+        "estimator": "mean_std",
+    }
+)
+
+
+def test_only_running_tasks_strictly_past_their_limit_are_overdue() -> None:
+    running = pd.DataFrame(
+        {
+            "run_id": ["over", "exactly-at-limit", "under", "too-little-history", "never-seen"],
+            "task_type": [
+                "dbt.build_marts",
+                "dbt.build_marts",
+                "dbt.build_marts",
+                "spark.rare_job",
+                "new.task",
+            ],
+            "started_at": NOW - pd.to_timedelta([721, 720, 300, 99999, 99999], unit="s"),
+        }
+    )
+
+    scan = find_overdue_tasks(running, BASELINES, NOW)
+
+    assert scan.overdue.to_dict("records") == [
+        {
+            "run_id": "over",
+            "task_type": "dbt.build_marts",
+            "started_at": NOW - pd.Timedelta(seconds=721),
+            "elapsed_s": 721.0,
+            "upper_limit_s": 720.0,
+            "mean_s": 600.0,
+            "n_runs": 5,
+        }
+    ]
+    assert (scan.n_running, scan.n_checked, scan.n_without_baseline) == (5, 3, 2)
+
+
+def test_elapsed_time_is_measured_in_utc_whatever_the_time_zones() -> None:
+    # 13:48:59 at +02:00 is 11:48:59 UTC: 661 s before NOW, under the 720 s limit; 11:47:59 UTC is over.
+    running = pd.DataFrame(
+        {
+            "run_id": ["under", "over"],
+            "task_type": "dbt.build_marts",
+            "started_at": pd.to_datetime(["2024-03-15T13:48:59+02:00", "2024-03-15T13:47:59+02:00"]),
+        }
+    )
+
+    scan = find_overdue_tasks(running, BASELINES, NOW.tz_localize("UTC"))
+
+    assert list(scan.overdue["run_id"]) == ["over"]
+    assert list(scan.overdue["elapsed_s"]) == [721.0]
+
+
+def test_no_running_tasks_and_no_baselines_find_nothing() -> None:
+    running = pd.DataFrame({"run_id": ["r"], "task_type": ["t"], "started_at": [NOW - pd.Timedelta(days=1)]})
+    no_baselines = baselines_from_durations(durations_frame("t", []))
+
+    scan = find_overdue_tasks(running, no_baselines, NOW)
+    idle = find_overdue_tasks(running.iloc[:0], BASELINES, NOW)
+
+    assert scan.overdue.empty and (scan.n_running, scan.n_checked, scan.n_without_baseline) == (1, 0, 1)
+    assert idle.overdue.empty and (idle.n_running, idle.n_checked, idle.n_without_baseline) == (0, 0, 0)
