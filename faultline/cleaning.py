@@ -65,6 +65,7 @@ _NEED_HELP_LINE = re.compile(r"^[^\n]*need help:[^\n]*$", re.I | re.M)
 # The labels follow an emoji, and some emoji (ℹ) count as letters to `re`: allow a few characters.
 _SECTION_LABEL = re.compile(r"^[^\n]{0,6}?(?:error message|hint):\s*", re.I | re.M)
 _RULE_LINE = re.compile(r"-{5,}")
+_HINT = re.compile(r"^[^\n]{0,6}?hint:[ \t]*(.*)\Z", re.I | re.M | re.S)
 
 # Variable parts, each replaced by a word naming its kind, so that messages that differ only in
 # them become the same text. Most specific first: a URL holds a path, a UUID holds hex.
@@ -84,6 +85,13 @@ VARIABLE_PARTS: tuple[tuple[str, re.Pattern[str]], ...] = (
         "host",
         re.compile(
             r"\b(?:[a-z0-9-]+\.)+(?:com|net|org|io|dev|app|co|cloud|sh|ai|eu|fr|de|uk|us|internal|local|svc)\b",
+            re.I,
+        ),
+    ),
+    (
+        "quantity",
+        re.compile(
+            r"\b\d+(?:\.\d+)?(?:%|\s?(?:[kmgtp]i?b?|bytes?|[mun]?s|secs?|seconds?|mins?|minutes?|h|hours?)\b)",
             re.I,
         ),
     ),
@@ -115,6 +123,12 @@ def strip_framing(message: str) -> str:
             if value:
                 text = re.sub(rf"(?<![\w-]){re.escape(value)}(?![\w-])", word, text, flags=re.I)
     return text.strip()
+
+
+def extract_hint(message: str) -> str:
+    """The framing's hint (the engine's diagnosis, the last section), or "" when there is none."""
+    found = _HINT.search(message)
+    return found.group(1).strip() if found else ""
 
 
 def mask_variable_parts(text: str, placeholder: str | None = None) -> str:
@@ -193,7 +207,7 @@ def clean_messages(messages: pd.Series) -> pd.Series:
 
 
 def build_corpus(events: pd.DataFrame) -> pd.DataFrame:
-    """The flattened events with `error_text` (what the user reads) and `cleaned` beside `message`.
+    """The flattened events with `error_text` (what the user reads), `cleaned` and the cleaned `hint`.
 
     `has_text` is False where cleaning left nothing (the seed's non-empty step); such events stay
     in the corpus so every error event is counted, but they are not vectorized.
@@ -202,4 +216,5 @@ def build_corpus(events: pd.DataFrame) -> pd.DataFrame:
     corpus["error_text"] = corpus["message"].astype(str).map(strip_framing)
     corpus["cleaned"] = clean_messages(corpus["message"])
     corpus["has_text"] = is_non_empty(corpus["cleaned"])
+    corpus["hint"] = clean_messages(corpus["message"].astype(str).map(extract_hint))
     return corpus

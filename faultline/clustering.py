@@ -32,7 +32,6 @@ def vectorize_texts(
     epochs: int = 1000,
     dm: int = 1,
     seed: int = 42,
-    sample: float = 1e-3,
 ) -> DocumentVectors:
     """Train Doc2Vec on the distinct non-empty texts of `cleaned`.
 
@@ -54,7 +53,6 @@ def vectorize_texts(
         min_count=min_count,
         epochs=epochs,
         dm=dm,
-        sample=sample,
         seed=seed,
         workers=1,
     )
@@ -68,23 +66,12 @@ def cluster_vectors(
     min_samples: int = 5,
     metric: str = "cosine",
 ) -> np.ndarray:
-    """DBSCAN labels per distinct text, renumbered so cluster 0 holds the most events.
-
-    Noise keeps the label -1. Equal-sized clusters are ordered by their first text, so the
-    numbering does not depend on DBSCAN's visiting order.
-    """
+    """DBSCAN labels per distinct text (noise is -1), each text weighted by its event count."""
     if len(document_vectors.texts) == 0:
         return np.zeros(0, dtype=np.int64)
-    raw_labels = DBSCAN(eps=eps, min_samples=min_samples, metric=metric).fit_predict(
+    return DBSCAN(eps=eps, min_samples=min_samples, metric=metric).fit_predict(
         document_vectors.vectors, sample_weight=document_vectors.counts
     )
-    sizes = pd.DataFrame(
-        {"label": raw_labels, "count": document_vectors.counts, "text": document_vectors.texts}
-    )
-    sizes = sizes[sizes["label"] != NOISE].groupby("label").agg(count=("count", "sum"), first=("text", "min"))
-    order = sizes.sort_values(["count", "first"], ascending=[False, True]).index
-    renumber = {old: new for new, old in enumerate(order)} | {NOISE: NOISE}
-    return np.array([renumber[label] for label in raw_labels], dtype=np.int64)
 
 
 def assign_clusters(
@@ -95,3 +82,42 @@ def assign_clusters(
     clustered = corpus.copy()
     clustered["cluster_id"] = clustered["cleaned"].map(label_of_text).fillna(NO_TEXT).astype(np.int64)
     return clustered
+
+
+def merge_clusters_sharing_hint(clustered: pd.DataFrame, min_hint_share: float = 0.5) -> pd.DataFrame:
+    """Clusters whose events mostly carry the same hint become one cluster.
+
+    Qovery's engine ends a message with a hint that names its diagnosis. Variants of one failure
+    (a liveness and a readiness probe failing, a Java and a Node heap running out) word the error
+    differently but carry the same hint; a person reading the clusters merges them, as the seed's
+    author did by hand. A cluster whose most common hint is empty or carried by fewer than
+    `min_hint_share` of its events stays as it is. Noise stays noise.
+    """
+    in_clusters = clustered[clustered["cluster_id"] >= 0]
+    if in_clusters.empty:
+        return clustered
+    hint_counts = in_clusters.groupby("cluster_id")["hint"].value_counts(normalize=True)
+    dominant = hint_counts.groupby(level="cluster_id").head(1).reset_index(level="hint")
+    dominant = dominant[(dominant["hint"] != "") & (dominant["proportion"] >= min_hint_share)]
+    first_cluster_of_hint = dominant.reset_index().groupby("hint")["cluster_id"].min()
+    merged_into = dominant["hint"].map(first_cluster_of_hint)
+    merged = clustered.copy()
+    merged["cluster_id"] = merged["cluster_id"].map(merged_into).fillna(merged["cluster_id"]).astype(np.int64)
+    return merged
+
+
+def number_clusters_by_size(clustered: pd.DataFrame) -> pd.DataFrame:
+    """Renumber clusters 0, 1, ... by event count, biggest first; noise and no-text keep their labels.
+
+    Equal-sized clusters are ordered by their smallest cleaned text, so the numbering does not
+    depend on the order DBSCAN visited the points in.
+    """
+    in_clusters = clustered[clustered["cluster_id"] >= 0]
+    sizes = in_clusters.groupby("cluster_id").agg(count=("cleaned", "size"), first=("cleaned", "min"))
+    order = sizes.sort_values(["count", "first"], ascending=[False, True]).index
+    renumber = {old: new for new, old in enumerate(order)}
+    numbered = clustered.copy()
+    numbered["cluster_id"] = (
+        numbered["cluster_id"].map(lambda label: renumber.get(label, label)).astype(np.int64)
+    )
+    return numbered

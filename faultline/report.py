@@ -11,14 +11,14 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from faultline.cleaning import PLACEHOLDER_WORDS, mask_variable_parts
+from faultline.cleaning import PLACEHOLDER_WORDS, extract_hint, mask_variable_parts
 from faultline.clustering import NO_TEXT, NOISE
 
 WILDCARD = "<*>"
 _LABEL_SOURCES = 50  # distinct messages folded into a label; more changes nothing but the time
 _MAX_LABEL_CHARS = 240
 _MAX_EXAMPLE_CHARS = 400
-REPORT_COLUMNS = ["cluster_id", "name", "share_pct", "n_events", "label", "examples", "terms"]
+REPORT_COLUMNS = ["cluster_id", "name", "share_pct", "n_events", "label", "hint", "examples", "terms"]
 
 
 @dataclass(frozen=True)
@@ -95,6 +95,14 @@ def _examples(messages: pd.Series, n_examples: int = 3) -> list[str]:
     return examples
 
 
+def _hint_template(members: pd.DataFrame) -> str:
+    """What the members' hints share: merged clusters are often worded apart but diagnosed alike."""
+    if "message" not in members:
+        return ""
+    hints = members["message"].map(extract_hint)
+    return message_template(hints[hints != ""])
+
+
 def build_cluster_report(clustered: pd.DataFrame) -> ClusterReport:
     """Summarize events with `cluster_id`, `error_text` and `cleaned` into the report's groups."""
     n_events = len(clustered)
@@ -102,6 +110,7 @@ def build_cluster_report(clustered: pd.DataFrame) -> ClusterReport:
     rows = []
     for cluster_id, members in clustered.groupby("cluster_id"):
         cluster_id = int(cluster_id)
+        is_cluster = cluster_id >= 0
         name = {NOISE: "noise", NO_TEXT: "no text after cleaning"}.get(cluster_id, f"cluster {cluster_id}")
         rows.append(
             (
@@ -109,17 +118,19 @@ def build_cluster_report(clustered: pd.DataFrame) -> ClusterReport:
                 name,
                 round(100.0 * len(members) / n_events, 2),
                 len(members),
-                message_template(members["error_text"]) if cluster_id >= 0 else "",
+                message_template(members["error_text"]) if is_cluster else "",
+                _hint_template(members) if is_cluster else "",
                 _examples(members["error_text"]),
                 terms.get(cluster_id, []),
             )
         )
     groups = pd.DataFrame(rows, columns=REPORT_COLUMNS)
-    # Clusters biggest first; noise and empty texts last, whatever their size.
-    groups["_is_cluster"] = groups["cluster_id"] >= 0
-    groups = groups.sort_values(["_is_cluster", "n_events", "cluster_id"], ascending=[False, False, False])
-    groups = groups.drop(columns="_is_cluster").reset_index(drop=True)
-    clusters = groups[groups["cluster_id"] >= 0]
+    clusters = groups[groups["cluster_id"] >= 0].sort_values(
+        ["n_events", "cluster_id"], ascending=[False, True]
+    )
+    # Noise, then empty texts, last whatever their size: they qualify the clusters' shares.
+    others = groups[groups["cluster_id"] < 0].sort_values("cluster_id", ascending=False)
+    groups = pd.concat([clusters, others], ignore_index=True)
     return ClusterReport(
         groups=groups,
         n_events=n_events,
@@ -143,8 +154,8 @@ def report_markdown(report: ClusterReport, title: str, max_groups: int = 30) -> 
         f"{report.n_events} error events, {report.n_clusters} clusters, "
         f"noise {100 * report.noise_share:.1f}%.",
         "",
-        "| group | share | events | label | examples | distinctive terms |",
-        "|---|---:|---:|---|---|---|",
+        "| group | share | events | label | hint | examples | distinctive terms |",
+        "|---|---:|---:|---|---|---|---|",
     ]
     groups = report.groups
     clusters, others = groups[groups["cluster_id"] >= 0], groups[groups["cluster_id"] < 0]
@@ -152,7 +163,7 @@ def report_markdown(report: ClusterReport, title: str, max_groups: int = 30) -> 
     if len(clusters) > max_groups:
         rest = clusters.iloc[max_groups:]
         share, events = rest["share_pct"].sum(), rest["n_events"].sum()
-        lines.append(f"| {len(rest)} smaller clusters | {share:.2f}% | {events} | | | |")
+        lines.append(f"| {len(rest)} smaller clusters | {share:.2f}% | {events} | | | | |")
     # Noise and empty texts always show, however small: they qualify every share above.
     lines.extend(_markdown_row(row) for row in others.itertuples(index=False))
     return "\n".join(lines) + "\n"

@@ -5,6 +5,7 @@ import pandas as pd
 from faultline.cleaning import (
     build_corpus,
     clean_messages,
+    extract_hint,
     is_non_empty,
     lowercase,
     mask_variable_parts,
@@ -157,3 +158,32 @@ def test_corpus_keeps_the_raw_message_beside_the_cleaned_text():
     assert corpus["message"].tolist() == events["message"].tolist()
     assert corpus["has_text"].tolist() == [True, False, False]
     assert corpus.loc[0, "error_text"].startswith("Qovery can't build")
+
+
+def test_the_hint_is_extracted_from_the_framing():
+    assert (
+        extract_hint(FRAMED)
+        == "None builders supports Your application can't be built without providing a Dockerfile"
+    )
+    assert extract_hint("no framing, no hint") == ""
+
+
+def test_corpus_carries_the_cleaned_hint():
+    corpus = build_corpus(pd.DataFrame({"message": [FRAMED, "disk full"]}))
+    assert corpus["hint"].tolist() == ["none builders supports application built providing dockerfile", ""]
+
+
+def test_quantities_with_units_are_masked_whole():
+    assert mask_variable_parts("limit 512Mi, 1.5Gi, 30s, 250ms, 95% used").split() == [
+        "limit",
+        "quantity",
+        ",",
+        "quantity",
+        ",",
+        "quantity",
+        ",",
+        "quantity",
+        ",",
+        "quantity",
+        "used",
+    ]

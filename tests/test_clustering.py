@@ -9,6 +9,8 @@ from faultline.clustering import (
     DocumentVectors,
     assign_clusters,
     cluster_vectors,
+    merge_clusters_sharing_hint,
+    number_clusters_by_size,
     vectorize_texts,
 )
 
@@ -47,12 +49,15 @@ def test_an_empty_corpus_has_no_vectors():
 def test_a_text_seen_min_samples_times_is_a_cluster_on_its_own():
     # Three directions far apart (cosine distance 1): only counts can make a point a core point.
     vectors = vectors_of([(1, 0), (0, 1), (-1, 0)], counts=[5, 4, 12])
-    assert cluster_vectors(vectors, eps=0.2, min_samples=5).tolist() == [1, NOISE, 0]
+    labels = cluster_vectors(vectors, eps=0.2, min_samples=5)
+    assert labels[1] == NOISE
+    assert labels[0] >= 0 and labels[2] >= 0 and labels[0] != labels[2]
 
 
-def test_close_texts_join_one_cluster_and_clusters_are_numbered_biggest_first():
+def test_close_texts_join_one_cluster():
     vectors = vectors_of([(1, 0), (0.99, 0.05), (0, 1), (0.02, 1)], counts=[2, 3, 10, 1])
-    assert cluster_vectors(vectors, eps=0.2, min_samples=5).tolist() == [1, 1, 0, 0]
+    labels = cluster_vectors(vectors, eps=0.2, min_samples=5)
+    assert labels[0] == labels[1] != labels[2] == labels[3]
 
 
 def test_events_get_their_texts_cluster_and_empty_texts_their_own_label():
@@ -60,3 +65,40 @@ def test_events_get_their_texts_cluster_and_empty_texts_their_own_label():
     vectors = vectors_of([(1, 0), (0, 1)], counts=[2, 1])
     clustered = assign_clusters(corpus, vectors, np.array([0, NOISE]))
     assert clustered["cluster_id"].tolist() == [0, NOISE, NO_TEXT, 0]
+
+
+def events(rows: list[tuple[int, str, str]]) -> pd.DataFrame:
+    return pd.DataFrame(rows, columns=["cluster_id", "cleaned", "hint"])
+
+
+def test_clusters_sharing_their_hint_become_one():
+    clustered = events(
+        [(3, "liveness probe failed", "check port")] * 2
+        + [(1, "readiness probe failed", "check port")] * 3
+        + [(2, "heap out memory", "increase memory")] * 2
+    )
+    assert merge_clusters_sharing_hint(clustered)["cluster_id"].tolist() == [1] * 5 + [2] * 2
+
+
+def test_clusters_without_a_dominant_hint_stay_apart():
+    clustered = events(
+        [(0, "disk full", "")] * 2
+        + [(1, "disk full node", "")] * 2
+        + [(2, "a", "h1"), (2, "b", "h2"), (2, "c", "h3"), (3, "d", "h1"), (3, "e", "h1")]
+    )
+    assert merge_clusters_sharing_hint(clustered)["cluster_id"].tolist() == [0, 0, 1, 1, 2, 2, 2, 3, 3]
+
+
+def test_noise_and_empty_texts_are_never_merged():
+    clustered = events(
+        [(NOISE, "odd", "check port"), (0, "probe failed", "check port"), (NO_TEXT, "", "check port")]
+    )
+    assert merge_clusters_sharing_hint(clustered)["cluster_id"].tolist() == [NOISE, 0, NO_TEXT]
+
+
+def test_clusters_are_numbered_biggest_first_and_ties_by_text():
+    clustered = events(
+        [(7, "b", ""), (7, "b", ""), (4, "z", ""), (4, "z", ""), (4, "z", ""), (9, "a", ""), (9, "a", "")]
+        + [(NOISE, "n", ""), (NO_TEXT, "", "")]
+    )
+    assert number_clusters_by_size(clustered)["cluster_id"].tolist() == [2, 2, 0, 0, 0, 1, 1, NOISE, NO_TEXT]

@@ -1,0 +1,246 @@
+"""Why do deployments fail: the day's error messages, from a dump of the store to a cluster report.
+
+Qovery's pipeline as assets: dump -> flattened events -> cleaned corpus -> vectors -> clusters ->
+report. Only the dump reads the store; everything after it works from the dump.
+"""
+
+import json
+
+import dagster as dg
+import pandas as pd
+from pydantic import Field
+
+from dagster_project.partitions import daily_partitions
+from faultline.cleaning import build_corpus
+from faultline.clustering import (
+    NO_TEXT,
+    DocumentVectors,
+    assign_clusters,
+    cluster_vectors,
+    merge_clusters_sharing_hint,
+    number_clusters_by_size,
+    vectorize_texts,
+)
+from faultline.flatten import DEFAULT_ERROR_STATES, DEFAULT_MAX_MESSAGE_CHARS, flatten_batches
+from faultline.report import ClusterReport, build_cluster_report, report_markdown
+from resources.event_store import DeploymentEventStore
+from resources.report_store import ReportStore
+
+GROUP = "error_clusters"
+
+
+class FlattenConfig(dg.Config):
+    error_states: list[str] = Field(
+        default=list(DEFAULT_ERROR_STATES), description="Event states that count as errors."
+    )
+    max_message_chars: int = Field(
+        default=DEFAULT_MAX_MESSAGE_CHARS, description="Longer messages are quarantined, not analysed."
+    )
+    max_quarantine_share: float = Field(
+        default=0.05, description="Warn when more than this share of the day's events is quarantined."
+    )
+
+
+class Doc2VecConfig(dg.Config):
+    # Qovery's settings: Doc2Vec(vector_size=80, window=2, min_count=1, epochs=1000).
+    vector_size: int = 80
+    window: int = 2
+    min_count: int = 1
+    epochs: int = 1000
+    dm: int = Field(default=1, description="1: distributed memory (gensim's default, the seed's); 0: DBOW.")
+    seed: int = Field(default=42, description="Fixed so the same input gives the same vectors.")
+
+
+class DBSCANConfig(dg.Config):
+    # Qovery's settings: DBSCAN(eps=.2, min_samples=5, metric='cosine').
+    eps: float = 0.2
+    min_samples: int = 5
+    metric: str = "cosine"
+    merge_clusters_sharing_hint: bool = Field(
+        default=True,
+        description="Merge clusters whose messages carry the same platform hint (the engine's diagnosis).",
+    )
+    max_noise_share: float = Field(default=0.2, description="Warn when more of the day's errors are noise.")
+
+
+@dg.asset(
+    partitions_def=daily_partitions,
+    group_name=GROUP,
+    check_specs=[dg.AssetCheckSpec("dump_has_rows", asset="deployment_events_dump")],
+)
+# No return annotation: with check_specs Dagster would read one as the type of every output.
+def deployment_events_dump(context: dg.AssetExecutionContext, event_store: DeploymentEventStore):
+    """The day's rows copied out of the events store as they are, so production is read once."""
+    window = context.partition_time_window
+    dump = event_store.read_batches(window.start, window.end)
+    return dg.MaterializeResult(
+        value=dump,
+        metadata={"dagster/row_count": len(dump)},
+        check_results=[
+            dg.AssetCheckResult(
+                check_name="dump_has_rows",
+                passed=len(dump) > 0,
+                severity=dg.AssetCheckSeverity.WARN,
+                description="The store had no rows for this day: the report will be empty.",
+                metadata={"rows": len(dump)},
+            )
+        ],
+    )
+
+
+@dg.multi_asset(
+    partitions_def=daily_partitions,
+    group_name=GROUP,
+    outs={
+        "flattened_events": dg.AssetOut(description="One row per error event, batches exploded."),
+        "event_quarantine": dg.AssetOut(description="Rows and events that could not be read, with why."),
+    },
+    check_specs=[dg.AssetCheckSpec("quarantine_share_is_low", asset="event_quarantine")],
+)
+def flatten_events(
+    context: dg.AssetExecutionContext, config: FlattenConfig, deployment_events_dump: pd.DataFrame
+):
+    flattened = flatten_batches(deployment_events_dump, config.error_states, config.max_message_chars)
+    quarantine = flattened.quarantine
+    reasons = quarantine["reason"].value_counts().to_dict()
+    yield dg.Output(
+        flattened.events,
+        output_name="flattened_events",
+        metadata={
+            "dagster/row_count": len(flattened.events),
+            "rows_read": flattened.n_rows,
+            "events_read": flattened.n_events_read,
+            "non_error_events": flattened.n_non_error_events,
+            "quarantined": len(quarantine),
+        },
+    )
+    yield dg.Output(
+        quarantine,
+        output_name="event_quarantine",
+        metadata={
+            "dagster/row_count": len(quarantine),
+            "reasons": dg.MetadataValue.json(reasons),
+            "preview": dg.MetadataValue.md(
+                quarantine.head(20).to_markdown(index=False) if len(quarantine) else "none"
+            ),
+        },
+    )
+    # Whole rows that could not be read hold an unknown number of events: count them as one each.
+    units = flattened.n_events_read + int(quarantine["event_index"].isna().sum())
+    share = len(quarantine) / units if units else 0.0
+    yield dg.AssetCheckResult(
+        check_name="quarantine_share_is_low",
+        asset_key="event_quarantine",
+        passed=share <= config.max_quarantine_share,
+        severity=dg.AssetCheckSeverity.WARN,
+        description=f"At most {config.max_quarantine_share:.0%} of the day's records may be unreadable.",
+        metadata={"quarantine_share": share, "reasons": dg.MetadataValue.json(reasons)},
+    )
+
+
+@dg.asset(partitions_def=daily_partitions, group_name=GROUP)
+def cleaned_corpus(flattened_events: pd.DataFrame) -> dg.MaterializeResult[pd.DataFrame]:
+    """Each error event's raw (redacted) message, the text a user reads, and the cleaned text."""
+    corpus = build_corpus(flattened_events)
+    return dg.MaterializeResult(
+        value=corpus,
+        metadata={
+            "dagster/row_count": len(corpus),
+            "distinct_cleaned_texts": int(corpus.loc[corpus["has_text"], "cleaned"].nunique()),
+            "empty_after_cleaning": int((~corpus["has_text"]).sum()),
+        },
+    )
+
+
+@dg.asset(partitions_def=daily_partitions, group_name=GROUP)
+def error_vectors(
+    config: Doc2VecConfig, cleaned_corpus: pd.DataFrame
+) -> dg.MaterializeResult[DocumentVectors]:
+    """A Doc2Vec vector per distinct cleaned text, with the number of events that carry it."""
+    vectors = vectorize_texts(
+        cleaned_corpus["cleaned"],
+        vector_size=config.vector_size,
+        window=config.window,
+        min_count=config.min_count,
+        epochs=config.epochs,
+        dm=config.dm,
+        seed=config.seed,
+    )
+    return dg.MaterializeResult(
+        value=vectors,
+        metadata={"distinct_texts": len(vectors.texts), "events": int(vectors.counts.sum())},
+    )
+
+
+@dg.asset(
+    partitions_def=daily_partitions,
+    group_name=GROUP,
+    check_specs=[dg.AssetCheckSpec("noise_share_is_normal", asset="error_clusters")],
+)
+def error_clusters(config: DBSCANConfig, cleaned_corpus: pd.DataFrame, error_vectors: DocumentVectors):
+    """Every error event with its cluster (0 is the biggest), noise (-1) or no text (-2)."""
+    labels = cluster_vectors(
+        error_vectors, eps=config.eps, min_samples=config.min_samples, metric=config.metric
+    )
+    clustered = assign_clusters(cleaned_corpus, error_vectors, labels)
+    n_dbscan_clusters = int(clustered.loc[clustered["cluster_id"] >= 0, "cluster_id"].nunique())
+    if config.merge_clusters_sharing_hint:
+        clustered = merge_clusters_sharing_hint(clustered)
+    clustered = number_clusters_by_size(clustered)
+    with_text = clustered[clustered["cluster_id"] != NO_TEXT]
+    noise_share = float((with_text["cluster_id"] == -1).mean()) if len(with_text) else 0.0
+    n_clusters = int(clustered.loc[clustered["cluster_id"] >= 0, "cluster_id"].nunique())
+    return dg.MaterializeResult(
+        value=clustered,
+        metadata={
+            "dagster/row_count": len(clustered),
+            "n_clusters": n_clusters,
+            "n_dbscan_clusters": n_dbscan_clusters,
+            "noise_share": noise_share,
+        },
+        check_results=[
+            dg.AssetCheckResult(
+                check_name="noise_share_is_normal",
+                passed=noise_share <= config.max_noise_share,
+                severity=dg.AssetCheckSeverity.WARN,
+                description=f"At most {config.max_noise_share:.0%} of the events may fall in no cluster.",
+                metadata={"noise_share": noise_share},
+            )
+        ],
+    )
+
+
+@dg.asset(partitions_def=daily_partitions, group_name=GROUP)
+def error_cluster_report(
+    context: dg.AssetExecutionContext, error_clusters: pd.DataFrame, report_store: ReportStore
+) -> dg.MaterializeResult[ClusterReport]:
+    """The day's error groups, biggest first, with their share of all error events."""
+    day = context.partition_key
+    report = build_cluster_report(error_clusters)
+    markdown = report_markdown(report, title=f"Deployment errors on {day}")
+    path = report_store.write_text(f"error_clusters_{day}.md", markdown)
+    report_store.write_text(
+        f"error_clusters_{day}.json",
+        json.dumps(
+            {
+                "day": day,
+                "report_file": str(path),
+                "n_events": report.n_events,
+                "n_clusters": report.n_clusters,
+                "noise_share": report.noise_share,
+                "groups": report.groups.to_dict(orient="records"),
+            },
+            indent=2,
+        ),
+    )
+    return dg.MaterializeResult(
+        value=report,
+        metadata={
+            "report": dg.MetadataValue.md(markdown),
+            "report_file": dg.MetadataValue.path(str(path)),
+            "n_events": report.n_events,
+            "n_clusters": report.n_clusters,
+            "noise_share": report.noise_share,
+            "top_cluster_share": report.top_cluster_share,
+        },
+    )

@@ -1,0 +1,12 @@
+"""Schedules: the daily ETL runs once the day is over, on the day just finished."""
+
+import dagster as dg
+
+from dagster_project.jobs import error_clusters_job
+
+# 01:00 UTC leaves late batches of the previous day an hour to land in the store.
+error_clusters_schedule = dg.build_schedule_from_partitioned_job(
+    error_clusters_job,
+    hour_of_day=1,
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+)

@@ -1,0 +1,1 @@
+"""Resources: where faultline's data comes from and where its results go."""

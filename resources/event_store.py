@@ -1,0 +1,79 @@
+"""The deployment-events store: batches of engine events in a SQL table, read one day at a time.
+
+Contract: a table (default `deployment_events`) with `id` (primary key), `created_at` (UTC
+timestamp) and `payload` (text: a JSON array of events, one row per batch).
+"""
+
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+
+import dagster as dg
+import pandas as pd
+import sqlalchemy as sa
+from pydantic import Field
+
+from resources.sql import connect, table_reference, to_utc, validate_identifier
+
+DUMP_COLUMNS = ["id", "created_at", "payload"]
+
+
+def _events_table(name: str, metadata: sa.MetaData | None = None) -> sa.Table:
+    schema, table = table_reference(name)
+    return sa.Table(
+        table,
+        metadata or sa.MetaData(),
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, index=True),
+        sa.Column("payload", sa.Text()),
+        schema=schema,
+    )
+
+
+class DeploymentEventStore(dg.ConfigurableResource):
+    """Reads (and, for the demo and tests, writes) the deployment-events table."""
+
+    url: str = Field(description="SQLAlchemy URL of the events database (FAULTLINE_EVENTS_DB_URL).")
+    table: str = Field(default="deployment_events", description="Table holding one row per batch.")
+
+    def _table(self) -> sa.Table:
+        return _events_table(validate_identifier(self.table, "table"))
+
+    def read_batches(self, start: datetime, end: datetime) -> pd.DataFrame:
+        """Rows with start <= created_at < end, as stored; payloads as bytes where text may be invalid."""
+        table = self._table()
+        with connect(self.url, "deployment-events store") as connection:
+            # SQLite hands back whatever bytes were stored; reading them as a BLOB lets the pipeline
+            # quarantine a payload that is not UTF-8 instead of failing the whole day.
+            payload = table.c.payload
+            if connection.dialect.name == "sqlite":
+                payload = sa.cast(payload, sa.LargeBinary)
+            query = (
+                sa.select(table.c.id, table.c.created_at, payload.label("payload"))
+                .where(table.c.created_at >= to_utc(start), table.c.created_at < to_utc(end))
+                .order_by(table.c.id)
+            )
+            rows = connection.execute(query).all()
+        dump = pd.DataFrame(rows, columns=DUMP_COLUMNS)
+        dump["created_at"] = pd.to_datetime(dump["created_at"].map(to_utc), utc=True)
+        return dump
+
+    def create_table(self, replace: bool = False) -> None:
+        table = self._table()
+        with connect(self.url, "deployment-events store") as connection:
+            if replace:
+                table.drop(connection, checkfirst=True)
+            table.create(connection, checkfirst=True)
+            connection.commit()
+
+    def write_batches(self, rows: Iterable[Mapping[str, object]]) -> int:
+        """Insert rows of `id`, `created_at` and `payload`; returns how many were written."""
+        table = self._table()
+        records = [
+            {"id": row["id"], "created_at": to_utc(row["created_at"]), "payload": row["payload"]}
+            for row in rows
+        ]
+        with connect(self.url, "deployment-events store") as connection:
+            if records:
+                connection.execute(table.insert(), records)
+            connection.commit()
+        return len(records)

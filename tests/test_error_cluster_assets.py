@@ -1,0 +1,191 @@
+"""The error-cluster graph materialized end to end over generated stores."""
+
+import json
+from pathlib import Path
+
+import dagster as dg
+import pandas as pd
+import pytest
+from conftest import DEMO_DAY, DEMO_END, seeded_event_store
+from sklearn.metrics import adjusted_rand_score
+
+from assets import error_clusters
+from faultline.demo_data.deployment_events import generate_deployment_batches
+from resources.report_store import ReportStore
+
+ASSETS = dg.load_assets_from_modules([error_clusters])
+
+
+def materialize_day(instance, event_store, report_store, day: str = DEMO_DAY, run_config=None):
+    return dg.materialize(
+        ASSETS,
+        instance=instance,
+        partition_key=day,
+        resources={"event_store": event_store, "report_store": report_store},
+        run_config=run_config,
+    )
+
+
+def check_passed(result, check_name: str) -> bool:
+    return next(e.passed for e in result.get_asset_check_evaluations() if e.check_name == check_name)
+
+
+def day_truth(rows: list[dict], day: str) -> pd.Series:
+    """The hidden root cause of each error event of `day`, in the store's order."""
+    causes = []
+    for row in rows:
+        if row["created_at"].strftime("%Y-%m-%d") == day:
+            causes.extend(e["root_cause"] for e in json.loads(row["payload"]) if e["root_cause"])
+    return pd.Series(causes)
+
+
+@pytest.fixture(scope="module")
+def demo_day_result(tmp_path_factory, demo_rows):
+    """The demo store's latest day through the whole graph, once for the module."""
+    folder = tmp_path_factory.mktemp("demo")
+    (folder / "home").mkdir()
+    with dg.instance_for_test(temp_dir=str(folder / "home")) as instance:
+        store = seeded_event_store(folder, demo_rows)
+        report_store = ReportStore(directory=str(folder / "reports"))
+        yield materialize_day(instance, store, report_store), folder
+
+
+def test_clusters_recover_the_demo_root_causes(demo_rows, demo_day_result):
+    result, _ = demo_day_result
+    clusters = result.asset_value("error_clusters")
+    truth = day_truth(demo_rows, DEMO_DAY)
+    assert len(clusters) == len(truth) > 500
+    assert adjusted_rand_score(truth, clusters["cluster_id"]) >= 0.9
+
+
+def test_top_five_root_causes_get_a_cluster_with_their_true_share(demo_rows, demo_day_result):
+    result, _ = demo_day_result
+    clusters = result.asset_value("error_clusters").assign(truth=day_truth(demo_rows, DEMO_DAY).to_numpy())
+    report = result.asset_value("error_cluster_report").groups.set_index("cluster_id")
+    for cause, true_share in clusters["truth"].value_counts(normalize=True).head(5).items():
+        matching_cluster = clusters.loc[clusters["truth"] == cause, "cluster_id"].mode()[0]
+        assert matching_cluster >= 0, f"{cause} fell into noise"
+        assert abs(report.loc[matching_cluster, "share_pct"] - 100 * true_share) <= 2.0, cause
+
+
+def test_report_ranks_groups_with_shares_of_all_error_events(demo_rows, demo_day_result):
+    result, folder = demo_day_result
+    report = result.asset_value("error_cluster_report")
+    groups = report.groups
+    assert report.n_events == len(day_truth(demo_rows, DEMO_DAY))
+    assert groups["n_events"].sum() == report.n_events
+    assert groups["share_pct"].sum() == pytest.approx(100, abs=0.05)
+    clusters = groups[groups["cluster_id"] >= 0]
+    assert clusters["n_events"].is_monotonic_decreasing
+    assert clusters.iloc[0]["label"].startswith("Qovery can't build your container image app")
+    assert all(len(examples) == 3 for examples in clusters.head(10)["examples"])
+    markdown = (folder / "reports" / f"error_clusters_{DEMO_DAY}.md").read_text()
+    assert f"{report.n_events} error events, {report.n_clusters} clusters" in markdown
+    saved = json.loads((folder / "reports" / f"error_clusters_{DEMO_DAY}.json").read_text())
+    assert saved["n_events"] == report.n_events and len(saved["groups"]) == len(groups)
+
+
+def test_report_metadata_carries_the_numbers_the_ui_plots(demo_day_result):
+    result, _ = demo_day_result
+    materialization = next(
+        e.materialization
+        for e in result.get_asset_materialization_events()
+        if e.materialization.asset_key == dg.AssetKey("error_cluster_report")
+    )
+    metadata = materialization.metadata
+    report = result.asset_value("error_cluster_report")
+    assert metadata["n_events"].value == report.n_events
+    assert metadata["n_clusters"].value == report.n_clusters
+    assert metadata["noise_share"].value == pytest.approx(report.noise_share)
+    assert metadata["top_cluster_share"].value == pytest.approx(report.top_cluster_share)
+    assert "| cluster 0 |" in metadata["report"].value
+
+
+def test_non_error_events_are_left_out_and_counted(demo_rows, demo_day_result):
+    result, _ = demo_day_result
+    flattened_materialization = next(
+        e.materialization
+        for e in result.get_asset_materialization_events()
+        if e.materialization.asset_key == dg.AssetKey("flattened_events")
+    )
+    metadata = flattened_materialization.metadata
+    assert metadata["non_error_events"].value > 0
+    assert (
+        metadata["events_read"].value
+        == metadata["non_error_events"].value + metadata["dagster/row_count"].value
+    )
+    assert set(result.asset_value("flattened_events")["state"]) == {"BUILD_ERROR", "DEPLOYMENT_ERROR"}
+
+
+def test_the_same_day_twice_gives_the_same_clusters(tmp_path: Path, instance, report_store):
+    rows = generate_deployment_batches(end=DEMO_END, days=1, n_error_events=400, seed=5)
+    store = seeded_event_store(tmp_path, rows)
+    first = materialize_day(instance, store, report_store).asset_value("error_clusters")
+    second = materialize_day(instance, store, report_store).asset_value("error_clusters")
+    assert first["cluster_id"].nunique() > 5
+    assert first["cluster_id"].tolist() == second["cluster_id"].tolist()
+
+
+def test_bad_records_are_quarantined_and_the_run_succeeds(tmp_path: Path, instance, report_store):
+    good = generate_deployment_batches(end=DEMO_END, days=1, n_error_events=60, seed=2)
+    created_at = good[0]["created_at"]
+    event = {"scope": "ENVIRONMENT", "state": "DEPLOYMENT_ERROR"}
+    bad = [
+        {"id": 9001, "created_at": created_at, "payload": "{not json"},
+        {"id": 9002, "created_at": created_at, "payload": json.dumps({"events": []})},
+        {"id": 9003, "created_at": created_at, "payload": json.dumps([event])},
+        {
+            "id": 9004,
+            "created_at": created_at,
+            "payload": json.dumps([{**event, "message": "x" * 1_048_576}]),
+        },
+        {"id": 9005, "created_at": created_at, "payload": b'[{"message": "caf\xe9"}]'},
+    ]
+    store = seeded_event_store(tmp_path, good + bad)
+    result = materialize_day(instance, store, report_store)
+    assert result.success
+    quarantine = result.asset_value("event_quarantine")
+    assert quarantine[["row_id", "reason"]].values.tolist() == [
+        [9001, "payload_not_json"],
+        [9002, "payload_not_a_list"],
+        [9003, "event_missing_field"],
+        [9004, "message_too_long"],
+        [9005, "payload_not_utf8"],
+    ]
+    good_errors = sum(1 for row in good for e in json.loads(row["payload"]) if e["root_cause"])
+    assert result.asset_value("error_cluster_report").n_events == good_errors
+    assert check_passed(result, "quarantine_share_is_low")  # 5 unreadable records among ~150
+
+
+def test_a_day_of_mostly_unreadable_records_warns(tmp_path: Path, instance, report_store):
+    created_at = DEMO_END - pd.Timedelta(hours=3)
+    rows = [{"id": n, "created_at": created_at, "payload": "[{broken"} for n in range(1, 4)]
+    rows.append(
+        {
+            "id": 4,
+            "created_at": created_at,
+            "payload": json.dumps([{"scope": "A", "state": "X", "message": "m"}]),
+        }
+    )
+    result = materialize_day(instance, seeded_event_store(tmp_path, rows), report_store)
+    assert result.success
+    assert len(result.asset_value("event_quarantine")) == 3
+    assert not check_passed(result, "quarantine_share_is_low")
+
+
+def test_an_empty_day_gives_an_empty_report_that_says_so(tmp_path: Path, instance, report_store):
+    store = seeded_event_store(tmp_path, [])
+    result = materialize_day(instance, store, report_store)
+    assert result.success
+    assert result.asset_value("error_cluster_report").n_events == 0
+    assert not check_passed(result, "dump_has_rows")
+    markdown = (tmp_path / "reports" / f"error_clusters_{DEMO_DAY}.md").read_text()
+    assert "No error events on this day" in markdown
+
+
+def test_tunables_are_config_with_the_seed_defaults():
+    assert error_clusters.Doc2VecConfig().vector_size == 80
+    assert (error_clusters.Doc2VecConfig().window, error_clusters.Doc2VecConfig().epochs) == (2, 1000)
+    assert error_clusters.Doc2VecConfig().min_count == 1
+    dbscan = error_clusters.DBSCANConfig()
+    assert (dbscan.eps, dbscan.min_samples, dbscan.metric) == (0.2, 5, "cosine")
