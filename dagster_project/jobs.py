@@ -1,8 +1,9 @@
-"""Jobs: the daily error-cluster graph, one partition (UTC day) per run."""
+"""Jobs: the daily error-cluster graph and the daily time limits, one partition (UTC day) per run."""
 
 import dagster as dg
 
 from assets.error_clusters import GROUP as ERROR_CLUSTERS_GROUP
+from assets.task_durations import task_duration_baselines
 from dagster_project.partitions import daily_partitions
 
 error_clusters_job = dg.define_asset_job(
@@ -10,4 +11,11 @@ error_clusters_job = dg.define_asset_job(
     selection=dg.AssetSelection.groups(ERROR_CLUSTERS_GROUP),
     partitions_def=daily_partitions,
     description="Dump, flatten, clean, vectorize and cluster one day of deployment errors.",
+)
+
+task_duration_baselines_job = dg.define_asset_job(
+    "task_duration_baselines_daily",
+    selection=dg.AssetSelection.assets(task_duration_baselines),
+    partitions_def=daily_partitions,
+    description="Learn each task type's upper limit from the trailing two weeks of successful runs.",
 )

@@ -1,12 +1,19 @@
-"""Schedules: the daily ETL runs once the day is over, on the day just finished."""
+"""Schedules: the daily jobs run once the day is over, on the day just finished."""
 
 import dagster as dg
 
-from dagster_project.jobs import error_clusters_job
+from dagster_project.jobs import error_clusters_job, task_duration_baselines_job
 
 # 01:00 UTC leaves late batches of the previous day an hour to land in the store.
 error_clusters_schedule = dg.build_schedule_from_partitioned_job(
     error_clusters_job,
     hour_of_day=1,
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+)
+
+# Right after midnight: the sensor checks against limits that include yesterday's runs.
+task_duration_baselines_schedule = dg.build_schedule_from_partitioned_job(
+    task_duration_baselines_job,
+    minute_of_hour=10,
     default_status=dg.DefaultScheduleStatus.RUNNING,
 )

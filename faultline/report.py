@@ -140,6 +140,18 @@ def build_cluster_report(clustered: pd.DataFrame) -> ClusterReport:
     )
 
 
+def markdown_table(frame: pd.DataFrame) -> str:
+    """Any small frame as a markdown table, for metadata a person reads in the Dagster UI."""
+    if frame.empty:
+        return "(none)"
+    header = "| " + " | ".join(map(str, frame.columns)) + " |"
+    rule = "|" + "---|" * len(frame.columns)
+    rows = [
+        "| " + " | ".join(_cell(str(value)) for value in row) + " |" for row in frame.itertuples(index=False)
+    ]
+    return "\n".join([header, rule, *rows])
+
+
 def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 

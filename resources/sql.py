@@ -23,7 +23,7 @@ def default_store_url() -> str:
     return f"sqlite:///{data_dir() / 'faultline.db'}"
 
 
-def env_or_default(name: str, default: str) -> str | dg.EnvVar:
+def env_or_default(name: str, default: str | dg.EnvVar | None) -> str | dg.EnvVar | None:
     """`EnvVar(name)` when it is set (the UI then shows where the value comes from), else the default."""
     return dg.EnvVar(name) if os.environ.get(name) else default
 
@@ -56,7 +56,9 @@ def connect(url: str, source: str) -> Iterator[sa.Connection]:
     """A connection to `url`; failures become SourceUnavailableError naming `source`."""
     if url.startswith("sqlite:///"):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    engine = sa.create_engine(url, pool_pre_ping=True)
+    # Naive timestamps are UTC throughout; PostgreSQL would read them in the session's time zone.
+    connect_args = {"options": "-c timezone=UTC"} if url.startswith("postgresql") else {}
+    engine = sa.create_engine(url, pool_pre_ping=True, connect_args=connect_args)
     try:
         with engine.connect() as connection:
             yield connection

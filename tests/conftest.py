@@ -1,10 +1,16 @@
 """Shared fixtures: generated stores in temporary folders, and the resources that read them."""
 
+import http.server
+import json
+import os
+import threading
+import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
 import dagster as dg
 import pytest
+import sqlalchemy as sa
 
 from faultline.demo_data.deployment_events import generate_deployment_batches
 from resources.event_store import DeploymentEventStore
@@ -38,3 +44,98 @@ def report_store(tmp_path: Path) -> ReportStore:
 def demo_rows() -> list[dict]:
     """The demo's full store: 14 days, 20,000 error events, as `make demo` seeds it."""
     return generate_deployment_batches(end=DEMO_END)
+
+
+POSTGRES_ADMIN_URL = os.environ.get(
+    "FAULTLINE_TEST_POSTGRES_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
+)
+
+
+def _postgres_unavailable(error: Exception) -> None:
+    reason = (
+        f"needs PostgreSQL at {sa.engine.make_url(POSTGRES_ADMIN_URL).render_as_string(hide_password=True)}"
+    )
+    cause = str(getattr(error, "orig", error)).strip().splitlines()[0]
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{reason} (CI=true, so this is a failure, not a skip): {cause}")
+    pytest.skip(f"{reason}: {cause}")
+
+
+@pytest.fixture
+def postgres_url():
+    """A fresh, empty PostgreSQL database for one test, dropped afterwards."""
+    admin = sa.create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    name = f"faultline_test_{uuid.uuid4().hex[:12]}"
+    try:
+        with admin.connect() as connection:
+            connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    except sa.exc.OperationalError as error:
+        admin.dispose()
+        _postgres_unavailable(error)
+    try:
+        yield sa.engine.make_url(POSTGRES_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as connection:
+            connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request, tmp_path: Path) -> str:
+    """The same test on the embedded default and on PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'store.db'}"
+    return request.getfixturevalue("postgres_url")
+
+
+class RecordingServer:
+    """An HTTP server on loopback that records what it receives and fails the first `failures` times."""
+
+    def __init__(self, failures: int = 0, failure_status: int = 500, slack: bool = False) -> None:
+        self.failures, self.failure_status, self.slack = failures, failure_status, slack
+        self.received: list[dict] = []
+        self.attempts = 0
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - the stdlib's name
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                server.attempts += 1
+                failing = server.attempts <= server.failures
+                if not failing:
+                    server.received.append({"path": self.path, "body": json.loads(body or b"{}")})
+                if server.slack:  # Slack answers 200 with ok false when it refuses a message
+                    status, reply = 200, {"ok": not failing, **({"error": "ratelimited"} if failing else {})}
+                else:
+                    status, reply = (server.failure_status if failing else 200), {}
+                payload = json.dumps(reply).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self._httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self._httpd.server_address[1]}/"
+        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+
+@pytest.fixture
+def recording_server():
+    servers: list[RecordingServer] = []
+
+    def start(**kwargs) -> RecordingServer:
+        servers.append(RecordingServer(**kwargs))
+        return servers[-1]
+
+    yield start
+    for server in servers:
+        server.close()

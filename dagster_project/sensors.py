@@ -1,0 +1,81 @@
+"""Sensors: every 10 minutes, each running task past its learned limit raises one alert."""
+
+from datetime import UTC, datetime
+
+import dagster as dg
+
+from faultline.alerting import alert_text, format_duration
+from faultline.durations import CHECK_INTERVAL_S, find_overdue_tasks
+from faultline.report import markdown_table
+from resources.alert_sinks import AlertSinks, deliver_pending_alerts
+from resources.alert_store import AlertStore
+from resources.workflow import WorkflowService
+
+
+def build_long_running_tasks_sensor(minimum_interval_seconds: int = CHECK_INTERVAL_S) -> dg.SensorDefinition:
+    """The sensor, ticking every `minimum_interval_seconds` (Amperity's 10 minutes by default).
+
+    A task shorter than the interval may start and end between two ticks and never be checked; the
+    seed argues that is fine, since a short task running long costs little.
+    """
+
+    @dg.sensor(
+        name="long_running_tasks",
+        minimum_interval_seconds=minimum_interval_seconds,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description="Flags running tasks past the upper limit learned by task_duration_baselines.",
+    )
+    def long_running_tasks(
+        context: dg.SensorEvaluationContext,
+        workflow: WorkflowService,
+        alert_store: AlertStore,
+        alert_sinks: AlertSinks,
+    ):
+        now = datetime.now(UTC)
+        as_of, baselines = alert_store.latest_baselines()
+        running, unreadable = workflow.running_tasks(now)
+        scan = find_overdue_tasks(running, baselines, now)
+        # The store keeps one alert per run: a later tick, or a restarted daemon, finds it there.
+        new_alerts = alert_store.record_alerts(scan.overdue, raised_at=now)
+        for alert in new_alerts.to_dict(orient="records"):
+            context.log.warning(alert_text(alert))
+        delivery = deliver_pending_alerts(alert_store, alert_sinks)
+        for sink, failures in delivery.failed.items():
+            context.log.warning(
+                f"Sink {sink} failed ({'; '.join(failures)}); its alerts are retried next tick."
+            )
+
+        counts = (
+            f"{scan.n_running} running, {scan.n_checked} checked, {scan.n_without_baseline} without baseline"
+            + (f", {len(unreadable)} unreadable" if len(unreadable) else "")
+        )
+        limits = f"limits as of {as_of:%Y-%m-%d}" if as_of else "no limits learned yet"
+        if new_alerts.empty:
+            still_over = (
+                f", {len(scan.overdue)} still over their limit, already alerted" if len(scan.overdue) else ""
+            )
+            return dg.SkipReason(f"No new task over its limit ({counts}{still_over}; {limits}).")
+        shown = new_alerts.assign(
+            elapsed=new_alerts["elapsed_s"].map(format_duration),
+            limit=new_alerts["upper_limit_s"].map(format_duration),
+        )[["task_type", "run_id", "started_at", "elapsed", "limit"]]
+        return dg.SensorResult(
+            asset_events=[
+                dg.AssetObservation(
+                    asset_key="task_duration_baselines",
+                    description=f"{len(new_alerts)} running tasks past their limit ({counts}; {limits}).",
+                    metadata={
+                        "new_alerts": len(new_alerts),
+                        "running": scan.n_running,
+                        "checked": scan.n_checked,
+                        "without_baseline": scan.n_without_baseline,
+                        "alerts": dg.MetadataValue.md(markdown_table(shown)),
+                    },
+                )
+            ]
+        )
+
+    return long_running_tasks
+
+
+long_running_tasks_sensor = build_long_running_tasks_sensor()

@@ -1,0 +1,76 @@
+"""Alert sinks: Slack (through dagster-slack) and a generic JSON webhook, each on when configured.
+
+The Dagster log always gets every alert, at the tick that raises it. A sink that fails keeps its
+alerts pending in the alert store; the next tick tries them again, and an alert a sink has
+received is never sent to it twice.
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import dagster as dg
+import requests
+from dagster_slack import SlackResource
+from pydantic import Field
+
+from faultline.alerting import alert_payload, alert_text
+from resources.alert_store import AlertStore
+
+
+@dataclass
+class DeliveryReport:
+    """What one delivery round did, per sink: alerts delivered, and the failures with their cause."""
+
+    delivered: dict[str, int] = field(default_factory=dict)
+    failed: dict[str, list[str]] = field(default_factory=dict)
+
+
+class AlertSinks(dg.ConfigurableResource):
+    """Where alerts go besides the Dagster log. A sink is on when its settings are given."""
+
+    slack_token: str | None = Field(default=None, description="Slack bot token (FAULTLINE_SLACK_TOKEN).")
+    slack_channel: str = Field(default="#alerts", description="Channel to post to (FAULTLINE_SLACK_CHANNEL).")
+    slack_api_url: str = Field(default="https://slack.com/api/", description="Slack's Web API base URL.")
+    webhook_url: str | None = Field(
+        default=None, description="URL that receives each alert as a JSON POST (FAULTLINE_ALERT_WEBHOOK_URL)."
+    )
+    timeout_seconds: float = Field(default=10.0, description="How long one delivery may take.")
+
+    def sink_names(self) -> list[str]:
+        return [name for name, on in (("slack", self.slack_token), ("webhook", self.webhook_url)) if on]
+
+    def _send_to_slack(self, alert: dict) -> None:
+        client = SlackResource(token=self.slack_token).get_client()
+        client.base_url = self.slack_api_url
+        client.timeout = int(self.timeout_seconds)
+        client.chat_postMessage(channel=self.slack_channel, text=alert_text(alert))
+
+    def _send_to_webhook(self, alert: dict) -> None:
+        response = requests.post(self.webhook_url, json=alert_payload(alert), timeout=self.timeout_seconds)
+        response.raise_for_status()
+
+    def sender(self, sink: str) -> Callable[[dict], None]:
+        return {"slack": self._send_to_slack, "webhook": self._send_to_webhook}[sink]
+
+
+def deliver_pending_alerts(store: AlertStore, sinks: AlertSinks) -> DeliveryReport:
+    """Send every alert a configured sink has not received yet; record each success at once.
+
+    A sink that fails on one alert is not tried again this round (it is likely down); its pending
+    alerts wait for the next call. The failure's cause is kept without the sink's URL or token.
+    """
+    report = DeliveryReport()
+    for sink in sinks.sink_names():
+        send = sinks.sender(sink)
+        delivered = 0
+        for alert in store.undelivered(sink).to_dict(orient="records"):
+            try:
+                send(alert)
+            except Exception as error:  # noqa: BLE001 - any failure leaves the alert pending
+                report.failed[sink] = [f"alert {alert['alert_id']}: {type(error).__name__}"]
+                break
+            store.mark_delivered(alert["alert_id"], sink, datetime.now(UTC))
+            delivered += 1
+        report.delivered[sink] = delivered
+    return report

@@ -1,0 +1,170 @@
+"""The alert store: learned time limits, raised alerts and their deliveries, in the workflow database.
+
+The database holds the sensor's state, so a restarted daemon neither loses nor repeats an alert:
+an alert is unique per (task type, run id), and each sink's delivery of it is recorded once.
+"""
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+
+import dagster as dg
+import pandas as pd
+import sqlalchemy as sa
+from pydantic import Field
+from sqlalchemy.dialects import postgresql, sqlite
+
+from resources.sql import connect, to_utc
+
+BASELINE_COLUMNS = ["task_type", "n_runs", "mean_s", "std_s", "upper_limit_s", "has_limit", "estimator"]
+ALERT_COLUMNS = [
+    "alert_id", "task_type", "run_id", "started_at", "elapsed_s",
+    "upper_limit_s", "mean_s", "n_runs", "raised_at",
+]  # fmt: skip
+
+_metadata = sa.MetaData()
+baselines_table = sa.Table(
+    "task_duration_baselines",
+    _metadata,
+    sa.Column("as_of", sa.DateTime(timezone=True), primary_key=True),
+    sa.Column("task_type", sa.Text(), primary_key=True),
+    sa.Column("estimator", sa.String(32), nullable=False),
+    sa.Column("n_runs", sa.Integer(), nullable=False),
+    sa.Column("mean_s", sa.Float()),
+    sa.Column("std_s", sa.Float()),
+    sa.Column("upper_limit_s", sa.Float()),
+    sa.Column("has_limit", sa.Boolean(), nullable=False),
+    sa.Column("computed_at", sa.DateTime(timezone=True), nullable=False),
+)
+alerts_table = sa.Table(
+    "alerts",
+    _metadata,
+    sa.Column("alert_id", sa.Integer(), primary_key=True, autoincrement=True),
+    sa.Column("task_type", sa.Text(), nullable=False),
+    sa.Column("run_id", sa.Text(), nullable=False),
+    sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("elapsed_s", sa.Float(), nullable=False),
+    sa.Column("upper_limit_s", sa.Float(), nullable=False),
+    sa.Column("mean_s", sa.Float()),
+    sa.Column("n_runs", sa.Integer()),
+    sa.Column("raised_at", sa.DateTime(timezone=True), nullable=False),
+    sa.UniqueConstraint("task_type", "run_id", name="alerts_once_per_run"),
+)
+deliveries_table = sa.Table(
+    "alert_deliveries",
+    _metadata,
+    sa.Column("alert_id", sa.Integer(), sa.ForeignKey("alerts.alert_id"), primary_key=True),
+    sa.Column("sink", sa.String(64), primary_key=True),
+    sa.Column("delivered_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+
+def _insert(connection: sa.Connection, table: sa.Table):
+    """An INSERT that skips rows already there (the unique keys make every write idempotent)."""
+    dialect = {"postgresql": postgresql, "sqlite": sqlite}.get(connection.dialect.name)
+    if dialect is None:
+        raise ValueError(f"the alert store supports PostgreSQL and SQLite, not {connection.dialect.name}")
+    return dialect.insert(table).on_conflict_do_nothing()
+
+
+def _alerts_frame(rows: list) -> pd.DataFrame:
+    alerts = pd.DataFrame(rows, columns=ALERT_COLUMNS)
+    for column in ("started_at", "raised_at"):
+        alerts[column] = pd.to_datetime(alerts[column].map(to_utc), utc=True) if rows else alerts[column]
+    return alerts
+
+
+class AlertStore(dg.ConfigurableResource):
+    """Time limits, alerts and deliveries (FAULTLINE_WORKFLOW_DB_URL, tables created on first use)."""
+
+    url: str = Field(description="SQLAlchemy URL of the database that keeps the alerts.")
+
+    @contextmanager
+    def _connect(self) -> Iterator[sa.Connection]:
+        """A connection to the store, its tables created if this is the first use."""
+        with connect(self.url, "alert store") as connection:
+            _metadata.create_all(connection)
+            connection.commit()
+            yield connection
+
+    def save_baselines(self, as_of: datetime, baselines: pd.DataFrame) -> None:
+        """Replace the limits as of `as_of` in one transaction: readers see the old set or the new one."""
+        rows = [
+            {
+                "as_of": to_utc(as_of),
+                "task_type": row.task_type,
+                "estimator": row.estimator,
+                "n_runs": int(row.n_runs),
+                "mean_s": None if pd.isna(row.mean_s) else float(row.mean_s),
+                "std_s": None if pd.isna(row.std_s) else float(row.std_s),
+                "upper_limit_s": None if pd.isna(row.upper_limit_s) else float(row.upper_limit_s),
+                "has_limit": bool(row.has_limit),
+                "computed_at": datetime.now(UTC),
+            }
+            for row in baselines.itertuples(index=False)
+        ]
+        with self._connect() as connection:
+            connection.execute(baselines_table.delete().where(baselines_table.c.as_of == to_utc(as_of)))
+            if rows:
+                connection.execute(baselines_table.insert(), rows)
+            connection.commit()
+
+    def latest_baselines(self) -> tuple[datetime | None, pd.DataFrame]:
+        """The most recent set of limits, read in one statement so it is never half a refresh."""
+        latest = sa.select(sa.func.max(baselines_table.c.as_of)).scalar_subquery()
+        query = sa.select(baselines_table).where(baselines_table.c.as_of == latest)
+        with self._connect() as connection:
+            rows = pd.DataFrame(connection.execute(query).mappings().all())
+        if rows.empty:
+            return None, pd.DataFrame(columns=BASELINE_COLUMNS)
+        return to_utc(rows["as_of"].iloc[0]), rows[BASELINE_COLUMNS]
+
+    def record_alerts(self, overdue: pd.DataFrame, raised_at: datetime) -> pd.DataFrame:
+        """Store an alert for each overdue run not alerted before; return only the new ones."""
+        rows = [
+            {
+                "task_type": row.task_type,
+                "run_id": row.run_id,
+                "started_at": to_utc(pd.Timestamp(row.started_at).to_pydatetime()),
+                "elapsed_s": float(row.elapsed_s),
+                "upper_limit_s": float(row.upper_limit_s),
+                "mean_s": float(row.mean_s),
+                "n_runs": int(row.n_runs),
+                "raised_at": to_utc(raised_at),
+            }
+            for row in overdue.itertuples(index=False)
+        ]
+        new = []
+        with self._connect() as connection:
+            statement = _insert(connection, alerts_table).returning(*alerts_table.c)
+            for row in rows:
+                new.extend(connection.execute(statement, row).mappings().all())
+            connection.commit()
+        return _alerts_frame(new)
+
+    def alerts(self) -> pd.DataFrame:
+        with self._connect() as connection:
+            rows = (
+                connection.execute(sa.select(alerts_table).order_by(alerts_table.c.alert_id)).mappings().all()
+            )
+        return _alerts_frame(rows)
+
+    def undelivered(self, sink: str) -> pd.DataFrame:
+        """Alerts that `sink` has not yet received, oldest first."""
+        delivered = sa.select(deliveries_table.c.alert_id).where(deliveries_table.c.sink == sink)
+        query = (
+            sa.select(alerts_table)
+            .where(alerts_table.c.alert_id.not_in(delivered))
+            .order_by(alerts_table.c.alert_id)
+        )
+        with self._connect() as connection:
+            rows = connection.execute(query).mappings().all()
+        return _alerts_frame(rows)
+
+    def mark_delivered(self, alert_id: int, sink: str, delivered_at: datetime) -> None:
+        with self._connect() as connection:
+            connection.execute(
+                _insert(connection, deliveries_table),
+                {"alert_id": int(alert_id), "sink": sink, "delivered_at": to_utc(delivered_at)},
+            )
+            connection.commit()

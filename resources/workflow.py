@@ -1,0 +1,400 @@
+"""Workflow services: where task runs come from, a SQL table or the Dagster deployment itself.
+
+Both answer the same three questions: per task type, the duration aggregates of the successful
+runs that ended in a window; the successful durations themselves (for estimators that need
+medians); and the tasks running now. Task runs that cannot be trusted are counted with a reason,
+never used.
+"""
+
+from abc import ABC, abstractmethod
+from datetime import datetime
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+import sqlalchemy as sa
+from pydantic import Field, PrivateAttr
+
+from faultline.durations import screen_task_runs
+from resources.sql import connect, table_reference, to_utc, validate_identifier
+
+MOMENT_COLUMNS = ["task_type", "n_runs", "mean_s", "mean_sq_s"]
+RUNNING_COLUMNS = ["run_id", "task_type", "started_at"]
+SUCCESSFUL_RUN_COLUMNS = ["run_id", "task_type", "started_at", "ended_at", "status", "duration_s"]
+_TASK_TYPE_SEPARATOR = "."
+
+
+class WorkflowService(dg.ConfigurableResource, ABC):
+    """Where task runs come from."""
+
+    @abstractmethod
+    def duration_moments(self, start: datetime, end: datetime) -> pd.DataFrame:
+        """Per task type, over successful runs that ended in [start, end): n_runs, mean_s, mean_sq_s."""
+
+    @abstractmethod
+    def successful_runs(self, start: datetime, end: datetime) -> pd.DataFrame:
+        """Every successful run that ended in [start, end): SUCCESSFUL_RUN_COLUMNS, times in UTC."""
+
+    @abstractmethod
+    def rejected_runs(self, start: datetime, end: datetime) -> pd.DataFrame:
+        """Runs of the window left out of every baseline, with their reason (run_id, task_type, reason)."""
+
+    @abstractmethod
+    def running_tasks(self, now: datetime) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """(running tasks: run_id, task_type, started_at; rejected rows: run_id, task_type, reason)."""
+
+
+class SqlWorkflowService(WorkflowService):
+    """A table of task runs, read in place; names are Config so an existing table fits as it is.
+
+    Defaults match the contract `task_runs(run_id, task_type, started_at, ended_at, status)` with the
+    statuses running, success, failed and aborted. For Airflow's `task_instance`: table
+    task_instance, task_type_columns [dag_id, task_id], run_id_columns [dag_id, task_id, run_id,
+    map_index], started_at_column start_date, ended_at_column end_date, status_column state,
+    failed_statuses [failed, upstream_failed], aborted_statuses [skipped, removed, shutdown, ...].
+    """
+
+    url: str = Field(description="SQLAlchemy URL of the workflow database (FAULTLINE_WORKFLOW_DB_URL).")
+    table: str = "task_runs"
+    run_id_columns: list[str] = Field(default=["run_id"], description="Joined with '.' into a run id.")
+    task_type_columns: list[str] = Field(
+        default=["task_type"], description="Joined with '.' into a task type."
+    )
+    started_at_column: str = "started_at"
+    ended_at_column: str = "ended_at"
+    status_column: str = "status"
+    success_statuses: list[str] = ["success"]
+    running_statuses: list[str] = ["running"]
+    failed_statuses: list[str] = ["failed"]
+    aborted_statuses: list[str] = ["aborted"]
+
+    def _columns(self) -> dict[str, list[str] | str]:
+        return {
+            "run_id_columns": [validate_identifier(c, "run_id_columns") for c in self.run_id_columns],
+            "task_type_columns": [
+                validate_identifier(c, "task_type_columns") for c in self.task_type_columns
+            ],
+            "started_at_column": validate_identifier(self.started_at_column, "started_at_column"),
+            "ended_at_column": validate_identifier(self.ended_at_column, "ended_at_column"),
+            "status_column": validate_identifier(self.status_column, "status_column"),
+        }
+
+    def _table(self) -> sa.TableClause:
+        schema, name = table_reference(validate_identifier(self.table, "table"))
+        columns = self._columns()
+        names = {*columns["run_id_columns"], *columns["task_type_columns"]}
+        names |= {columns["started_at_column"], columns["ended_at_column"], columns["status_column"]}
+        return sa.table(name, *(sa.column(n) for n in sorted(names)), schema=schema)
+
+    def _check_columns(self, connection: sa.Connection) -> None:
+        """A clear error naming the setting when the table or a configured column does not exist."""
+        schema, name = table_reference(self.table)
+        inspector = sa.inspect(connection)
+        if not inspector.has_table(name, schema=schema):
+            raise ValueError(f"the workflow database has no table {self.table!r}; set its name in `table`")
+        present = {column["name"] for column in inspector.get_columns(name, schema=schema)}
+        for setting, value in self._columns().items():
+            for column in [value] if isinstance(value, str) else value:
+                if column not in present:
+                    raise ValueError(f"table {self.table!r} has no column {column!r}; set `{setting}`")
+
+    def _seconds(self, connection: sa.Connection, started: sa.ColumnElement, ended: sa.ColumnElement):
+        dialect = connection.dialect.name
+        if dialect == "sqlite":
+            return (sa.func.julianday(ended) - sa.func.julianday(started)) * 86400.0
+        if dialect == "postgresql":
+            return sa.extract("epoch", ended - started)
+        if dialect in ("mysql", "mariadb"):
+            return sa.func.timestampdiff(sa.text("MICROSECOND"), started, ended) / 1e6
+        raise ValueError(f"durations are not implemented for {dialect} databases; use PostgreSQL or SQLite")
+
+    def _instant(self, connection: sa.Connection, value: sa.ColumnElement | datetime) -> sa.ColumnElement:
+        """A comparable instant: SQLite stores text in more than one format, julianday reads them all."""
+        if connection.dialect.name == "sqlite":
+            if isinstance(value, datetime):
+                value = to_utc(value).replace(tzinfo=None).isoformat(sep=" ")
+            return sa.func.julianday(value)
+        return sa.literal(to_utc(value), sa.DateTime(timezone=True)) if isinstance(value, datetime) else value
+
+    def _ended_in(self, connection: sa.Connection, table: sa.TableClause, start: datetime, end: datetime):
+        ended = self._instant(connection, table.c[self.ended_at_column])
+        return sa.and_(ended >= self._instant(connection, start), ended < self._instant(connection, end))
+
+    def _task_type(self, table: sa.TableClause) -> list[sa.ColumnElement]:
+        return [table.c[name].label(f"task_type_{i}") for i, name in enumerate(self.task_type_columns)]
+
+    def _joined(self, frame: pd.DataFrame, prefix: str) -> pd.Series:
+        parts = [frame[c].astype("string") for c in frame.columns if c.startswith(prefix)]
+        joined = parts[0]
+        for part in parts[1:]:
+            joined = joined + _TASK_TYPE_SEPARATOR + part
+        return joined.astype(object)
+
+    def write_runs(self, runs: pd.DataFrame, replace: bool = False) -> int:
+        """Create the contract's `task_runs` table and insert `runs` (the demo's and the tests' data)."""
+        schema, name = table_reference(validate_identifier(self.table, "table"))
+        table = sa.Table(
+            name,
+            sa.MetaData(),
+            sa.Column("run_id", sa.Text(), primary_key=True),
+            sa.Column("task_type", sa.Text()),
+            sa.Column("started_at", sa.DateTime(timezone=True)),
+            sa.Column("ended_at", sa.DateTime(timezone=True)),
+            sa.Column("status", sa.Text()),
+            schema=schema,
+        )
+        records = [
+            {
+                column: (None if pd.isna(value) else to_utc(value.to_pydatetime()))
+                if column in ("started_at", "ended_at")
+                else value
+                for column, value in row.items()
+            }
+            for row in runs[["run_id", "task_type", "started_at", "ended_at", "status"]].to_dict(
+                orient="records"
+            )
+        ]
+        with connect(self.url, "workflow database") as connection:
+            if replace:
+                table.drop(connection, checkfirst=True)
+            table.create(connection, checkfirst=True)
+            if records:
+                connection.execute(table.insert(), records)
+            connection.commit()
+        return len(records)
+
+    def duration_moments(self, start: datetime, end: datetime) -> pd.DataFrame:
+        table = self._table()
+        started, ended = table.c[self.started_at_column], table.c[self.ended_at_column]
+        with connect(self.url, "workflow database") as connection:
+            self._check_columns(connection)
+            seconds = self._seconds(connection, started, ended)
+            task_type = self._task_type(table)
+            query = (
+                sa.select(
+                    *task_type,
+                    sa.func.count().label("n_runs"),
+                    sa.func.avg(seconds).label("mean_s"),
+                    sa.func.avg(seconds * seconds).label("mean_sq_s"),
+                )
+                .where(
+                    table.c[self.status_column].in_(self.success_statuses),
+                    *(column.is_not(None) for column in task_type),
+                    started.is_not(None),
+                    self._ended_in(connection, table, start, end),
+                    seconds > 0,
+                )
+                .group_by(*task_type)
+            )
+            rows = pd.DataFrame(connection.execute(query).mappings().all())
+        if rows.empty:
+            return pd.DataFrame(columns=MOMENT_COLUMNS)
+        n = rows["n_runs"].astype("int64")
+        # Two column tuples can join into one task type ("a.b", "c" and "a", "b.c"): add up their sums.
+        sums = (
+            pd.DataFrame(
+                {
+                    "task_type": self._joined(rows, "task_type_"),
+                    "n_runs": n,
+                    "sum_s": rows["mean_s"].astype("float64") * n,
+                    "sum_sq_s": rows["mean_sq_s"].astype("float64") * n,
+                }
+            )
+            .groupby("task_type", as_index=False, sort=True)[["n_runs", "sum_s", "sum_sq_s"]]
+            .sum()
+        )
+        return sums.assign(
+            mean_s=sums["sum_s"] / sums["n_runs"], mean_sq_s=sums["sum_sq_s"] / sums["n_runs"]
+        )[MOMENT_COLUMNS]
+
+    def successful_runs(self, start: datetime, end: datetime) -> pd.DataFrame:
+        table = self._table()
+        started, ended = table.c[self.started_at_column], table.c[self.ended_at_column]
+        with connect(self.url, "workflow database") as connection:
+            self._check_columns(connection)
+            seconds = self._seconds(connection, started, ended)
+            task_type = self._task_type(table)
+            run_id = [table.c[name].label(f"run_id_{i}") for i, name in enumerate(self.run_id_columns)]
+            query = sa.select(
+                *run_id,
+                *task_type,
+                started.label("started_at"),
+                ended.label("ended_at"),
+                seconds.label("duration_s"),
+            ).where(
+                table.c[self.status_column].in_(self.success_statuses),
+                *(column.is_not(None) for column in task_type),
+                started.is_not(None),
+                self._ended_in(connection, table, start, end),
+                seconds > 0,
+            )
+            rows = pd.DataFrame(connection.execute(query).mappings().all())
+        if rows.empty:
+            return pd.DataFrame(columns=SUCCESSFUL_RUN_COLUMNS)
+        return pd.DataFrame(
+            {
+                "run_id": self._joined(rows, "run_id_"),
+                "task_type": self._joined(rows, "task_type_"),
+                "started_at": _utc_times(rows["started_at"]),
+                "ended_at": _utc_times(rows["ended_at"]),
+                "status": "success",
+                "duration_s": rows["duration_s"].astype("float64"),
+            }
+        )
+
+    def rejected_runs(self, start: datetime, end: datetime) -> pd.DataFrame:
+        """Counted in SQL by reason, for the rows whose start or end falls in the window."""
+        table = self._table()
+        started, ended = table.c[self.started_at_column], table.c[self.ended_at_column]
+        status = table.c[self.status_column]
+        known = [
+            *self.success_statuses,
+            *self.running_statuses,
+            *self.failed_statuses,
+            *self.aborted_statuses,
+        ]
+        finished = [*self.success_statuses, *self.failed_statuses, *self.aborted_statuses]
+        with connect(self.url, "workflow database") as connection:
+            self._check_columns(connection)
+            seconds = self._seconds(connection, started, ended)
+            task_type = self._task_type(table)
+            reason = sa.case(
+                (sa.or_(*(column.is_(None) for column in task_type)), "missing task_type"),
+                (status.is_(None), "missing status"),
+                (status.not_in(known), "unknown status"),
+                (started.is_(None), "missing started_at"),
+                (sa.and_(status.in_(finished), ended.is_(None)), "finished run without ended_at"),
+                (sa.and_(status.in_(finished), seconds < 0), "ended_at before started_at"),
+                (sa.and_(status.in_(finished), seconds == 0), "zero duration"),
+                else_=None,
+            ).label("reason")
+            started_at = self._instant(connection, started)
+            in_window = sa.or_(
+                self._ended_in(connection, table, start, end),
+                sa.and_(
+                    ended.is_(None),
+                    started_at >= self._instant(connection, start),
+                    started_at < self._instant(connection, end),
+                ),
+            )
+            run_id = [table.c[name].label(f"run_id_{i}") for i, name in enumerate(self.run_id_columns)]
+            inner = sa.select(*run_id, *task_type, reason).where(in_window).subquery()
+            query = sa.select(inner).where(inner.c.reason.is_not(None))
+            rows = pd.DataFrame(connection.execute(query).mappings().all())
+        if rows.empty:
+            return pd.DataFrame(columns=["run_id", "task_type", "reason"])
+        return pd.DataFrame(
+            {
+                "run_id": self._joined(rows, "run_id_"),
+                "task_type": self._joined(rows, "task_type_"),
+                "reason": rows["reason"],
+            }
+        )
+
+    def running_tasks(self, now: datetime) -> tuple[pd.DataFrame, pd.DataFrame]:
+        table = self._table()
+        with connect(self.url, "workflow database") as connection:
+            self._check_columns(connection)
+            run_id = [table.c[name].label(f"run_id_{i}") for i, name in enumerate(self.run_id_columns)]
+            query = sa.select(
+                *run_id,
+                *self._task_type(table),
+                table.c[self.started_at_column].label("started_at"),
+                table.c[self.ended_at_column].label("ended_at"),
+            ).where(table.c[self.status_column].in_(self.running_statuses))
+            rows = pd.DataFrame(connection.execute(query).mappings().all())
+        if rows.empty:
+            empty = pd.DataFrame(columns=RUNNING_COLUMNS)
+            return empty, pd.DataFrame(columns=["run_id", "task_type", "reason"])
+        runs = pd.DataFrame(
+            {
+                "run_id": self._joined(rows, "run_id_"),
+                "task_type": self._joined(rows, "task_type_"),
+                "started_at": _utc_times(rows["started_at"]),
+                "ended_at": rows["ended_at"],
+                "status": "running",
+            }
+        )
+        valid, rejected = screen_task_runs(runs, pd.Timestamp(to_utc(now)))
+        return valid[RUNNING_COLUMNS], rejected
+
+
+def _utc_times(values: pd.Series) -> pd.Series:
+    """Timestamps as read from any store (datetimes, or SQLite's text) as UTC pandas timestamps."""
+    return pd.to_datetime(values.map(lambda v: to_utc(v) if isinstance(v, datetime) else v), utc=True)
+
+
+class DagsterRunsWorkflowService(WorkflowService):
+    """The runs of this Dagster deployment: job name as task type, run start and end, status.
+
+    So every job gets a learned time limit without setting `dagster/max_runtime` by hand.
+    """
+
+    _instance: dg.DagsterInstance | None = PrivateAttr(default=None)
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        self._instance = context.instance
+
+    def _records(self, statuses: list[dg.DagsterRunStatus], **filters) -> list:
+        if self._instance is None:
+            raise RuntimeError("DagsterRunsWorkflowService needs a Dagster instance; use it as a resource")
+        return list(self._instance.get_run_records(filters=dg.RunsFilter(statuses=statuses, **filters)))
+
+    def _finished(self, start: datetime, end: datetime, status: dg.DagsterRunStatus) -> pd.DataFrame:
+        records = self._records([status], updated_after=to_utc(start))
+        frame = pd.DataFrame(
+            [(r.dagster_run.run_id, r.dagster_run.job_name, r.start_time, r.end_time) for r in records],
+            columns=["run_id", "task_type", "start", "end"],
+        )
+        in_window = frame["end"].ge(to_utc(start).timestamp()) & frame["end"].lt(to_utc(end).timestamp())
+        frame = frame[in_window | frame["start"].isna()]
+        return frame.assign(duration_s=frame["end"] - frame["start"])
+
+    def duration_moments(self, start: datetime, end: datetime) -> pd.DataFrame:
+        durations = self.successful_runs(start, end)
+        seconds = durations["duration_s"]
+        grouped = pd.DataFrame({"task_type": durations["task_type"], "d": seconds, "d2": seconds * seconds})
+        moments = grouped.groupby("task_type").agg(
+            n_runs=("d", "size"), mean_s=("d", "mean"), mean_sq_s=("d2", "mean")
+        )
+        return moments.reset_index()[MOMENT_COLUMNS]
+
+    def successful_runs(self, start: datetime, end: datetime) -> pd.DataFrame:
+        runs = self._finished(start, end, dg.DagsterRunStatus.SUCCESS)
+        runs = runs[runs["duration_s"] > 0]
+        return pd.DataFrame(
+            {
+                "run_id": runs["run_id"],
+                "task_type": runs["task_type"],
+                "started_at": pd.to_datetime(runs["start"], unit="s", utc=True),
+                "ended_at": pd.to_datetime(runs["end"], unit="s", utc=True),
+                "status": "success",
+                "duration_s": runs["duration_s"].astype("float64"),
+            }
+        ).reset_index(drop=True)
+
+    def rejected_runs(self, start: datetime, end: datetime) -> pd.DataFrame:
+        runs = self._finished(start, end, dg.DagsterRunStatus.SUCCESS)
+        reason = np.select(
+            [runs["start"].isna(), runs["duration_s"] == 0, runs["duration_s"] < 0],
+            ["missing started_at", "zero duration", "ended_at before started_at"],
+            default="",
+        )
+        rejected = runs.assign(reason=reason)
+        return rejected.loc[rejected["reason"] != "", ["run_id", "task_type", "reason"]].reset_index(
+            drop=True
+        )
+
+    def running_tasks(self, now: datetime) -> tuple[pd.DataFrame, pd.DataFrame]:
+        records = self._records([dg.DagsterRunStatus.STARTED])
+        runs = pd.DataFrame(
+            {
+                "run_id": [r.dagster_run.run_id for r in records],
+                "task_type": [r.dagster_run.job_name for r in records],
+                "started_at": pd.to_datetime([r.start_time for r in records], unit="s", utc=True),
+                "ended_at": pd.NaT,
+                "status": "running",
+            }
+        )
+        valid, rejected = screen_task_runs(runs, pd.Timestamp(to_utc(now)))
+        return valid[RUNNING_COLUMNS], rejected

@@ -1,0 +1,74 @@
+"""The alert store on SQLite and PostgreSQL: limits replaced whole, one alert per run, deliveries once."""
+
+from datetime import UTC, datetime, timedelta
+
+import pandas as pd
+import pytest
+
+from resources.alert_store import AlertStore
+
+AS_OF = datetime(2026, 11, 21, tzinfo=UTC)
+NOW = datetime(2026, 11, 21, 9, 30, tzinfo=UTC)
+
+
+def baselines(*rows: tuple[str, float]) -> pd.DataFrame:
+    return pd.DataFrame(
+        [(task_type, 10, limit / 2, limit / 4, limit, True, "mean_std") for task_type, limit in rows],
+        columns=["task_type", "n_runs", "mean_s", "std_s", "upper_limit_s", "has_limit", "estimator"],
+    )
+
+
+def overdue(*run_ids: str) -> pd.DataFrame:
+    return pd.DataFrame(
+        [
+            ("etl.orders", run_id, pd.Timestamp(NOW - timedelta(hours=1)), 3600.0, 600.0, 300.0, 10)
+            for run_id in run_ids
+        ],
+        columns=["task_type", "run_id", "started_at", "elapsed_s", "upper_limit_s", "mean_s", "n_runs"],
+    )
+
+
+@pytest.fixture
+def store(store_url: str) -> AlertStore:
+    return AlertStore(url=store_url)
+
+
+def test_an_empty_store_has_no_limits_yet(store):
+    as_of, limits = store.latest_baselines()
+    assert as_of is None and limits.empty
+
+
+def test_the_latest_limits_are_read_and_a_refresh_replaces_them_whole(store):
+    store.save_baselines(AS_OF - timedelta(days=1), baselines(("a", 10.0), ("old", 5.0)))
+    store.save_baselines(AS_OF, baselines(("a", 20.0), ("b", 30.0)))
+    store.save_baselines(AS_OF, baselines(("a", 25.0)))
+    as_of, limits = store.latest_baselines()
+    assert as_of == AS_OF
+    assert limits[["task_type", "upper_limit_s"]].values.tolist() == [["a", 25.0]]
+
+
+def test_a_task_type_without_a_limit_is_stored_with_none(store):
+    rows = baselines(("a", 10.0)).assign(upper_limit_s=float("nan"), has_limit=False)
+    store.save_baselines(AS_OF, rows)
+    limits = store.latest_baselines()[1]
+    assert not limits["has_limit"].iloc[0] and pd.isna(limits["upper_limit_s"].iloc[0])
+
+
+def test_each_run_is_alerted_once_however_often_it_is_recorded(store):
+    first = store.record_alerts(overdue("r1", "r2"), raised_at=NOW)
+    again = store.record_alerts(overdue("r1", "r2", "r3"), raised_at=NOW + timedelta(minutes=10))
+    assert first["run_id"].tolist() == ["r1", "r2"]
+    assert again["run_id"].tolist() == ["r3"]
+    alerts = store.alerts()
+    assert alerts["run_id"].tolist() == ["r1", "r2", "r3"]
+    assert alerts.loc[0, "raised_at"] == pd.Timestamp(NOW)
+    assert alerts.loc[2, "raised_at"] == pd.Timestamp(NOW + timedelta(minutes=10))
+
+
+def test_deliveries_are_per_sink_and_recorded_once(store):
+    store.record_alerts(overdue("r1", "r2"), raised_at=NOW)
+    first_id = int(store.alerts()["alert_id"].iloc[0])
+    store.mark_delivered(first_id, "webhook", NOW)
+    store.mark_delivered(first_id, "webhook", NOW + timedelta(minutes=1))
+    assert store.undelivered("webhook")["run_id"].tolist() == ["r2"]
+    assert store.undelivered("slack")["run_id"].tolist() == ["r1", "r2"]

@@ -1,0 +1,186 @@
+"""The long_running_tasks sensor: one alert per overdue run, kept across ticks and restarts, sinks retried."""
+
+import math
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import dagster as dg
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+
+from assets.task_durations import task_duration_baselines
+from dagster_project.sensors import build_long_running_tasks_sensor, long_running_tasks_sensor
+from resources.alert_sinks import AlertSinks
+from resources.alert_store import AlertStore
+from resources.workflow import SqlWorkflowService
+
+TODAY = pd.Timestamp.now(tz="UTC").floor("D")
+YESTERDAY = (TODAY - pd.Timedelta(days=1)).strftime("%Y-%m-%d")
+ORDERS_LIMIT = 145 + 2 * math.sqrt(sum((d - 145) ** 2 for d in range(100, 200, 10)) / 9)  # about 205.6 s
+
+
+def history() -> list[dict]:
+    """Ten successful runs of each type two days ago: etl.orders 100..190 s, etl.slow 3000..3900 s."""
+    rows = []
+    for task_type, base, step in (("etl.orders", 100, 10), ("etl.slow", 3000, 100)):
+        for i in range(10):
+            ended = TODAY - pd.Timedelta(days=2) + pd.Timedelta(hours=i)
+            rows.append(
+                {"run_id": f"{task_type}-{i}", "task_type": task_type, "status": "success",
+                 "started_at": ended - pd.Timedelta(seconds=base + step * i), "ended_at": ended}
+            )  # fmt: skip
+    return rows
+
+
+def running(run_id: str, task_type: str, seconds_ago: float) -> dict:
+    started = pd.Timestamp.now(tz="UTC") - pd.Timedelta(seconds=seconds_ago)
+    return {
+        "run_id": run_id,
+        "task_type": task_type,
+        "status": "running",
+        "started_at": started,
+        "ended_at": pd.NaT,
+    }
+
+
+@pytest.fixture
+def stores(tmp_path: Path, instance) -> dict:
+    """Workflow and alert store in one SQLite file, with limits learned for yesterday's partition."""
+    url = f"sqlite:///{tmp_path / 'workflow.db'}"
+    workflow, alert_store = SqlWorkflowService(url=url), AlertStore(url=url)
+    workflow.write_runs(
+        pd.DataFrame(
+            history()
+            + [
+                running("r-stuck", "etl.orders", 3600),
+                running("r-fine", "etl.orders", 60),
+                running("r-slow-fine", "etl.slow", 3500),
+                running("r-new-type", "etl.unknown", 5 * 3600),
+            ]
+        )
+    )
+    dg.materialize(
+        [task_duration_baselines],
+        instance=instance,
+        partition_key=YESTERDAY,
+        resources={"workflow": workflow, "alert_store": alert_store},
+    )
+    return {"url": url, "workflow": workflow, "alert_store": alert_store}
+
+
+def tick(instance, stores: dict, sinks: AlertSinks | None = None):
+    """One evaluation, with resources built afresh as a restarted daemon would."""
+    context = dg.build_sensor_context(
+        instance=instance,
+        resources={
+            "workflow": SqlWorkflowService(url=stores["url"]),
+            "alert_store": AlertStore(url=stores["url"]),
+            "alert_sinks": sinks or AlertSinks(),
+        },
+    )
+    return long_running_tasks_sensor(context)
+
+
+def test_the_sensor_ticks_every_ten_minutes_and_is_on_by_default():
+    assert long_running_tasks_sensor.minimum_interval_seconds == 600
+    assert long_running_tasks_sensor.default_status == dg.DefaultSensorStatus.RUNNING
+    assert build_long_running_tasks_sensor(minimum_interval_seconds=120).minimum_interval_seconds == 120
+
+
+def test_the_baselines_hold_the_hand_computed_limit(stores):
+    as_of, limits = stores["alert_store"].latest_baselines()
+    assert as_of == TODAY.to_pydatetime()
+    assert limits.set_index("task_type").loc["etl.orders", "upper_limit_s"] == pytest.approx(ORDERS_LIMIT)
+
+
+def test_a_tick_flags_exactly_the_tasks_over_their_limit(instance, stores):
+    result = tick(instance, stores)
+    assert isinstance(result, dg.SensorResult)
+    observation = result.asset_events[0]
+    assert observation.metadata["new_alerts"].value == 1
+    assert (observation.metadata["running"].value, observation.metadata["checked"].value) == (4, 3)
+    assert observation.metadata["without_baseline"].value == 1
+    alerts = stores["alert_store"].alerts()
+    assert alerts["run_id"].tolist() == ["r-stuck"]
+    assert alerts.loc[0, "upper_limit_s"] == pytest.approx(ORDERS_LIMIT)
+    assert alerts.loc[0, "elapsed_s"] == pytest.approx(3600, abs=30)
+
+
+def test_a_second_tick_with_the_same_state_flags_nothing(instance, stores):
+    tick(instance, stores)
+    result = tick(instance, stores)
+    assert isinstance(result, dg.SkipReason)
+    assert (
+        "4 running, 3 checked, 1 without baseline, 1 still over their limit, already alerted"
+        in result.skip_message
+    )
+    assert len(stores["alert_store"].alerts()) == 1
+
+
+def test_a_new_crossing_is_flagged_on_the_next_tick(instance, stores):
+    tick(instance, stores)
+    # Time passes for r-slow-fine: it has now run 5000 s, past etl.slow's limit of about 4055 s.
+    engine = sa.create_engine(stores["url"])
+    with engine.begin() as connection:
+        connection.execute(
+            sa.text("UPDATE task_runs SET started_at = :started WHERE run_id = 'r-slow-fine'"),
+            {"started": (datetime.now(UTC) - timedelta(seconds=5000)).strftime("%Y-%m-%d %H:%M:%S.%f")},
+        )
+    engine.dispose()
+    result = tick(instance, stores)
+    assert result.asset_events[0].metadata["new_alerts"].value == 1
+    assert stores["alert_store"].alerts()["run_id"].tolist() == ["r-stuck", "r-slow-fine"]
+
+
+def test_nothing_over_its_limit_is_a_skip_with_the_counts(instance, stores):
+    engine = sa.create_engine(stores["url"])
+    with engine.begin() as connection:
+        connection.execute(sa.text("DELETE FROM task_runs WHERE run_id = 'r-stuck'"))
+    engine.dispose()
+    result = tick(instance, stores)
+    assert isinstance(result, dg.SkipReason)
+    counts = "3 running, 2 checked, 1 without baseline"
+    assert result.skip_message == f"No new task over its limit ({counts}; limits as of {TODAY:%Y-%m-%d})."
+
+
+def test_without_learned_limits_the_sensor_says_so(instance, tmp_path: Path):
+    url = f"sqlite:///{tmp_path / 'empty.db'}"
+    SqlWorkflowService(url=url).write_runs(pd.DataFrame([running("r1", "etl.orders", 10)]))
+    result = tick(instance, {"url": url})
+    assert isinstance(result, dg.SkipReason)
+    assert "1 running, 0 checked, 1 without baseline; no limits learned yet" in result.skip_message
+
+
+def test_a_failing_webhook_is_retried_and_gets_each_alert_exactly_once(instance, stores, recording_server):
+    webhook = recording_server(failures=2)
+    sinks = AlertSinks(webhook_url=webhook.url)
+    for _ in range(4):
+        tick(instance, stores, sinks)
+    assert webhook.attempts == 3
+    assert [request["body"]["run_id"] for request in webhook.received] == ["r-stuck"]
+    payload = webhook.received[0]["body"]
+    assert payload["task_type"] == "etl.orders"
+    assert payload["upper_limit_s"] == pytest.approx(ORDERS_LIMIT)
+    assert "past its limit of 3m 26s" in payload["text"]
+    assert stores["alert_store"].undelivered("webhook").empty
+
+
+def test_slack_gets_the_alert_through_dagster_slack_once_it_accepts(instance, stores, recording_server):
+    slack = recording_server(failures=1, slack=True)
+    sinks = AlertSinks(slack_token="xoxb-test", slack_channel="#ops", slack_api_url=slack.url)
+    for _ in range(3):
+        tick(instance, stores, sinks)
+    assert slack.attempts == 2
+    assert [request["path"] for request in slack.received] == ["/chat.postMessage"]
+    message = slack.received[0]["body"]
+    assert message["channel"] == "#ops"
+    assert message["text"].startswith("Task 'etl.orders' (run r-stuck) has been running for 1h 0m")
+
+
+def test_a_sink_that_is_down_does_not_keep_the_others_from_delivering(instance, stores, recording_server):
+    down, up = recording_server(failures=99), recording_server()
+    sinks = AlertSinks(webhook_url=up.url, slack_token="xoxb-test", slack_api_url=down.url)
+    tick(instance, stores, sinks)
+    assert [request["body"]["run_id"] for request in up.received] == ["r-stuck"]
+    assert stores["alert_store"].undelivered("slack")["run_id"].tolist() == ["r-stuck"]

@@ -1,0 +1,184 @@
+"""The SQL workflow service on SQLite and PostgreSQL: aggregates in SQL, bad rows counted, names checked."""
+
+import math
+from datetime import UTC, datetime, timedelta
+
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+
+from faultline.durations import baselines_from_moments
+from resources.workflow import SqlWorkflowService
+
+END = datetime(2026, 11, 20, tzinfo=UTC)
+START = END - timedelta(days=14)
+NOW = END + timedelta(hours=12)
+HOSTILE_TYPE = 'x\'; DROP TABLE task_runs; --\n"quoted"'
+
+
+def run(run_id, task_type, ended_at, seconds, status="success"):
+    ended = pd.Timestamp(ended_at) if ended_at is not None else None
+    started = (
+        (ended - pd.Timedelta(seconds=seconds))
+        if ended is not None
+        else pd.Timestamp(START + timedelta(days=1))
+    )
+    return {
+        "run_id": run_id,
+        "task_type": task_type,
+        "started_at": started,
+        "ended_at": ended,
+        "status": status,
+    }
+
+
+def running(run_id, started_at):
+    return {**run(run_id, "etl.orders", None, 0, status="running"), "started_at": pd.Timestamp(started_at)}
+
+
+def fixture_runs() -> pd.DataFrame:
+    day = END - timedelta(days=3)
+    rows = [
+        run(f"orders-{i}", "etl.orders", day + timedelta(hours=i), d)
+        for i, d in enumerate([60, 120, 180, 240, 300])
+    ]
+    rows += [
+        run("orders-failed", "etl.orders", day, 10_000, status="failed"),
+        run("orders-aborted", "etl.orders", day, 9_000, status="aborted"),
+        run("edge-at-start", "window.edges", START, 100),
+        run("edge-at-end", "window.edges", END, 100),
+        run("edge-before", "window.edges", START - timedelta(seconds=1), 100),
+    ]
+    rows += [run(f"hostile-{i}", HOSTILE_TYPE, day + timedelta(minutes=i), 10) for i in range(5)]
+    rows += [
+        run("no-end", "etl.bad", None, 0),
+        {**run("backwards", "etl.bad", day, 50), "started_at": pd.Timestamp(day + timedelta(seconds=50))},
+        run("zero", "etl.bad", day, 0),
+        run("zombie", "etl.bad", day, 30, status="zombie"),
+        running("running-1", NOW - timedelta(minutes=9)),
+        run("running-ended", "etl.orders", day, 30, status="running"),
+        running("running-future", NOW + timedelta(hours=1)),
+    ]  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+@pytest.fixture
+def service(store_url: str) -> SqlWorkflowService:
+    workflow = SqlWorkflowService(url=store_url)
+    workflow.write_runs(fixture_runs())
+    return workflow
+
+
+def test_duration_aggregates_are_computed_in_sql_over_successful_runs_only(service):
+    moments = service.duration_moments(START, END).set_index("task_type")
+    assert moments.loc["etl.orders", "n_runs"] == 5
+    assert moments.loc["etl.orders", "mean_s"] == pytest.approx(180)
+    assert moments.loc["etl.orders", "mean_sq_s"] == pytest.approx(
+        (60**2 + 120**2 + 180**2 + 240**2 + 300**2) / 5
+    )
+    baselines = baselines_from_moments(moments.reset_index()).set_index("task_type")
+    assert baselines.loc["etl.orders", "std_s"] == pytest.approx(math.sqrt(9000))
+    assert baselines.loc["etl.orders", "upper_limit_s"] == pytest.approx(180 + 2 * math.sqrt(9000))
+
+
+def test_the_window_includes_its_start_and_excludes_its_end(service):
+    moments = service.duration_moments(START, END).set_index("task_type")
+    assert moments.loc["window.edges", "n_runs"] == 1
+    runs = service.successful_runs(START, END)
+    assert set(runs.loc[runs["task_type"] == "window.edges", "run_id"]) == {"edge-at-start"}
+
+
+def test_task_types_holding_quotes_sql_and_newlines_stay_data(service, store_url):
+    moments = service.duration_moments(START, END).set_index("task_type")
+    assert moments.loc[HOSTILE_TYPE, "n_runs"] == 5
+    with sa.create_engine(store_url).connect() as connection:
+        assert connection.execute(sa.text("SELECT COUNT(*) FROM task_runs")).scalar() == len(fixture_runs())
+
+
+def test_successful_runs_carry_their_times_and_durations(service):
+    runs = service.successful_runs(START, END)
+    orders = runs[runs["task_type"] == "etl.orders"].sort_values("duration_s")
+    assert orders["duration_s"].tolist() == pytest.approx([60, 120, 180, 240, 300])
+    assert (orders["ended_at"] - orders["started_at"]).dt.total_seconds().tolist() == pytest.approx(
+        [60, 120, 180, 240, 300]
+    )
+    assert str(orders["ended_at"].dt.tz) == "UTC"
+
+
+def test_bad_rows_are_left_out_and_counted_with_their_reason(service):
+    rejected = service.rejected_runs(START, END).set_index("run_id")["reason"].to_dict()
+    assert rejected == {
+        "no-end": "finished run without ended_at",
+        "backwards": "ended_at before started_at",
+        "zero": "zero duration",
+        "zombie": "unknown status",
+    }
+    moments = service.duration_moments(START, END)
+    assert "etl.bad" not in set(moments["task_type"])
+
+
+def test_running_tasks_are_read_and_impossible_ones_rejected(service):
+    running, rejected = service.running_tasks(NOW)
+    assert running["run_id"].tolist() == ["running-1"]
+    assert running["started_at"].iloc[0] == pd.Timestamp(NOW - timedelta(minutes=9)).tz_localize(None)
+    assert dict(zip(rejected["run_id"], rejected["reason"], strict=True)) == {
+        "running-ended": "running run with ended_at set",
+        "running-future": "started in the future",
+    }
+
+
+def test_an_existing_airflow_table_is_read_in_place(store_url):
+    table = sa.Table(
+        "task_instance",
+        sa.MetaData(),
+        *(sa.Column(name, sa.Text()) for name in ("dag_id", "task_id", "run_id", "state")),
+        sa.Column("map_index", sa.Integer()),
+        sa.Column("start_date", sa.DateTime(timezone=True)),
+        sa.Column("end_date", sa.DateTime(timezone=True)),
+    )
+    ended = END - timedelta(days=1)
+    rows = [
+        {"dag_id": "billing", "task_id": "load", "run_id": f"r{i}", "state": "success", "map_index": -1,
+         "start_date": ended - timedelta(seconds=10 * (i + 1)), "end_date": ended}
+        for i in range(5)
+    ] + [{"dag_id": "billing", "task_id": "load", "run_id": "r9", "state": "upstream_failed", "map_index": -1,
+          "start_date": ended - timedelta(hours=5), "end_date": ended}]  # fmt: skip
+    engine = sa.create_engine(store_url)
+    with engine.begin() as connection:
+        table.create(connection)
+        connection.execute(table.insert(), rows)
+    engine.dispose()
+    airflow = SqlWorkflowService(
+        url=store_url,
+        table="task_instance",
+        task_type_columns=["dag_id", "task_id"],
+        run_id_columns=["dag_id", "task_id", "run_id", "map_index"],
+        started_at_column="start_date",
+        ended_at_column="end_date",
+        status_column="state",
+        failed_statuses=["failed", "upstream_failed"],
+    )
+    moments = airflow.duration_moments(START, END)
+    assert moments[["task_type", "n_runs"]].values.tolist() == [["billing.load", 5]]
+    assert moments["mean_s"].iloc[0] == pytest.approx(30)
+    assert airflow.rejected_runs(START, END).empty
+
+
+@pytest.mark.parametrize(
+    ("setting", "value"),
+    [
+        ("table", "task_runs; DROP TABLE task_runs"),
+        ("ended_at_column", "ended_at) --"),
+        ("status_column", "a b"),
+    ],
+)
+def test_names_that_are_not_plain_identifiers_are_refused(store_url, setting, value):
+    with pytest.raises(ValueError, match=f"{setting}=.*is not a plain SQL identifier"):
+        SqlWorkflowService(url=store_url, **{setting: value}).duration_moments(START, END)
+
+
+def test_a_missing_column_is_named_with_the_setting_to_change(service, store_url):
+    with pytest.raises(
+        ValueError, match="table 'task_runs' has no column 'finished_at'; set `ended_at_column`"
+    ):
+        SqlWorkflowService(url=store_url, ended_at_column="finished_at").duration_moments(START, END)
