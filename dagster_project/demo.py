@@ -1,22 +1,39 @@
-"""The demo: seed the embedded stores, run the daily graph for the latest day, print the results.
+"""The demo: seed the embedded stores, run both pipelines for the latest day, print the results.
 
 `python -m dagster_project.demo` (what `make demo` runs). Everything lands in the project's
 `data/` folder, whose Dagster instance `make dev` opens in the UI afterwards.
 """
 
+import logging
 import os
 import textwrap
 import time
 from datetime import UTC, datetime, timedelta
 
 import dagster as dg
+import pandas as pd
 
+from faultline.alerting import alert_text
 from faultline.demo_data.deployment_events import generate_deployment_batches
+from faultline.demo_data.task_runs import generate_task_runs
 from faultline.report import ClusterReport
 from resources.sql import data_dir, safe_url
 
 DEMO_DAYS = 14
 DEMO_ERROR_EVENTS = 20_000
+# Two weeks to fit the limits on, and two more for the backtest to replay.
+DEMO_TASK_RUN_DAYS = 28
+QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+
+
+def _use_embedded_stores() -> None:
+    """The demo writes its own data: it never points at a database named in the environment."""
+    for name in ("FAULTLINE_EVENTS_DB_URL", "FAULTLINE_WORKFLOW_DB_URL", "FAULTLINE_ALERTS_DB_URL"):
+        if os.environ.pop(name, None):
+            print(f"{name} is set; the demo ignores it and uses its own store in {data_dir()}.")
+    os.environ.pop("FAULTLINE_WORKFLOW_SOURCE", None)
+    demo_store = data_dir() / "faultline.db"
+    demo_store.unlink(missing_ok=True)
 
 
 def _prepare_dagster_home() -> None:
@@ -40,7 +57,56 @@ def _print_report(report: ClusterReport, path: str) -> None:
         print(f"{row.name:<12} {row.share_pct:>6.2f}% {row.n_events:>7}  {text}")
 
 
+def _print_alerts(alerts: pd.DataFrame, planted: set[str]) -> None:
+    print(f"\nlong_running_tasks: {len(alerts)} running tasks past their limit")
+    for alert in alerts.to_dict(orient="records"):
+        print(f"  - {alert_text(alert)}")
+    found = set(alerts["run_id"])
+    print(
+        f"The demo planted {len(planted)} stuck runs: {len(planted & found)} flagged, "
+        f"{len(planted - found)} missed, {len(found - planted)} flagged that were not planted."
+    )
+
+
+def _run_duration_side(defs: dg.Definitions, instance: dg.DagsterInstance, day: str) -> None:
+    from assets.task_durations import duration_alert_backtest
+    from dagster_project.jobs import task_duration_baselines_job
+    from dagster_project.sensors import long_running_tasks_sensor
+
+    now = pd.Timestamp.now(tz="UTC").floor("s")
+    demo_runs = generate_task_runs(now, days=DEMO_TASK_RUN_DAYS)
+    defs.resources["workflow"].write_runs(demo_runs.runs, replace=True)
+    n_types = demo_runs.runs["task_type"].nunique()
+    print(f"\nSeeded {len(demo_runs.runs)} task runs of {n_types} task types over {DEMO_TASK_RUN_DAYS} days.")
+
+    defs.resolve_job_def(task_duration_baselines_job.name).execute_in_process(
+        partition_key=day, instance=instance, run_config=QUIET
+    )
+    as_of, limits = defs.resources["alert_store"].latest_baselines()
+    with_limit = int(limits["has_limit"].sum())
+    print(f"Learned limits for {with_limit} of {len(limits)} task types (as of {as_of:%Y-%m-%d}).")
+
+    context = dg.build_sensor_context(
+        instance=instance,
+        resources={key: defs.resources[key] for key in ("workflow", "alert_store", "alert_sinks")},
+    )
+    # The sensor logs each alert through Dagster's logger; the demo prints them once, below.
+    logging.getLogger("dagster").setLevel(logging.ERROR)
+    long_running_tasks_sensor(context)
+    _print_alerts(defs.resources["alert_store"].alerts(), demo_runs.expected_overdue_run_ids)
+
+    backtest = dg.materialize(
+        [duration_alert_backtest],
+        instance=instance,
+        resources={"workflow": defs.resources["workflow"]},
+        run_config=QUIET,
+    ).asset_value("duration_alert_backtest")
+    print("\nBacktest at the sensor's 10-minute cadence (3x slowdowns and hangs injected):")
+    print(backtest.round(3).to_string(index=False))
+
+
 def main() -> None:
+    _use_embedded_stores()
     _prepare_dagster_home()
     # Imported after DAGSTER_HOME is set, so the definitions see the demo's environment.
     from dagster_project.definitions import defs
@@ -59,11 +125,10 @@ def main() -> None:
 
     day = (end - timedelta(days=1)).strftime("%Y-%m-%d")
     print(f"Materializing the error-cluster graph for {day} ...")
+    instance = dg.DagsterInstance.get()
+    # The step-by-step log is in the UI; the terminal gets the result.
     result = defs.resolve_job_def(error_clusters_job.name).execute_in_process(
-        partition_key=day,
-        instance=dg.DagsterInstance.get(),
-        # The step-by-step log is in the UI; the terminal gets the result.
-        run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
+        partition_key=day, instance=instance, run_config=QUIET
     )
     report: ClusterReport = result.asset_value("error_cluster_report")
     materialization = next(
@@ -72,6 +137,7 @@ def main() -> None:
         if event.materialization.asset_key == dg.AssetKey("error_cluster_report")
     )
     _print_report(report, materialization.metadata["report_file"].value)
+    _run_duration_side(defs, instance, day)
     print(f"\nDone in {time.monotonic() - started:.0f} s. `make dev` opens these runs in the Dagster UI.")
 
 

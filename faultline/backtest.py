@@ -135,7 +135,11 @@ def backtest(
         estimators = [(e.value, DEFAULT_K[e]) for e in Estimator]
     estimators = [(estimator_named(name).value, float(k)) for name, k in estimators]
     success = history.loc[history["status"].eq("success")].reset_index(drop=True)
-    started = to_utc_naive(success["started_at"])
+    # Stores hand back aware or naive UTC times; the replay works in naive UTC throughout.
+    success = success.assign(
+        started_at=to_utc_naive(success["started_at"]), ended_at=to_utc_naive(success["ended_at"])
+    )
+    started = success["started_at"]
     rng = np.random.default_rng(seed)
 
     days = pd.DatetimeIndex([])

@@ -68,9 +68,12 @@ def require_columns(frame: pd.DataFrame, columns: Sequence[str], what: str) -> N
 def to_utc_naive(values: pd.Series) -> pd.Series:
     """Timestamps as naive UTC datetime64[ns]: naive input is taken as UTC, aware input is converted.
 
-    Anything that cannot be read as an ISO 8601 timestamp becomes NaT.
+    Anything that cannot be read as an ISO 8601 timestamp, or lies outside what nanoseconds can
+    hold (years 1677 to 2262), becomes NaT.
     """
     parsed = pd.to_datetime(values, errors="coerce", utc=True, format="ISO8601")
+    lowest, highest = pd.Timestamp.min.tz_localize("UTC"), pd.Timestamp.max.tz_localize("UTC")
+    parsed = parsed.where(parsed.isna() | ((parsed >= lowest) & (parsed <= highest)))
     return parsed.dt.tz_localize(None).dt.as_unit("ns")
 
 
@@ -150,7 +153,8 @@ def trailing_durations(
     require_columns(runs, ("task_type", "ended_at", "status", "duration_s"), "valid runs")
     end = utc_naive_timestamp(end)
     start = end - pd.Timedelta(days=window_days)
-    in_window = runs["status"].eq("success") & runs["ended_at"].ge(start) & runs["ended_at"].lt(end)
+    ended = to_utc_naive(runs["ended_at"])
+    in_window = runs["status"].eq("success") & ended.ge(start) & ended.lt(end)
     return runs.loc[in_window, ["task_type", "duration_s"]].reset_index(drop=True)
 
 

@@ -15,7 +15,7 @@ import pandas as pd
 import sqlalchemy as sa
 from pydantic import Field, PrivateAttr
 
-from faultline.durations import screen_task_runs
+from faultline.durations import screen_task_runs, to_utc_naive
 from resources.sql import connect, table_reference, to_utc, validate_identifier
 
 MOMENT_COLUMNS = ["task_type", "n_runs", "mean_s", "mean_sq_s"]
@@ -306,12 +306,13 @@ class SqlWorkflowService(WorkflowService):
         if rows.empty:
             empty = pd.DataFrame(columns=RUNNING_COLUMNS)
             return empty, pd.DataFrame(columns=["run_id", "task_type", "reason"])
+        # Times go to the screening as stored, so an unreadable one is rejected with its reason.
         runs = pd.DataFrame(
             {
                 "run_id": self._joined(rows, "run_id_"),
                 "task_type": self._joined(rows, "task_type_"),
-                "started_at": _utc_times(rows["started_at"]),
-                "ended_at": rows["ended_at"],
+                "started_at": rows["started_at"].map(lambda v: to_utc(v) if isinstance(v, datetime) else v),
+                "ended_at": rows["ended_at"].map(lambda v: to_utc(v) if isinstance(v, datetime) else v),
                 "status": "running",
             }
         )
@@ -321,7 +322,8 @@ class SqlWorkflowService(WorkflowService):
 
 def _utc_times(values: pd.Series) -> pd.Series:
     """Timestamps as read from any store (datetimes, or SQLite's text) as UTC pandas timestamps."""
-    return pd.to_datetime(values.map(lambda v: to_utc(v) if isinstance(v, datetime) else v), utc=True)
+    aware = values.map(lambda v: to_utc(v) if isinstance(v, datetime) else v)
+    return to_utc_naive(aware).dt.tz_localize("UTC")
 
 
 class DagsterRunsWorkflowService(WorkflowService):

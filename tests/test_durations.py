@@ -329,3 +329,13 @@ def test_no_running_tasks_and_no_baselines_find_nothing() -> None:
 
     assert scan.overdue.empty and (scan.n_running, scan.n_checked, scan.n_without_baseline) == (1, 0, 1)
     assert idle.overdue.empty and (idle.n_running, idle.n_checked, idle.n_without_baseline) == (0, 0, 0)
+
+
+def test_a_start_beyond_what_nanoseconds_hold_is_rejected_not_fatal():
+    runs = pd.DataFrame(
+        {"run_id": ["r1"], "task_type": ["t"], "started_at": ["2999-01-01 00:00:00"], "ended_at": [None],
+         "status": ["running"]}
+    )  # fmt: skip
+    valid, rejected = screen_task_runs(runs, pd.Timestamp("2026-11-22T00:00:00Z"))
+    assert valid.empty
+    assert rejected["reason"].tolist() == ["unparseable started_at"]

@@ -184,3 +184,21 @@ def test_a_sink_that_is_down_does_not_keep_the_others_from_delivering(instance, 
     tick(instance, stores, sinks)
     assert [request["body"]["run_id"] for request in up.received] == ["r-stuck"]
     assert stores["alert_store"].undelivered("slack")["run_id"].tolist() == ["r-stuck"]
+
+
+def test_impossible_running_rows_are_counted_not_fatal(instance, stores):
+    engine = sa.create_engine(stores["url"])
+    with engine.begin() as connection:
+        connection.execute(
+            sa.text(
+                "INSERT INTO task_runs (run_id, task_type, started_at, ended_at, status) VALUES "
+                "('no-start', 'etl.orders', NULL, NULL, 'running'), "
+                "('not-a-time', 'etl.orders', 'yesterday-ish', NULL, 'running'), "
+                "('future', 'etl.orders', '2999-01-01 00:00:00.000000', NULL, 'running')"
+            )
+        )
+    engine.dispose()
+    result = tick(instance, stores)
+    assert result.asset_events[0].description.startswith(
+        "1 running tasks past their limit (4 running, 3 checked, 1 without baseline, 3 unreadable;"
+    )
