@@ -125,7 +125,7 @@ class AlertStore(dg.ConfigurableResource):
             {
                 "task_type": row.task_type,
                 "run_id": row.run_id,
-                "started_at": to_utc(pd.Timestamp(row.started_at).to_pydatetime()),
+                "started_at": to_utc(pd.Timestamp(row.started_at).floor("us").to_pydatetime()),
                 "elapsed_s": float(row.elapsed_s),
                 "upper_limit_s": float(row.upper_limit_s),
                 "mean_s": float(row.mean_s),
