@@ -13,7 +13,7 @@ from pydantic import Field
 from dagster_project.partitions import daily_partitions
 from faultline.cleaning import build_corpus
 from faultline.clustering import (
-    NO_TEXT,
+    NOISE,
     DocumentVectors,
     assign_clusters,
     cluster_vectors,
@@ -187,8 +187,8 @@ def error_clusters(config: DBSCANConfig, cleaned_corpus: pd.DataFrame, error_vec
     if config.merge_clusters_sharing_hint:
         clustered = merge_clusters_sharing_hint(clustered)
     clustered = number_clusters_by_size(clustered)
-    with_text = clustered[clustered["cluster_id"] != NO_TEXT]
-    noise_share = float((with_text["cluster_id"] == -1).mean()) if len(with_text) else 0.0
+    # Share of all the day's error events, as in the report, so the UI plots one series under one name.
+    noise_share = float((clustered["cluster_id"] == NOISE).mean()) if len(clustered) else 0.0
     n_clusters = int(clustered.loc[clustered["cluster_id"] >= 0, "cluster_id"].nunique())
     return dg.MaterializeResult(
         value=clustered,

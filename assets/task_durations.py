@@ -55,6 +55,9 @@ class BacktestConfig(dg.Config):
         default=0.05, description="Share of each day's runs slowed, and again hung."
     )
     seed: int = 0
+    end_date: str | None = Field(
+        default=None, description="Replay up to this UTC day (YYYY-MM-DD), excluded; empty: up to today."
+    )
 
 
 @dg.asset(partitions_def=daily_partitions, group_name=GROUP)
@@ -110,7 +113,8 @@ def duration_alert_backtest(
     context: dg.AssetExecutionContext, config: BacktestConfig, workflow: WorkflowService
 ) -> dg.MaterializeResult[pd.DataFrame]:
     """Each estimator replayed over history at the sensor's cadence: false alerts, recall, delay."""
-    end = pd.Timestamp.now(tz="UTC").floor("D").to_pydatetime()
+    end_day = pd.Timestamp(config.end_date, tz="UTC") if config.end_date else pd.Timestamp.now(tz="UTC")
+    end = end_day.floor("D").to_pydatetime()
     history = workflow.successful_runs(end - timedelta(days=config.history_days), end)
     results = backtest(
         history,

@@ -26,18 +26,31 @@ DEMO_TASK_RUN_DAYS = 28
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 
+# What the demo never takes from the environment: a real store, a real alert sink, a real folder.
+_NOT_FOR_THE_DEMO = (
+    "FAULTLINE_DB_URL",
+    "FAULTLINE_EVENTS_DB_URL",
+    "FAULTLINE_WORKFLOW_DB_URL",
+    "FAULTLINE_ALERTS_DB_URL",
+    "FAULTLINE_WORKFLOW_SOURCE",
+    "FAULTLINE_REPORTS_DIR",
+    "FAULTLINE_SLACK_TOKEN",
+    "FAULTLINE_ALERT_WEBHOOK_URL",
+)
+
+
 def _use_embedded_stores() -> None:
-    """The demo writes its own data: it never points at a database named in the environment."""
-    for name in ("FAULTLINE_EVENTS_DB_URL", "FAULTLINE_WORKFLOW_DB_URL", "FAULTLINE_ALERTS_DB_URL"):
+    """The demo writes its own data and alerts no one: it ignores the deployment's settings."""
+    for name in _NOT_FOR_THE_DEMO:
         if os.environ.pop(name, None):
-            print(f"{name} is set; the demo ignores it and uses its own store in {data_dir()}.")
-    os.environ.pop("FAULTLINE_WORKFLOW_SOURCE", None)
+            print(f"{name} is set; the demo ignores it and keeps to {data_dir()}.")
     demo_store = data_dir() / "faultline.db"
     demo_store.unlink(missing_ok=True)
 
 
 def _prepare_dagster_home() -> None:
-    home = os.environ.setdefault("DAGSTER_HOME", str(data_dir() / "dagster_home"))
+    # Always the demo's own instance, the one `make dev` opens.
+    home = os.environ["DAGSTER_HOME"] = str(data_dir() / "dagster_home")
     os.makedirs(home, exist_ok=True)
     config = os.path.join(home, "dagster.yaml")
     if not os.path.exists(config):

@@ -40,6 +40,11 @@ def build_long_running_tasks_sensor(minimum_interval_seconds: int = CHECK_INTERV
         for alert in new_alerts.to_dict(orient="records"):
             context.log.warning(alert_text(alert))
         delivery = deliver_pending_alerts(alert_store, alert_sinks)
+        for sink, expired in delivery.expired.items():
+            if expired:
+                context.log.info(
+                    f"Sink {sink}: {expired} alerts older than the delivery limit expired unsent."
+                )
         for sink, failures in delivery.failed.items():
             context.log.warning(
                 f"Sink {sink} failed ({'; '.join(failures)}); its alerts are retried next tick."

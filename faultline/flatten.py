@@ -38,7 +38,8 @@ class FlattenedEvents:
 
 
 def _excerpt(text: str) -> str:
-    return redact_secrets(text[:_EXCERPT_CHARS])
+    # Redact, then cut: a cut first could split a credential from the context that marks it.
+    return redact_secrets(text[: _EXCERPT_CHARS + 1024])[:_EXCERPT_CHARS]
 
 
 def _decode_payload(payload: object) -> tuple[str | None, str, str]:

@@ -11,13 +11,14 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from faultline.cleaning import PLACEHOLDER_WORDS, extract_hint, mask_variable_parts
+from faultline.cleaning import PLACEHOLDER_WORDS, extract_hint, mask_variable_parts, strip_framing
 from faultline.clustering import NO_TEXT, NOISE
 
 WILDCARD = "<*>"
 _LABEL_SOURCES = 50  # distinct messages folded into a label; more changes nothing but the time
 _MAX_LABEL_CHARS = 240
-_MAX_EXAMPLE_CHARS = 400
+_MAX_EXAMPLE_CHARS = 2_000
+_MAX_SHOWN_CHARS = 300
 REPORT_COLUMNS = ["cluster_id", "name", "share_pct", "n_events", "label", "hint", "examples", "terms"]
 
 
@@ -87,12 +88,16 @@ def distinctive_terms(clustered: pd.DataFrame, n_terms: int = 5) -> dict[int, li
     return terms
 
 
-def _examples(messages: pd.Series, n_examples: int = 3) -> list[str]:
-    examples = []
-    for text in messages.value_counts().index[:n_examples]:
-        line = " ".join(text.split())
-        examples.append(line if len(line) <= _MAX_EXAMPLE_CHARS else line[: _MAX_EXAMPLE_CHARS - 1] + "…")
-    return examples
+def _shorten(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _examples(members: pd.DataFrame, n_examples: int = 3) -> list[str]:
+    """Raw (redacted) messages of the group's most frequent variants, one per variant."""
+    raw = members["message"] if "message" in members else members["error_text"]
+    first_of_variant = raw.groupby(members["error_text"], sort=False).first()
+    variants = members["error_text"].value_counts().index[:n_examples]
+    return [_shorten(first_of_variant[variant], _MAX_EXAMPLE_CHARS) for variant in variants]
 
 
 def _hint_template(members: pd.DataFrame) -> str:
@@ -120,7 +125,7 @@ def build_cluster_report(clustered: pd.DataFrame) -> ClusterReport:
                 len(members),
                 message_template(members["error_text"]) if is_cluster else "",
                 _hint_template(members) if is_cluster else "",
-                _examples(members["error_text"]),
+                _examples(members),
                 terms.get(cluster_id, []),
             )
         )
@@ -182,8 +187,15 @@ def report_markdown(report: ClusterReport, title: str, max_groups: int = 30) -> 
 
 
 def _markdown_row(row) -> str:
-    examples = "<br>".join(f"{n}. {_cell(example)}" for n, example in enumerate(row.examples, start=1))
-    terms = ", ".join(row.terms)
-    return (
-        f"| {row.name} | {row.share_pct:.2f}% | {row.n_events} | {_cell(row.label)} | {examples} | {terms} |"
-    )
+    # A table cell shows the part of each raw example a user reads; the JSON report has them whole.
+    shown = (_shorten(" ".join(strip_framing(example).split()), _MAX_SHOWN_CHARS) for example in row.examples)
+    examples = "<br>".join(f"{n}. {_cell(text)}" for n, text in enumerate(shown, start=1))
+    cells = [
+        row.name,
+        f"{row.share_pct:.2f}%",
+        str(row.n_events),
+        _cell(row.label),
+        _cell(row.hint),
+        examples,
+    ]
+    return "| " + " | ".join(cells) + f" | {', '.join(row.terms)} |"

@@ -7,9 +7,10 @@ received is never sent to it twice.
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import dagster as dg
+import pandas as pd
 import requests
 from dagster_slack import SlackResource
 from pydantic import Field
@@ -23,6 +24,7 @@ class DeliveryReport:
     """What one delivery round did, per sink: alerts delivered, and the failures with their cause."""
 
     delivered: dict[str, int] = field(default_factory=dict)
+    expired: dict[str, int] = field(default_factory=dict)
     failed: dict[str, list[str]] = field(default_factory=dict)
 
 
@@ -36,6 +38,11 @@ class AlertSinks(dg.ConfigurableResource):
         default=None, description="URL that receives each alert as a JSON POST (FAULTLINE_ALERT_WEBHOOK_URL)."
     )
     timeout_seconds: float = Field(default=10.0, description="How long one delivery may take.")
+    max_alert_age_hours: float = Field(
+        default=24.0,
+        description="Older pending alerts are recorded as expired, not sent: a sink switched on, or back "
+        "after a long outage, is not flooded with alerts about runs long over.",
+    )
 
     def sink_names(self) -> list[str]:
         return [name for name, on in (("slack", self.slack_token), ("webhook", self.webhook_url)) if on]
@@ -59,12 +66,20 @@ def deliver_pending_alerts(store: AlertStore, sinks: AlertSinks) -> DeliveryRepo
 
     A sink that fails on one alert is not tried again this round (it is likely down); its pending
     alerts wait for the next call. The failure's cause is kept without the sink's URL or token.
+    Alerts raised more than `max_alert_age_hours` ago are recorded as expired for the sink instead.
     """
     report = DeliveryReport()
+    now = datetime.now(UTC)
+    oldest = pd.Timestamp(now - timedelta(hours=sinks.max_alert_age_hours))
     for sink in sinks.sink_names():
         send = sinks.sender(sink)
+        pending = store.undelivered(sink)
+        stale = pending["raised_at"] < oldest
+        for alert_id in pending.loc[stale, "alert_id"]:
+            store.mark_delivered(alert_id, sink, now, outcome="expired")
+        report.expired[sink] = int(stale.sum())
         delivered = 0
-        for alert in store.undelivered(sink).to_dict(orient="records"):
+        for alert in pending[~stale].to_dict(orient="records"):
             try:
                 send(alert)
             except Exception as error:  # noqa: BLE001 - any failure leaves the alert pending

@@ -56,6 +56,8 @@ deliveries_table = sa.Table(
     sa.Column("alert_id", sa.Integer(), sa.ForeignKey("alerts.alert_id"), primary_key=True),
     sa.Column("sink", sa.String(64), primary_key=True),
     sa.Column("delivered_at", sa.DateTime(timezone=True), nullable=False),
+    # "delivered", or "expired" for an alert too old to be worth sending when its sink came up.
+    sa.Column("outcome", sa.String(16), nullable=False, server_default="delivered"),
 )
 
 
@@ -161,10 +163,18 @@ class AlertStore(dg.ConfigurableResource):
             rows = connection.execute(query).mappings().all()
         return _alerts_frame(rows)
 
-    def mark_delivered(self, alert_id: int, sink: str, delivered_at: datetime) -> None:
+    def mark_delivered(
+        self, alert_id: int, sink: str, delivered_at: datetime, outcome: str = "delivered"
+    ) -> None:
+        """Record that `sink` is done with the alert (sent, or expired); a second call changes nothing."""
         with self._connect() as connection:
             connection.execute(
                 _insert(connection, deliveries_table),
-                {"alert_id": int(alert_id), "sink": sink, "delivered_at": to_utc(delivered_at)},
+                {
+                    "alert_id": int(alert_id),
+                    "sink": sink,
+                    "delivered_at": to_utc(delivered_at),
+                    "outcome": outcome,
+                },
             )
             connection.commit()

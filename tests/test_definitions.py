@@ -47,3 +47,24 @@ def test_resources_read_their_urls_from_the_environment(monkeypatch):
 def test_resources_default_to_the_embedded_demo_store(monkeypatch):
     monkeypatch.delenv("FAULTLINE_EVENTS_DB_URL", raising=False)
     assert build_resources()["event_store"].url.startswith("sqlite:///")
+
+
+def test_the_scheduled_baselines_fit_the_estimator_the_environment_names(monkeypatch):
+    import importlib
+
+    import dagster_project.jobs as jobs
+
+    def scheduled_estimator(value: str | None) -> str:
+        if value:
+            monkeypatch.setenv("FAULTLINE_ESTIMATOR", value)
+        else:
+            monkeypatch.delenv("FAULTLINE_ESTIMATOR", raising=False)
+        job = importlib.reload(jobs).task_duration_baselines_job
+        return job.config["ops"]["task_duration_baselines"]["config"]["estimator"]
+
+    try:
+        assert scheduled_estimator("log_mad") == "log_mad"
+        assert scheduled_estimator(None) == "mean_std"
+    finally:
+        monkeypatch.delenv("FAULTLINE_ESTIMATOR", raising=False)
+        importlib.reload(jobs)

@@ -136,3 +136,11 @@ def test_secrets_in_messages_are_redacted_when_flattened():
 def test_secrets_never_reach_the_quarantine_excerpt():
     flattened = flatten_batches(dump('{"password": "hunter2", broken'))
     assert "hunter2" not in flattened.quarantine.loc[0, "excerpt"]
+
+
+def test_a_secret_straddling_the_excerpt_cut_is_still_redacted():
+    # The 200-character excerpt ends inside the password; its "@" lies beyond the cut.
+    prefix = "x" * (200 - len("clone https://admin:S3cr"))
+    flattened = flatten_batches(dump(prefix + "clone https://admin:S3cretPassw0rd@db.internal/app {broken"))
+    assert flattened.quarantine.loc[0, "reason"] == "payload_not_json"
+    assert "S3cr" not in flattened.quarantine.loc[0, "excerpt"]

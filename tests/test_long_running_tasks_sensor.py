@@ -202,3 +202,16 @@ def test_impossible_running_rows_are_counted_not_fatal(instance, stores):
     assert result.asset_events[0].description.startswith(
         "1 running tasks past their limit (4 running, 3 checked, 1 without baseline, 3 unreadable;"
     )
+
+
+def test_a_sink_switched_on_later_gets_recent_alerts_but_not_stale_ones(instance, stores, recording_server):
+    tick(instance, stores)  # r-stuck alerted, no sink configured yet
+    stale = pd.DataFrame(
+        [("etl.orders", "r-old", pd.Timestamp("2026-01-01T00:00:00Z"), 9000.0, 200.0, 145.0, 10)],
+        columns=["task_type", "run_id", "started_at", "elapsed_s", "upper_limit_s", "mean_s", "n_runs"],
+    )
+    stores["alert_store"].record_alerts(stale, raised_at=datetime(2026, 1, 1, 3, tzinfo=UTC))
+    webhook = recording_server()
+    tick(instance, stores, AlertSinks(webhook_url=webhook.url))
+    assert [request["body"]["run_id"] for request in webhook.received] == ["r-stuck"]
+    assert stores["alert_store"].undelivered("webhook").empty

@@ -51,10 +51,24 @@ def test_groups_come_biggest_first_with_their_share_of_all_events():
     assert report.noise_share == 0.2 and report.top_cluster_share == 0.5
 
 
-def test_examples_are_the_most_frequent_distinct_messages():
+def test_examples_are_raw_messages_of_the_most_frequent_variants():
     rows = [(0, "a 1", "a")] * 3 + [(0, "a 2", "a")] * 2 + [(0, "a 3", "a"), (0, "a 4", "a")]
-    report = build_cluster_report(clustered(rows))
-    assert report.groups.loc[0, "examples"] == ["a 1", "a 2", "a 3"]
+    events = clustered(rows)
+    events["message"] = [f"TEAM SECTION {i}\n{text}" for i, text in enumerate(events["error_text"])]
+    report = build_cluster_report(events)
+    assert report.groups.loc[0, "examples"] == [
+        "TEAM SECTION 0\na 1",
+        "TEAM SECTION 3\na 2",
+        "TEAM SECTION 5\na 3",
+    ]
+
+
+def test_every_markdown_row_has_a_cell_per_column():
+    rows = [(0, "a | b failed", "failed")] * 6 + [(1, "disk full", "disk full")] * 2 + [(NOISE, "odd", "odd")]
+    markdown = report_markdown(build_cluster_report(clustered(rows)), title="Errors", max_groups=1)
+    table = [line for line in markdown.splitlines() if line.startswith("|")]
+    cells = [len(line.replace("\\|", "").split("|")) for line in table]
+    assert len(table) == 5 and len(set(cells)) == 1
 
 
 def test_distinctive_terms_favour_words_found_in_one_cluster_only():

@@ -105,7 +105,12 @@ def test_the_backtest_asset_reports_both_estimators_on_the_history(instance, tmp
     demo = generate_task_runs(now, days=28, n_task_types=8, seed=3)
     workflow = SqlWorkflowService(url=f"sqlite:///{tmp_path / 'history.db'}")
     workflow.write_runs(demo.runs)
-    result = dg.materialize([duration_alert_backtest], instance=instance, resources={"workflow": workflow})
+    result = dg.materialize(
+        [duration_alert_backtest],
+        instance=instance,
+        resources={"workflow": workflow},
+        run_config={"ops": {"duration_alert_backtest": {"config": {"end_date": TODAY.strftime("%Y-%m-%d")}}}},
+    )
     table = result.asset_value("duration_alert_backtest").set_index("estimator")
     history = workflow.successful_runs(TODAY - pd.Timedelta(days=28), TODAY)
     expected = backtest(history).set_index("estimator")
