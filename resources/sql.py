@@ -19,13 +19,18 @@ def data_dir() -> Path:
     return Path(configured) if configured else Path(__file__).resolve().parents[1] / "data"
 
 
-def default_store_url() -> str:
-    return f"sqlite:///{data_dir() / 'faultline.db'}"
-
-
 def env_or_default(name: str, default: str | dg.EnvVar | None) -> str | dg.EnvVar | None:
-    """`EnvVar(name)` when it is set (the UI then shows where the value comes from), else the default."""
+    """`EnvVar(name)` when it is set, else the default.
+
+    An EnvVar is what the UI shows (its name, never its value), so a URL holding a password is
+    always passed this way.
+    """
     return dg.EnvVar(name) if os.environ.get(name) else default
+
+
+def default_store_url() -> str | dg.EnvVar:
+    """faultline's own database (FAULTLINE_DB_URL), else the embedded SQLite file of the demo."""
+    return env_or_default("FAULTLINE_DB_URL", f"sqlite:///{data_dir() / 'faultline.db'}")
 
 
 def validate_identifier(name: str, setting: str) -> str:

@@ -3,6 +3,7 @@
 import http.server
 import json
 import os
+import signal
 import threading
 import uuid
 from datetime import UTC, datetime
@@ -46,6 +47,14 @@ def demo_rows() -> list[dict]:
     return generate_deployment_batches(end=DEMO_END)
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+# A terminated test run (a CI timeout, say) unwinds like Ctrl-C: fixtures and `finally` blocks
+# still stop the servers they started and drop the databases they created.
+signal.signal(signal.SIGTERM, _interrupt)
+
 POSTGRES_ADMIN_URL = os.environ.get(
     "FAULTLINE_TEST_POSTGRES_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
 )
@@ -62,22 +71,32 @@ def _postgres_unavailable(error: Exception) -> None:
 
 
 @pytest.fixture
-def postgres_url():
-    """A fresh, empty PostgreSQL database for one test, dropped afterwards."""
+def postgres_databases():
+    """Creates fresh, empty PostgreSQL databases on demand (`create()` -> URL); drops them after."""
     admin = sa.create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    name = f"faultline_test_{uuid.uuid4().hex[:12]}"
-    try:
-        with admin.connect() as connection:
-            connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    except sa.exc.OperationalError as error:
-        admin.dispose()
-        _postgres_unavailable(error)
-    try:
-        yield sa.engine.make_url(POSTGRES_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as connection:
+    created: list[str] = []
+
+    def create() -> str:
+        name = f"faultline_test_{uuid.uuid4().hex[:12]}"
+        try:
+            with admin.connect() as connection:
+                connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
+        except sa.exc.OperationalError as error:
+            _postgres_unavailable(error)
+        created.append(name)
+        return sa.engine.make_url(POSTGRES_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+
+    yield create
+    with admin.connect() as connection:
+        for name in created:
             connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    admin.dispose()
+
+
+@pytest.fixture
+def postgres_url(postgres_databases) -> str:
+    """A fresh, empty PostgreSQL database for one test, dropped afterwards."""
+    return postgres_databases()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
