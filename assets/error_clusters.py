@@ -23,6 +23,7 @@ from faultline.clustering import (
 )
 from faultline.flatten import DEFAULT_ERROR_STATES, DEFAULT_MAX_MESSAGE_CHARS, flatten_batches
 from faultline.report import ClusterReport, build_cluster_report, report_markdown
+from faultline.templates import DEFAULT_SIMILARITY
 from resources.event_store import DeploymentEventStore
 from resources.report_store import ReportStore
 
@@ -38,6 +39,14 @@ class FlattenConfig(dg.Config):
     )
     max_quarantine_share: float = Field(
         default=0.05, description="Warn when more than this share of the day's events is quarantined."
+    )
+
+
+class CleaningConfig(dg.Config):
+    template_similarity: float = Field(
+        default=DEFAULT_SIMILARITY,
+        description="Cleaned texts of one shape matching a template in this share of their words join it "
+        "(the differing words become wildcards); 1.0 merges nothing.",
     )
 
 
@@ -139,14 +148,17 @@ def flatten_events(
 
 
 @dg.asset(partitions_def=daily_partitions, group_name=GROUP)
-def cleaned_corpus(flattened_events: pd.DataFrame) -> dg.MaterializeResult[pd.DataFrame]:
-    """Each error event's raw (redacted) message, the text a user reads, and the cleaned text."""
-    corpus = build_corpus(flattened_events)
+def cleaned_corpus(
+    config: CleaningConfig, flattened_events: pd.DataFrame
+) -> dg.MaterializeResult[pd.DataFrame]:
+    """Each error event's raw (redacted) message, the text a user reads, the cleaned text and its template."""
+    corpus = build_corpus(flattened_events, template_similarity=config.template_similarity)
     return dg.MaterializeResult(
         value=corpus,
         metadata={
             "dagster/row_count": len(corpus),
             "distinct_cleaned_texts": int(corpus.loc[corpus["has_text"], "cleaned"].nunique()),
+            "distinct_templates": int(corpus.loc[corpus["has_text"], "template"].nunique()),
             "empty_after_cleaning": int((~corpus["has_text"]).sum()),
         },
     )
@@ -156,9 +168,9 @@ def cleaned_corpus(flattened_events: pd.DataFrame) -> dg.MaterializeResult[pd.Da
 def error_vectors(
     config: Doc2VecConfig, cleaned_corpus: pd.DataFrame
 ) -> dg.MaterializeResult[DocumentVectors]:
-    """A Doc2Vec vector per distinct cleaned text, with the number of events that carry it."""
+    """A Doc2Vec vector per distinct template, with the number of events that carry it."""
     vectors = vectorize_texts(
-        cleaned_corpus["cleaned"],
+        cleaned_corpus["template"],
         vector_size=config.vector_size,
         window=config.window,
         min_count=config.min_count,

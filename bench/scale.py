@@ -73,7 +73,7 @@ def run_pipeline(path: Path) -> dict[str, object]:
     del events
     with stage("vectorize"):
         vectors = vectorize_texts(
-            corpus["cleaned"], doc2vec.vector_size, doc2vec.window, doc2vec.min_count, doc2vec.epochs,
+            corpus["template"], doc2vec.vector_size, doc2vec.window, doc2vec.min_count, doc2vec.epochs,
             doc2vec.dm, doc2vec.seed,
         )  # fmt: skip
     with stage("cluster"):

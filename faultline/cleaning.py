@@ -13,6 +13,7 @@ import pandas as pd
 from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 
 from faultline.redaction import SECRET_KINDS
+from faultline.templates import DEFAULT_SIMILARITY, mine_templates
 
 # scikit-learn's English list, less the words that carry an error's meaning: negations ("not found",
 # "no such file") and the content words the list also holds ("found", "empty", "down", "out").
@@ -206,8 +207,8 @@ def clean_messages(messages: pd.Series) -> pd.Series:
     return cleaned
 
 
-def build_corpus(events: pd.DataFrame) -> pd.DataFrame:
-    """The flattened events with `error_text` (what the user reads), `cleaned` and the cleaned `hint`.
+def build_corpus(events: pd.DataFrame, template_similarity: float = DEFAULT_SIMILARITY) -> pd.DataFrame:
+    """The flattened events with `error_text` (what the user reads), `cleaned`, its `template` and `hint`.
 
     `has_text` is False where cleaning left nothing (the seed's non-empty step); such events stay
     in the corpus so every error event is counted, but they are not vectorized.
@@ -216,5 +217,9 @@ def build_corpus(events: pd.DataFrame) -> pd.DataFrame:
     corpus["error_text"] = corpus["message"].astype(str).map(strip_framing)
     corpus["cleaned"] = clean_messages(corpus["message"])
     corpus["has_text"] = is_non_empty(corpus["cleaned"])
+    template_of = mine_templates(
+        corpus.loc[corpus["has_text"], "cleaned"].value_counts(), template_similarity
+    )
+    corpus["template"] = corpus["cleaned"].map(template_of).fillna("")
     corpus["hint"] = clean_messages(corpus["message"].astype(str).map(extract_hint))
     return corpus

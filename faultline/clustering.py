@@ -1,7 +1,8 @@
-"""Vectorizing and clustering: Doc2Vec vectors of the distinct cleaned texts, grouped by DBSCAN.
+"""Vectorizing and clustering: Doc2Vec vectors of the distinct message templates, grouped by DBSCAN.
 
-Identical cleaned texts are trained once and carry their event count, which DBSCAN takes as a
-sample weight: a message seen 1,000 times weighs 1,000 times, at the cost of one vector.
+Each distinct template (see `faultline.templates`) is trained once and carries its event count,
+which DBSCAN takes as a sample weight: a message seen 1,000 times weighs 1,000 times, at the cost
+of one vector.
 """
 
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ NO_TEXT = -2  # events whose message was nothing but boilerplate; counted, never
 
 @dataclass(frozen=True)
 class DocumentVectors:
-    """One vector per distinct cleaned text, with how many events carry that text."""
+    """One vector per distinct text (a template), with how many events carry that text."""
 
     texts: list[str]
     counts: np.ndarray
@@ -25,7 +26,7 @@ class DocumentVectors:
 
 
 def vectorize_texts(
-    cleaned: pd.Series,
+    texts: pd.Series,
     vector_size: int = 80,
     window: int = 2,
     min_count: int = 1,
@@ -33,19 +34,19 @@ def vectorize_texts(
     dm: int = 1,
     seed: int = 42,
 ) -> DocumentVectors:
-    """Train Doc2Vec on the distinct non-empty texts of `cleaned`.
+    """Train Doc2Vec on the distinct non-empty texts of `texts`.
 
     Texts are sorted so the same set of texts always trains in the same order; one worker thread
     and a fixed seed make the vectors repeatable.
     """
-    counts = cleaned[cleaned.str.len() > 0].value_counts()
+    counts = texts[texts.str.len() > 0].value_counts()
     counts = counts.sort_index()
-    texts = counts.index.tolist()
-    if not texts:
+    distinct = counts.index.tolist()
+    if not distinct:
         return DocumentVectors(
             texts=[], counts=np.zeros(0, dtype=np.int64), vectors=np.zeros((0, vector_size))
         )
-    documents = [TaggedDocument(text.split(), [position]) for position, text in enumerate(texts)]
+    documents = [TaggedDocument(text.split(), [position]) for position, text in enumerate(distinct)]
     model = Doc2Vec(
         documents,
         vector_size=vector_size,
@@ -56,8 +57,8 @@ def vectorize_texts(
         seed=seed,
         workers=1,
     )
-    vectors = np.vstack([model.dv[position] for position in range(len(texts))])
-    return DocumentVectors(texts=texts, counts=counts.to_numpy(dtype=np.int64), vectors=vectors)
+    vectors = np.vstack([model.dv[position] for position in range(len(distinct))])
+    return DocumentVectors(texts=distinct, counts=counts.to_numpy(dtype=np.int64), vectors=vectors)
 
 
 def cluster_vectors(
@@ -77,10 +78,10 @@ def cluster_vectors(
 def assign_clusters(
     corpus: pd.DataFrame, document_vectors: DocumentVectors, labels: np.ndarray
 ) -> pd.DataFrame:
-    """The corpus with a `cluster_id` per event: its text's cluster, noise (-1) or no text (-2)."""
+    """The corpus with a `cluster_id` per event: its template's cluster, noise (-1) or no text (-2)."""
     label_of_text = dict(zip(document_vectors.texts, labels.tolist(), strict=True))
     clustered = corpus.copy()
-    clustered["cluster_id"] = clustered["cleaned"].map(label_of_text).fillna(NO_TEXT).astype(np.int64)
+    clustered["cluster_id"] = clustered["template"].map(label_of_text).fillna(NO_TEXT).astype(np.int64)
     return clustered
 
 

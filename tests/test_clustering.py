@@ -61,7 +61,7 @@ def test_close_texts_join_one_cluster():
 
 
 def test_events_get_their_texts_cluster_and_empty_texts_their_own_label():
-    corpus = pd.DataFrame({"cleaned": ["text 0", "text 1", "", "text 0"]})
+    corpus = pd.DataFrame({"template": ["text 0", "text 1", "", "text 0"]})
     vectors = vectors_of([(1, 0), (0, 1)], counts=[2, 1])
     clustered = assign_clusters(corpus, vectors, np.array([0, NOISE]))
     assert clustered["cluster_id"].tolist() == [0, NOISE, NO_TEXT, 0]
