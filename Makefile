@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # The stamp changes with pyproject.toml, so a changed dependency list reinstalls.
 STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
-.PHONY: install demo test dev lint
+.PHONY: install demo test dev lint bench
 
 install: $(STAMP)
 
@@ -28,3 +28,12 @@ dev: install
 
 lint: install
 	$(BIN)/ruff check .
+
+# Benchmarks, not part of `make test`: each writes bench/results/<name>.json and prints a table.
+# bench/durations.py needs the PostgreSQL at 127.0.0.1:5432; the accuracy data is an argument.
+BENCH_DATA ?= ../shared/data/loghub
+bench: install
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,bench]'
+	$(BIN)/python bench/accuracy.py --data $(BENCH_DATA)
+	$(BIN)/python bench/scale.py
+	$(BIN)/python bench/durations.py

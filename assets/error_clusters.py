@@ -15,10 +15,8 @@ from faultline.cleaning import build_corpus
 from faultline.clustering import (
     NOISE,
     DocumentVectors,
-    assign_clusters,
     cluster_vectors,
-    merge_clusters_sharing_hint,
-    number_clusters_by_size,
+    label_events,
     vectorize_texts,
 )
 from faultline.flatten import DEFAULT_ERROR_STATES, DEFAULT_MAX_MESSAGE_CHARS, flatten_batches
@@ -194,11 +192,8 @@ def error_clusters(config: DBSCANConfig, cleaned_corpus: pd.DataFrame, error_vec
     labels = cluster_vectors(
         error_vectors, eps=config.eps, min_samples=config.min_samples, metric=config.metric
     )
-    clustered = assign_clusters(cleaned_corpus, error_vectors, labels)
-    n_dbscan_clusters = int(clustered.loc[clustered["cluster_id"] >= 0, "cluster_id"].nunique())
-    if config.merge_clusters_sharing_hint:
-        clustered = merge_clusters_sharing_hint(clustered)
-    clustered = number_clusters_by_size(clustered)
+    n_dbscan_clusters = len(set(labels.tolist()) - {NOISE})
+    clustered = label_events(cleaned_corpus, error_vectors, labels, config.merge_clusters_sharing_hint)
     # Share of all the day's error events, as in the report, so the UI plots one series under one name.
     noise_share = float((clustered["cluster_id"] == NOISE).mean()) if len(clustered) else 0.0
     n_clusters = int(clustered.loc[clustered["cluster_id"] >= 0, "cluster_id"].nunique())

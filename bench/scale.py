@@ -43,13 +43,7 @@ def run_pipeline(path: Path) -> dict[str, object]:
 
     from assets.error_clusters import DBSCANConfig, Doc2VecConfig, FlattenConfig
     from faultline.cleaning import build_corpus
-    from faultline.clustering import (
-        assign_clusters,
-        cluster_vectors,
-        merge_clusters_sharing_hint,
-        number_clusters_by_size,
-        vectorize_texts,
-    )
+    from faultline.clustering import cluster_vectors, label_events, vectorize_texts
     from faultline.flatten import flatten_batches
     from faultline.report import build_cluster_report
 
@@ -78,9 +72,7 @@ def run_pipeline(path: Path) -> dict[str, object]:
         )  # fmt: skip
     with stage("cluster"):
         labels = cluster_vectors(vectors, dbscan.eps, dbscan.min_samples, dbscan.metric)
-        clustered = number_clusters_by_size(
-            merge_clusters_sharing_hint(assign_clusters(corpus, vectors, labels))
-        )
+        clustered = label_events(corpus, vectors, labels, dbscan.merge_clusters_sharing_hint)
     with stage("report"):
         report = build_cluster_report(clustered)
     return {

@@ -122,3 +122,13 @@ def number_clusters_by_size(clustered: pd.DataFrame) -> pd.DataFrame:
         numbered["cluster_id"].map(lambda label: renumber.get(label, label)).astype(np.int64)
     )
     return numbered
+
+
+def label_events(
+    corpus: pd.DataFrame, document_vectors: DocumentVectors, labels: np.ndarray, merge_by_hint: bool = True
+) -> pd.DataFrame:
+    """Every event with its final group: its template's DBSCAN cluster, hint-merged, numbered by size."""
+    clustered = assign_clusters(corpus, document_vectors, labels)
+    if merge_by_hint:
+        clustered = merge_clusters_sharing_hint(clustered)
+    return number_clusters_by_size(clustered)
