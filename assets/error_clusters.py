@@ -167,15 +167,8 @@ def error_vectors(
     config: Doc2VecConfig, cleaned_corpus: pd.DataFrame
 ) -> dg.MaterializeResult[DocumentVectors]:
     """A Doc2Vec vector per distinct template, with the number of events that carry it."""
-    vectors = vectorize_texts(
-        cleaned_corpus["template"],
-        vector_size=config.vector_size,
-        window=config.window,
-        min_count=config.min_count,
-        epochs=config.epochs,
-        dm=config.dm,
-        seed=config.seed,
-    )
+    # The Config's fields are vectorize_texts' parameters, one for one.
+    vectors = vectorize_texts(cleaned_corpus["template"], **config.model_dump())
     return dg.MaterializeResult(
         value=vectors,
         metadata={"distinct_texts": len(vectors.texts), "events": int(vectors.counts.sum())},

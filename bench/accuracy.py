@@ -54,16 +54,7 @@ def faultline_groups(messages: pd.Series) -> np.ndarray:
     and error_clusters with their Config defaults. Noise is -1 and no text -2, as in the product.
     """
     corpus = build_corpus(pd.DataFrame({"message": messages.astype(str).map(redact_secrets)}))
-    doc2vec = Doc2VecConfig()
-    vectors = vectorize_texts(
-        corpus["template"],
-        vector_size=doc2vec.vector_size,
-        window=doc2vec.window,
-        min_count=doc2vec.min_count,
-        epochs=doc2vec.epochs,
-        dm=doc2vec.dm,
-        seed=doc2vec.seed,
-    )
+    vectors = vectorize_texts(corpus["template"], **Doc2VecConfig().model_dump())
     dbscan = DBSCANConfig()
     labels = cluster_vectors(vectors, eps=dbscan.eps, min_samples=dbscan.min_samples, metric=dbscan.metric)
     clustered = label_events(corpus, vectors, labels, dbscan.merge_clusters_sharing_hint)

@@ -66,10 +66,7 @@ def run_pipeline(path: Path) -> dict[str, object]:
         corpus = build_corpus(events)
     del events
     with stage("vectorize"):
-        vectors = vectorize_texts(
-            corpus["template"], doc2vec.vector_size, doc2vec.window, doc2vec.min_count, doc2vec.epochs,
-            doc2vec.dm, doc2vec.seed,
-        )  # fmt: skip
+        vectors = vectorize_texts(corpus["template"], **doc2vec.model_dump())
     with stage("cluster"):
         labels = cluster_vectors(vectors, dbscan.eps, dbscan.min_samples, dbscan.metric)
         clustered = label_events(corpus, vectors, labels, dbscan.merge_clusters_sharing_hint)

@@ -121,6 +121,19 @@ class SqlWorkflowService(WorkflowService):
         ended = self._instant(connection, table.c[self.ended_at_column])
         return sa.and_(ended >= self._instant(connection, start), ended < self._instant(connection, end))
 
+    def _successful_in(
+        self, connection: sa.Connection, table: sa.TableClause, start: datetime, end: datetime
+    ) -> list[sa.ColumnElement]:
+        """The runs a baseline learns from: successful, readable, ended in [start, end)."""
+        started, ended = table.c[self.started_at_column], table.c[self.ended_at_column]
+        return [
+            table.c[self.status_column].in_(self.success_statuses),
+            *(table.c[name].is_not(None) for name in self.task_type_columns),
+            started.is_not(None),
+            self._ended_in(connection, table, start, end),
+            self._seconds(connection, started, ended) > 0,
+        ]
+
     def _task_type(self, table: sa.TableClause) -> list[sa.ColumnElement]:
         return [table.c[name].label(f"task_type_{i}") for i, name in enumerate(self.task_type_columns)]
 
@@ -178,13 +191,7 @@ class SqlWorkflowService(WorkflowService):
                     sa.func.avg(seconds).label("mean_s"),
                     sa.func.avg(seconds * seconds).label("mean_sq_s"),
                 )
-                .where(
-                    table.c[self.status_column].in_(self.success_statuses),
-                    *(column.is_not(None) for column in task_type),
-                    started.is_not(None),
-                    self._ended_in(connection, table, start, end),
-                    seconds > 0,
-                )
+                .where(*self._successful_in(connection, table, start, end))
                 .group_by(*task_type)
             )
             rows = pd.DataFrame(connection.execute(query).mappings().all())
@@ -222,13 +229,7 @@ class SqlWorkflowService(WorkflowService):
                 started.label("started_at"),
                 ended.label("ended_at"),
                 seconds.label("duration_s"),
-            ).where(
-                table.c[self.status_column].in_(self.success_statuses),
-                *(column.is_not(None) for column in task_type),
-                started.is_not(None),
-                self._ended_in(connection, table, start, end),
-                seconds > 0,
-            )
+            ).where(*self._successful_in(connection, table, start, end))
             rows = pd.DataFrame(connection.execute(query).mappings().all())
         if rows.empty:
             return pd.DataFrame(columns=SUCCESSFUL_RUN_COLUMNS)

@@ -26,9 +26,7 @@ def test_texts_of_another_length_or_first_word_never_join():
 def test_texts_that_share_less_than_the_threshold_stay_apart():
     templates = mine_templates(counts(push_denied_token_expired=3, push_timed_out_retry=3))
     assert len(set(templates.values())) == 2
-    merged = mine_templates(
-        counts(push_denied_token_expired=3, push_timed_out_retry=3), similarity=0.25
-    )
+    merged = mine_templates(counts(push_denied_token_expired=3, push_timed_out_retry=3), similarity=0.25)
     assert set(merged.values()) == {"push"}
 
 
