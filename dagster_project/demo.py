@@ -4,7 +4,6 @@
 `data/` folder, whose Dagster instance `make dev` opens in the UI afterwards.
 """
 
-import logging
 import os
 import textwrap
 import time
@@ -103,8 +102,6 @@ def _run_duration_side(defs: dg.Definitions, instance: dg.DagsterInstance, day: 
         instance=instance,
         resources={key: defs.resources[key] for key in ("workflow", "alert_store", "alert_sinks")},
     )
-    # The sensor logs each alert through Dagster's logger; the demo prints them once, below.
-    logging.getLogger("dagster").setLevel(logging.ERROR)
     long_running_tasks_sensor(context)
     _print_alerts(defs.resources["alert_store"].alerts(), demo_runs.expected_overdue_run_ids)
 
