@@ -21,7 +21,7 @@ from faultline.clustering import (
 )
 from faultline.flatten import DEFAULT_ERROR_STATES, DEFAULT_MAX_MESSAGE_CHARS, flatten_batches
 from faultline.report import ClusterReport, build_cluster_report, report_markdown
-from faultline.templates import DEFAULT_SIMILARITY
+from faultline.templates import DEFAULT_MAX_CONSTANT_VALUES, DEFAULT_SIMILARITY
 from resources.event_store import DeploymentEventStore
 from resources.report_store import ReportStore
 
@@ -43,8 +43,13 @@ class FlattenConfig(dg.Config):
 class CleaningConfig(dg.Config):
     template_similarity: float = Field(
         default=DEFAULT_SIMILARITY,
-        description="Cleaned texts of one shape matching a template in this share of their words join it "
-        "(the differing words become wildcards); 1.0 merges nothing.",
+        description="Messages of one shape matching a template in this share of their tokens join it "
+        "(the differing tokens become wildcards); 1.0 merges nothing.",
+    )
+    max_constant_values: int = Field(
+        default=DEFAULT_MAX_CONSTANT_VALUES,
+        description="A template position whose words take at most this many values splits the template "
+        "(an enumeration like start/stop), more makes it a variable; 0 splits nothing.",
     )
 
 
@@ -59,10 +64,23 @@ class Doc2VecConfig(dg.Config):
 
 
 class DBSCANConfig(dg.Config):
-    # Qovery's settings: DBSCAN(eps=.2, min_samples=5, metric='cosine').
-    eps: float = 0.2
-    min_samples: int = 5
+    # Qovery's settings: DBSCAN(eps=.2, min_samples=5, metric='cosine'), on raw vectors
+    # (center_vectors=False). Ours group templates, not messages: see the README's "Defaults".
+    eps: float = Field(
+        default=0.02,
+        description="Cosine distance within which two templates' vectors are neighbours (the seed: 0.2).",
+    )
+    min_samples: int = Field(
+        default=2,
+        description="Events (templates weigh their event count) a core point needs; a template seen once "
+        "and near no other is noise (the seed: 5).",
+    )
     metric: str = "cosine"
+    center_vectors: bool = Field(
+        default=True,
+        description="Subtract the mean vector before DBSCAN: Doc2Vec's vectors share a common direction "
+        "that makes every pair look close under cosine (the seed: False).",
+    )
     merge_clusters_sharing_hint: bool = Field(
         default=True,
         description="Merge clusters whose messages carry the same platform hint (the engine's diagnosis).",
@@ -150,7 +168,7 @@ def cleaned_corpus(
     config: CleaningConfig, flattened_events: pd.DataFrame
 ) -> dg.MaterializeResult[pd.DataFrame]:
     """Each error event's raw (redacted) message, the text a user reads, the cleaned text and its template."""
-    corpus = build_corpus(flattened_events, template_similarity=config.template_similarity)
+    corpus = build_corpus(flattened_events, config.template_similarity, config.max_constant_values)
     return dg.MaterializeResult(
         value=corpus,
         metadata={
@@ -168,7 +186,7 @@ def error_vectors(
 ) -> dg.MaterializeResult[DocumentVectors]:
     """A Doc2Vec vector per distinct template, with the number of events that carry it."""
     # The Config's fields are vectorize_texts' parameters, one for one.
-    vectors = vectorize_texts(cleaned_corpus["template"], **config.model_dump())
+    vectors = vectorize_texts(cleaned_corpus["cleaned"], **config.model_dump())
     return dg.MaterializeResult(
         value=vectors,
         metadata={"distinct_texts": len(vectors.texts), "events": int(vectors.counts.sum())},
@@ -183,7 +201,7 @@ def error_vectors(
 def error_clusters(config: DBSCANConfig, cleaned_corpus: pd.DataFrame, error_vectors: DocumentVectors):
     """Every error event with its cluster (0 is the biggest), noise (-1) or no text (-2)."""
     labels = cluster_vectors(
-        error_vectors, eps=config.eps, min_samples=config.min_samples, metric=config.metric
+        error_vectors, config.eps, config.min_samples, config.metric, config.center_vectors
     )
     n_dbscan_clusters = len(set(labels.tolist()) - {NOISE})
     clustered = label_events(cleaned_corpus, error_vectors, labels, config.merge_clusters_sharing_hint)

@@ -27,7 +27,7 @@ from baselines import SEED_DBSCAN, SEED_DOC2VEC, drain3_groups, require_drain3, 
 from sklearn.metrics import adjusted_rand_score
 
 import faultline
-from assets.error_clusters import DBSCANConfig, Doc2VecConfig
+from assets.error_clusters import CleaningConfig, DBSCANConfig, Doc2VecConfig
 from faultline.cleaning import build_corpus
 from faultline.clustering import cluster_vectors, label_events, vectorize_texts
 from faultline.redaction import redact_secrets
@@ -47,16 +47,46 @@ METHOD_DESCRIPTIONS = {
 }
 
 
-def faultline_groups(messages: pd.Series) -> np.ndarray:
+CONFIG_SECTIONS = {"cleaning": CleaningConfig, "doc2vec": Doc2VecConfig, "dbscan": DBSCANConfig}
+
+
+def faultline_configs(overrides: list[str] | None = None) -> dict[str, object]:
+    """The product's Config for each stage, with `section.field=value` overrides (a JSON value or text).
+
+    With no override this is the one default configuration the product ships; overrides exist for
+    sensitivity runs and to put the seed's values in, e.g. `dbscan.eps=0.2 dbscan.min_samples=5`.
+    """
+    fields: dict[str, dict[str, object]] = {section: {} for section in CONFIG_SECTIONS}
+    for override in overrides or []:
+        key, _, text = override.partition("=")
+        section, _, name = key.partition(".")
+        if section not in CONFIG_SECTIONS or name not in CONFIG_SECTIONS[section].model_fields:
+            raise SystemExit(
+                f"--set {override}: expected section.field=value, section in {', '.join(CONFIG_SECTIONS)}"
+            )
+        try:
+            fields[section][name] = json.loads(text)
+        except json.JSONDecodeError:
+            fields[section][name] = text
+    return {section: config(**fields[section]) for section, config in CONFIG_SECTIONS.items()}
+
+
+def faultline_groups(messages: pd.Series, configs: dict[str, object] | None = None) -> np.ndarray:
     """Each message's cluster id from the product's own functions, chained as the assets chain them.
 
     flatten_events redacts every message before cleaning; the rest is cleaned_corpus, error_vectors
-    and error_clusters with their Config defaults. Noise is -1 and no text -2, as in the product.
+    and error_clusters with their Config (the defaults unless `configs` says otherwise). Noise is
+    -1 and no text -2, as in the product.
     """
-    corpus = build_corpus(pd.DataFrame({"message": messages.astype(str).map(redact_secrets)}))
-    vectors = vectorize_texts(corpus["template"], **Doc2VecConfig().model_dump())
-    dbscan = DBSCANConfig()
-    labels = cluster_vectors(vectors, eps=dbscan.eps, min_samples=dbscan.min_samples, metric=dbscan.metric)
+    configs = configs or faultline_configs()
+    cleaning, doc2vec, dbscan = configs["cleaning"], configs["doc2vec"], configs["dbscan"]
+    corpus = build_corpus(
+        pd.DataFrame({"message": messages.astype(str).map(redact_secrets)}),
+        cleaning.template_similarity,
+        cleaning.max_constant_values,
+    )
+    vectors = vectorize_texts(corpus["cleaned"], **doc2vec.model_dump())
+    labels = cluster_vectors(vectors, dbscan.eps, dbscan.min_samples, dbscan.metric, dbscan.center_vectors)
     clustered = label_events(corpus, vectors, labels, dbscan.merge_clusters_sharing_hint)
     return clustered["cluster_id"].to_numpy(dtype=np.int64)
 
@@ -293,6 +323,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help=f"comma list out of {', '.join(METHODS)} (leave out the slow seed while iterating)",
     )
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="where to write the JSON")
+    parser.add_argument(
+        "--set",
+        nargs="*",
+        default=[],
+        metavar="SECTION.FIELD=VALUE",
+        help="override faultline's Config (sections: cleaning, doc2vec, dbscan), for sensitivity runs only",
+    )
     return parser.parse_args(argv)
 
 
@@ -315,8 +352,9 @@ def main(argv: list[str] | None = None) -> None:
     # Taken before the run: the date it started and the product code it imported.
     context = environment()
 
+    configs = faultline_configs(args.set)
     available: dict[str, Callable[[pd.Series], np.ndarray]] = {
-        "faultline": faultline_groups,
+        "faultline": lambda messages: faultline_groups(messages, configs),
         "drain3": drain3_groups,
         "seed": seed_groups,
     }
@@ -333,7 +371,8 @@ def main(argv: list[str] | None = None) -> None:
         "command": " ".join(["python", "bench/accuracy.py", *(argv if argv is not None else sys.argv[1:])]),
         **context,
         "configuration": {
-            "faultline": {"doc2vec": Doc2VecConfig().model_dump(), "dbscan": DBSCANConfig().model_dump()},
+            "faultline": {section: config.model_dump() for section, config in configs.items()},
+            "faultline_overrides": args.set,
             "seed": {"doc2vec": SEED_DOC2VEC, "dbscan": SEED_DBSCAN},
         },
         "methods": {name: METHOD_DESCRIPTIONS[name] for name in methods},

@@ -66,9 +66,11 @@ def run_pipeline(path: Path) -> dict[str, object]:
         corpus = build_corpus(events)
     del events
     with stage("vectorize"):
-        vectors = vectorize_texts(corpus["template"], **doc2vec.model_dump())
+        vectors = vectorize_texts(corpus["cleaned"], **doc2vec.model_dump())
     with stage("cluster"):
-        labels = cluster_vectors(vectors, dbscan.eps, dbscan.min_samples, dbscan.metric)
+        labels = cluster_vectors(
+            vectors, dbscan.eps, dbscan.min_samples, dbscan.metric, dbscan.center_vectors
+        )
         clustered = label_events(corpus, vectors, labels, dbscan.merge_clusters_sharing_hint)
     with stage("report"):
         report = build_cluster_report(clustered)

@@ -13,7 +13,13 @@ import pandas as pd
 from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 
 from faultline.redaction import SECRET_KINDS
-from faultline.templates import DEFAULT_SIMILARITY, mine_templates
+from faultline.templates import (
+    DEFAULT_MAX_CONSTANT_VALUES,
+    DEFAULT_SIMILARITY,
+    WILDCARD,
+    mine_templates,
+    template_tokens,
+)
 
 # scikit-learn's English list, less the words that carry an error's meaning: negations ("not found",
 # "no such file") and the content words the list also holds ("found", "empty", "down", "out").
@@ -71,6 +77,7 @@ _HINT = re.compile(r"^[^\n]{0,6}?hint:[ \t]*(.*)\Z", re.I | re.M | re.S)
 # Variable parts, each replaced by a word naming its kind, so that messages that differ only in
 # them become the same text. Most specific first: a URL holds a path, a UUID holds hex.
 _REDACTED = re.compile("<(" + "|".join(sorted(SECRET_KINDS)) + ")>")
+WILDCARD_WORD = "var"
 _REDACTED_WORD = {"ip_address": " ip ", "email": " email "}
 VARIABLE_PARTS: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("url", re.compile(r"\b[a-z][a-z0-9+.-]*://[^\s'\"()<>]+", re.I)),
@@ -100,7 +107,7 @@ VARIABLE_PARTS: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("id", re.compile(r"\b(?=[a-z_]*\d)(?=\d*[a-z])[a-z0-9_]{5,}\b", re.I)),
 )
 PLACEHOLDER_WORDS: frozenset[str] = frozenset(
-    {"ip", "email", "secret", "app"} | {word for word, _ in VARIABLE_PARTS}
+    {"ip", "email", "secret", "app", WILDCARD_WORD} | {word for word, _ in VARIABLE_PARTS}
 )
 
 _NUMBERS = re.compile(r"\d+")
@@ -138,6 +145,8 @@ def mask_variable_parts(text: str, placeholder: str | None = None) -> str:
     With `placeholder` set (for display, e.g. `<*>`), every kind is replaced by it instead.
     """
     text = _REDACTED.sub(lambda m: placeholder or _REDACTED_WORD.get(m.group(1), " secret "), text)
+    # A template's wildcard is a word of its own: `rhost=<*>` and `rhost=<*> <*>` are two templates.
+    text = text.replace(WILDCARD, placeholder or f" {WILDCARD_WORD} ")
     for word, pattern in VARIABLE_PARTS:
         text = pattern.sub(placeholder or f" {word} ", text)
     return text
@@ -207,19 +216,32 @@ def clean_messages(messages: pd.Series) -> pd.Series:
     return cleaned
 
 
-def build_corpus(events: pd.DataFrame, template_similarity: float = DEFAULT_SIMILARITY) -> pd.DataFrame:
-    """The flattened events with `error_text` (what the user reads), `cleaned`, its `template` and `hint`.
+def build_corpus(
+    events: pd.DataFrame,
+    template_similarity: float = DEFAULT_SIMILARITY,
+    max_constant_values: int = DEFAULT_MAX_CONSTANT_VALUES,
+) -> pd.DataFrame:
+    """The flattened events with `error_text` (what the user reads), `template`, `cleaned` and `hint`.
 
-    `has_text` is False where cleaning left nothing (the seed's non-empty step); such events stay
-    in the corpus so every error event is counted, but they are not vectorized.
+    `template` is the message's template with `<*>` for its variable parts (see
+    `faultline.templates`); `cleaned` is that template through the cleaning steps, the text the
+    vectorizer sees, so cleaning runs once per template rather than once per message. `has_text` is
+    False where cleaning left nothing (the seed's non-empty step); such events stay in the corpus
+    so every error event is counted, but they are not vectorized.
     """
     corpus = events.copy()
     corpus["error_text"] = corpus["message"].astype(str).map(strip_framing)
-    corpus["cleaned"] = clean_messages(corpus["message"])
+    tokens = corpus["error_text"].map(template_tokens)
+    template_of = mine_templates(tokens.value_counts().to_dict(), template_similarity, max_constant_values)
+    corpus["template"] = tokens.map(template_of).astype(object)
+    templates = pd.Series(sorted(set(template_of.values())), dtype=object)
+    cleaned = clean_messages(templates)
+    # A template of nothing but variables (`---- <*>`) says nothing about the error.
+    cleaned[cleaned.str.fullmatch(rf"(?:{WILDCARD_WORD}\s*)*")] = ""
+    cleaned_of = dict(zip(templates, cleaned, strict=True))
+    corpus["cleaned"] = corpus["template"].map(cleaned_of).fillna("").astype(object)
     corpus["has_text"] = is_non_empty(corpus["cleaned"])
-    template_of = mine_templates(
-        corpus.loc[corpus["has_text"], "cleaned"].value_counts(), template_similarity
-    )
-    corpus["template"] = corpus["cleaned"].map(template_of).fillna("")
-    corpus["hint"] = clean_messages(corpus["message"].astype(str).map(extract_hint))
+    hints = corpus["message"].astype(str).map(extract_hint)
+    distinct_hints = pd.Series(hints.unique(), dtype=object)
+    corpus["hint"] = hints.map(dict(zip(distinct_hints, clean_messages(distinct_hints), strict=True)))
     return corpus

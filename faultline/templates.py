@@ -1,47 +1,128 @@
-"""Template mining: cleaned texts that differ in a few variable words become one template.
+"""Template mining: messages that differ only in their variable parts become one template.
 
-Drain's idea (He et al. 2017, "Drain: An Online Log Parsing Approach with Fixed Depth Tree"):
-texts with the same number of words and the same first word are compared position by position; a
-text joins the template it matches in at least `similarity` of its positions, and the positions
-where they differ become wildcards. The vectorizer then sees a template's constant words only, so
-what masking could not name (a module, a process, a region) no longer splits a message from its
-siblings, and Doc2Vec trains on a few hundred templates instead of every distinct text.
+Three steps, on the user-facing text of each message (framing stripped, secrets redacted):
+
+1. Tokens. The text is lowercased and split on whitespace, as Drain splits it. Inside each token,
+   every part between delimiters (`= : , ; ( ) [ ] { } "` and `'`) that holds a digit, a redaction
+   placeholder, a host name or a path becomes the wildcard `<*>`, so `rhost=10.0.0.1` and
+   `rhost=c9063558.virtua.com.br` are both `rhost=<*>` while `user=root` stays as it is. Dates in
+   C's `asctime` form ("Mon Jun 20 03:40:59 2005") are one variable too.
+2. Drain (He et al. 2017, "Drain: An Online Log Parsing Approach with Fixed Depth Tree"). Token
+   lists of the same length and first token are compared position by position; a list joins the
+   template it matches in at least `similarity` of its positions, and the positions where they
+   differ become wildcards. This folds the variable words masking could not name (a user, a
+   module, a region).
+3. Few-valued positions are constants. A position Drain made a wildcard, whose words take at most
+   `max_constant_values` distinct values across the template's messages, splits the template by
+   value instead: `cupsd startup succeeded` and `cupsd shutdown succeeded` are two events, not one
+   event with a variable; `Failed password for` and `Failed none for` likewise. A variable (a user
+   name, a path) takes many values. Positions where any message carries a wildcard stay variable.
 """
 
-import pandas as pd
+import re
+from collections import defaultdict
 
 WILDCARD = "<*>"
 # Drain3's default similarity threshold is 0.4; half the positions is a little stricter.
 DEFAULT_SIMILARITY = 0.5
+# An enumeration (start/stop/restart, password/publickey/none) rarely has more than three values in
+# one message shape; a variable has more. See the README's "Performance" section for the sweep.
+DEFAULT_MAX_CONSTANT_VALUES = 3
+
+_ASCTIME = re.compile(
+    r"\b(?:mon|tue|wed|thu|fri|sat|sun)\s+(?:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)\s+"
+    r"\d{1,2}\s+\d{2}:\d{2}:\d{2}(?:\s+\d{4})?\b"
+)
+_TOKEN_PART = re.compile(r"[^=:,;()\[\]{}\"']+")
+_HAS_DIGIT = re.compile(r"\d")
+# A redaction placeholder (`<email>`), a dotted host name ending in letters, or anything with a slash.
+_VARIABLE_PART = re.compile(r"<[a-z_*]+>|(?:[a-z0-9_-]+\.)+[a-z]{2,}\Z|.*/")
+
+Tokens = tuple[str, ...]
 
 
-def mine_templates(counts: pd.Series, similarity: float = DEFAULT_SIMILARITY) -> dict[str, str]:
-    """The template of each text in `counts` (distinct texts -> event count), wildcards left out.
+def _mask_part(part: re.Match[str]) -> str:
+    text = part.group(0)
+    if _HAS_DIGIT.search(text) or _VARIABLE_PART.match(text):
+        return WILDCARD
+    return text
 
-    Frequent texts seed the templates; ties go by text, so the same texts give the same templates.
-    `similarity` 1.0 merges nothing.
+
+def template_tokens(text: str) -> Tokens:
+    """The message's tokens for template mining, with its evidently variable parts as `<*>`."""
+    text = _ASCTIME.sub(WILDCARD, text.lower())
+    return tuple(_TOKEN_PART.sub(_mask_part, token) for token in text.split())
+
+
+def _drain(token_counts: dict[Tokens, int], similarity: float) -> list[list[Tokens]]:
+    """Drain's grouping: the token lists of each template, frequent lists seeding the templates."""
+    templates_by_shape: dict[tuple[int, str], list[tuple[list[str], list[Tokens]]]] = {}
+    for tokens, _ in sorted(token_counts.items(), key=lambda item: (-item[1], item[0])):
+        candidates = templates_by_shape.setdefault((len(tokens), tokens[0] if tokens else ""), [])
+        best, best_share = None, -1.0
+        for candidate in candidates:
+            same = sum(
+                1 for known, token in zip(candidate[0], tokens, strict=True) if known == token != WILDCARD
+            )
+            share = same / len(tokens) if tokens else 1.0
+            if share > best_share:
+                best, best_share = candidate, share
+        if best is not None and best_share >= similarity:
+            template, members = best
+            template[:] = [
+                known if known == token else WILDCARD for known, token in zip(template, tokens, strict=True)
+            ]
+            members.append(tokens)
+        else:
+            candidates.append((list(tokens), [tokens]))
+    return [members for candidates in templates_by_shape.values() for _, members in candidates]
+
+
+def _split_few_valued(members: list[Tokens], max_constant_values: int) -> list[list[Tokens]]:
+    """The template's token lists, split by every position that takes 2..max values (fewest first)."""
+    best_position, best_values = None, max_constant_values + 1
+    for position in range(len(members[0])):
+        values = {tokens[position] for tokens in members}
+        if 1 < len(values) < best_values and not any(WILDCARD in value for value in values):
+            best_position, best_values = position, len(values)
+    if best_position is None:
+        return [members]
+    by_value: dict[str, list[Tokens]] = defaultdict(list)
+    for tokens in members:
+        by_value[tokens[best_position]].append(tokens)
+    return [
+        part
+        for _, group in sorted(by_value.items())
+        for part in _split_few_valued(group, max_constant_values)
+    ]
+
+
+def _template_text(members: list[Tokens]) -> str:
+    first = members[0]
+    return " ".join(
+        token if all(tokens[position] == token for tokens in members) else WILDCARD
+        for position, token in enumerate(first)
+    )
+
+
+def mine_templates(
+    token_counts: dict[Tokens, int],
+    similarity: float = DEFAULT_SIMILARITY,
+    max_constant_values: int = DEFAULT_MAX_CONSTANT_VALUES,
+) -> dict[Tokens, str]:
+    """The template of each distinct token list (distinct tokens -> event count), as text with `<*>`.
+
+    Frequent token lists seed the templates and ties go by the tokens, so the same input gives the
+    same templates. `similarity` 1.0 merges nothing; `max_constant_values` 0 or 1 splits nothing.
     """
     if not 0 < similarity <= 1:
         raise ValueError(f"similarity must be in (0, 1], got {similarity}")
-    order = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
-    templates_by_shape: dict[tuple[int, str], list[list[str]]] = {}
-    template_of: dict[str, list[str]] = {}
-    for text, _ in order:
-        words = text.split()
-        candidates = templates_by_shape.setdefault((len(words), words[0] if words else ""), [])
-        best, best_share = None, -1.0
-        for template in candidates:
-            same = sum(1 for known, word in zip(template, words, strict=True) if known == word != WILDCARD)
-            share = same / len(words) if words else 1.0
-            if share > best_share:
-                best, best_share = template, share
-        if best is not None and best_share >= similarity:
-            best[:] = [known if known == word else WILDCARD for known, word in zip(best, words, strict=True)]
-            template_of[text] = best
-        else:
-            candidates.append(list(words))
-            template_of[text] = candidates[-1]
-    return {
-        text: " ".join(word for word in template if word != WILDCARD)
-        for text, template in template_of.items()
-    }
+    if max_constant_values < 0:
+        raise ValueError(f"max_constant_values must be >= 0, got {max_constant_values}")
+    template_of: dict[Tokens, str] = {}
+    for members in _drain(token_counts, similarity):
+        for part in _split_few_valued(members, max_constant_values):
+            text = _template_text(part)
+            for tokens in part:
+                template_of[tokens] = text
+    return template_of

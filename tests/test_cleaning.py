@@ -187,3 +187,25 @@ def test_quantities_with_units_are_masked_whole():
         "quantity",
         "used",
     ]
+
+
+def test_messages_differing_in_their_variable_parts_share_a_template_and_a_cleaned_text():
+    corpus = build_corpus(
+        pd.DataFrame(
+            {
+                "message": [
+                    "pod api-7f9c restarted after 3 failures on node-12.eu-west.internal",
+                    "pod web-1a2b restarted after 12 failures on node-4.eu-west.internal",
+                    "pod worker restarted after 1 failures on /var/run/x",
+                ]
+            }
+        )
+    )
+    assert corpus["template"].nunique() == 1
+    assert corpus.loc[0, "template"] == "pod <*> restarted after <*> failures on <*>"
+    assert corpus["cleaned"].tolist() == ["pod var restarted var failures var"] * 3
+
+
+def test_a_message_of_nothing_but_variables_has_no_text():
+    corpus = build_corpus(pd.DataFrame({"message": ["12 34.5 10.0.0.1", "disk full"]}))
+    assert corpus["has_text"].tolist() == [False, True]

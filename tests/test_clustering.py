@@ -61,7 +61,7 @@ def test_close_texts_join_one_cluster():
 
 
 def test_events_get_their_texts_cluster_and_empty_texts_their_own_label():
-    corpus = pd.DataFrame({"template": ["text 0", "text 1", "", "text 0"]})
+    corpus = pd.DataFrame({"cleaned": ["text 0", "text 1", "", "text 0"]})
     vectors = vectors_of([(1, 0), (0, 1)], counts=[2, 1])
     clustered = assign_clusters(corpus, vectors, np.array([0, NOISE]))
     assert clustered["cluster_id"].tolist() == [0, NOISE, NO_TEXT, 0]
@@ -102,3 +102,13 @@ def test_clusters_are_numbered_biggest_first_and_ties_by_text():
         + [(NOISE, "n", ""), (NO_TEXT, "", "")]
     )
     assert number_clusters_by_size(clustered)["cluster_id"].tolist() == [2, 2, 0, 0, 0, 1, 1, NOISE, NO_TEXT]
+
+
+def test_centering_separates_vectors_that_share_one_common_direction():
+    # Doc2Vec's vectors all lean one way: under cosine, the raw vectors are within 0.2 of each other.
+    common = np.array([10.0, 10.0, 10.0])
+    own = [(1, 0, 0), (0.95, 0.05, 0), (0, 1, 0), (0, 0, 1)]
+    vectors = vectors_of([tuple(common + np.array(v)) for v in own], counts=[3, 3, 3, 3])
+    assert len(set(cluster_vectors(vectors, eps=0.2, min_samples=2).tolist())) == 1
+    labels = cluster_vectors(vectors, eps=0.2, min_samples=2, center=True)
+    assert labels[0] == labels[1] and len({labels[0], labels[2], labels[3]}) == 3

@@ -183,9 +183,28 @@ def test_an_empty_day_gives_an_empty_report_that_says_so(tmp_path: Path, instanc
     assert "No error events on this day" in markdown
 
 
-def test_tunables_are_config_with_the_seed_defaults():
-    assert error_clusters.Doc2VecConfig().vector_size == 80
-    assert (error_clusters.Doc2VecConfig().window, error_clusters.Doc2VecConfig().epochs) == (2, 1000)
-    assert error_clusters.Doc2VecConfig().min_count == 1
+def test_doc2vec_keeps_the_seeds_values_and_dbscan_groups_templates_by_default():
+    doc2vec = error_clusters.Doc2VecConfig()
+    assert (doc2vec.vector_size, doc2vec.window, doc2vec.min_count, doc2vec.epochs) == (80, 2, 1, 1000)
     dbscan = error_clusters.DBSCANConfig()
-    assert (dbscan.eps, dbscan.min_samples, dbscan.metric) == (0.2, 5, "cosine")
+    assert (dbscan.eps, dbscan.min_samples, dbscan.metric, dbscan.center_vectors) == (0.02, 2, "cosine", True)
+
+
+def test_the_seeds_dbscan_values_are_one_config_away_and_group_coarser(
+    tmp_path: Path, instance, report_store, demo_rows, demo_day_result
+):
+    seed_dbscan = {"eps": 0.2, "min_samples": 5, "center_vectors": False, "merge_clusters_sharing_hint": False}
+    result = materialize_day(
+        instance,
+        seeded_event_store(tmp_path, demo_rows),
+        report_store,
+        run_config={"ops": {"error_clusters": {"config": seed_dbscan}}},
+    )
+    default_result, _ = demo_day_result
+
+    def dbscan_clusters(materialization) -> int:
+        event = materialization.asset_materializations_for_node("error_clusters")[0]
+        return event.metadata["n_dbscan_clusters"].value
+
+    # The seed's eps 0.2 on raw vectors merges templates the default keeps apart.
+    assert dbscan_clusters(result) < dbscan_clusters(default_result) / 2
