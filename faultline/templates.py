@@ -33,25 +33,21 @@ _ASCTIME = re.compile(
     r"\b(?:mon|tue|wed|thu|fri|sat|sun)\s+(?:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)\s+"
     r"\d{1,2}\s+\d{2}:\d{2}:\d{2}(?:\s+\d{4})?\b"
 )
-_TOKEN_PART = re.compile(r"[^=:,;()\[\]{}\"']+")
-_HAS_DIGIT = re.compile(r"\d")
-# A redaction placeholder (`<email>`), a dotted host name ending in letters, or anything with a slash.
-_VARIABLE_PART = re.compile(r"<[a-z_*]+>|(?:[a-z0-9_-]+\.)+[a-z]{2,}\Z|.*/")
+# A token's parts lie between these delimiters; a part is variable when it holds a digit, a
+# redaction placeholder (`<email>`) or a slash, or when all of it is a dotted host name. One
+# substitution over the whole text, anchored at part starts, costs a scan of the text once.
+_PART_CHAR = r"[^\s=:,;()\[\]{}\"']"
+_VARIABLE_PART = re.compile(
+    rf"(?<!{_PART_CHAR}){_PART_CHAR}*?(?:\d|<[a-z_*]+>|/){_PART_CHAR}*"
+    rf"|(?<!{_PART_CHAR})(?:[a-z0-9_-]+\.)+[a-z]{{2,}}(?!{_PART_CHAR})"
+)
 
 Tokens = tuple[str, ...]
 
 
-def _mask_part(part: re.Match[str]) -> str:
-    text = part.group(0)
-    if _HAS_DIGIT.search(text) or _VARIABLE_PART.match(text):
-        return WILDCARD
-    return text
-
-
 def template_tokens(text: str) -> Tokens:
     """The message's tokens for template mining, with its evidently variable parts as `<*>`."""
-    text = _ASCTIME.sub(WILDCARD, text.lower())
-    return tuple(_TOKEN_PART.sub(_mask_part, token) for token in text.split())
+    return tuple(_VARIABLE_PART.sub(WILDCARD, _ASCTIME.sub(WILDCARD, text.lower())).split())
 
 
 def _drain(token_counts: dict[Tokens, int], similarity: float) -> list[list[Tokens]]:
