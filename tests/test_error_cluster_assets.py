@@ -193,7 +193,12 @@ def test_doc2vec_keeps_the_seeds_values_and_dbscan_groups_templates_by_default()
 def test_the_seeds_dbscan_values_are_one_config_away_and_group_coarser(
     tmp_path: Path, instance, report_store, demo_rows, demo_day_result
 ):
-    seed_dbscan = {"eps": 0.2, "min_samples": 5, "center_vectors": False, "merge_clusters_sharing_hint": False}
+    seed_dbscan = {
+        "eps": 0.2,
+        "min_samples": 5,
+        "center_vectors": False,
+        "merge_clusters_sharing_hint": False,
+    }
     result = materialize_day(
         instance,
         seeded_event_store(tmp_path, demo_rows),
