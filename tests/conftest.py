@@ -3,7 +3,9 @@
 import http.server
 import json
 import os
+import select
 import signal
+import socket
 import threading
 import uuid
 from datetime import UTC, datetime
@@ -16,6 +18,10 @@ import sqlalchemy as sa
 from faultline.demo_data.deployment_events import generate_deployment_batches
 from resources.event_store import DeploymentEventStore
 from resources.report_store import ReportStore
+
+# Set before any test module imports the assets, whose RetryPolicy reads it when they are defined: a
+# retried step in a test waits hundredths of a second, not the production 30 s, 90 s and 210 s.
+os.environ.setdefault("FAULTLINE_SOURCE_RETRY_DELAY_S", "0.01")
 
 DEMO_END = datetime(2026, 11, 22, tzinfo=UTC)
 DEMO_DAY = "2026-11-21"
@@ -158,3 +164,101 @@ def recording_server():
     yield start
     for server in servers:
         server.close()
+
+
+class PostgresProxy:
+    """A TCP proxy on loopback in front of the test PostgreSQL, to take the database away for real.
+
+    `stop()` closes its port and every connection through it (the server is unreachable); `start()`
+    listens on the same port again. With `cut_after_bytes` set, each connection is cut once the server
+    has sent it that many bytes: a read dropped mid-result. `cuts` keeps, for each connection cut, what
+    the client had sent by then, so a test can tell which query was being answered.
+    """
+
+    def __init__(self, upstream: tuple[str, int]) -> None:
+        self.upstream = upstream
+        self.cut_after_bytes: int | None = None
+        self.cuts: list[bytes] = []
+        self._listener: socket.socket | None = None
+        self._open: set[socket.socket] = set()
+        self._lock = threading.Lock()
+        self.port = 0
+        self.start()
+
+    def url(self, database_url: str, password: str | None = None) -> str:
+        """`database_url` through the proxy, with `password` in it (trust auth does not check it)."""
+        url = sa.engine.make_url(database_url).set(host="127.0.0.1", port=self.port)
+        return (url.set(password=password) if password else url).render_as_string(hide_password=False)
+
+    def start(self) -> None:
+        self._listener = socket.create_server(("127.0.0.1", self.port))
+        self.port = self._listener.getsockname()[1]
+        threading.Thread(target=self._accept, args=(self._listener,), daemon=True).start()
+
+    def stop(self) -> None:
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            listener.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept()
+            listener.close()
+        with self._lock:
+            for connection in list(self._open):
+                self._close(connection)
+
+    def _close(self, connection: socket.socket) -> None:
+        self._open.discard(connection)
+        try:
+            connection.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        connection.close()
+
+    def _accept(self, listener: socket.socket) -> None:
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return
+            try:
+                upstream = socket.create_connection(self.upstream)
+            except OSError:  # PostgreSQL itself is down: the client sees its connection closed
+                client.close()
+                continue
+            with self._lock:
+                self._open |= {client, upstream}
+            threading.Thread(target=self._relay, args=(client, upstream), daemon=True).start()
+
+    def _relay(self, client: socket.socket, upstream: socket.socket) -> None:
+        from_server, from_client = 0, bytearray()
+        try:
+            while True:
+                readable, _, _ = select.select([client, upstream], [], [], 1.0)
+                for source in readable:
+                    data = source.recv(65536)
+                    if not data:
+                        return
+                    if source is client:
+                        from_client += data
+                        upstream.sendall(data)
+                        continue
+                    budget = self.cut_after_bytes
+                    if budget is not None and from_server + len(data) > budget:
+                        client.sendall(data[: budget - from_server])
+                        self.cuts.append(bytes(from_client))
+                        return
+                    from_server += len(data)
+                    client.sendall(data)
+        except (OSError, ValueError):  # closed by stop(), or by the other side
+            return
+        finally:
+            with self._lock:
+                self._close(client)
+                self._close(upstream)
+
+
+@pytest.fixture
+def postgres_proxy():
+    """A proxy in front of the test PostgreSQL (see PostgresProxy), stopped after the test."""
+    admin = sa.engine.make_url(POSTGRES_ADMIN_URL)
+    proxy = PostgresProxy((admin.host or "127.0.0.1", admin.port or 5432))
+    yield proxy
+    proxy.stop()
