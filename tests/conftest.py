@@ -113,20 +113,38 @@ def store_url(request, tmp_path: Path) -> str:
     return request.getfixturevalue("postgres_url")
 
 
+HANG_S = 60
+
+
 class RecordingServer:
-    """An HTTP server on loopback that records what it receives and fails the first `failures` times."""
+    """An HTTP server on loopback that records what it receives.
+
+    It refuses the next `failures` requests (500, or Slack's ok false), and while `hang` is set it
+    accepts requests and never answers them: a sink that times out. Hung requests are counted in
+    `hung`, answered ones in `attempts`; only accepted ones are in `received`.
+    """
 
     def __init__(self, failures: int = 0, failure_status: int = 500, slack: bool = False) -> None:
         self.failures, self.failure_status, self.slack = failures, failure_status, slack
+        self.hang = False
         self.received: list[dict] = []
         self.attempts = 0
+        self.hung = 0
+        self._released = threading.Event()
         server = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_POST(self) -> None:  # noqa: N802 - the stdlib's name
+                if server.hang:
+                    server.hung += 1
+                    # The client should give up long before; one that waits this long sees the
+                    # connection closed unanswered, and reports that instead of a timeout.
+                    server._released.wait(HANG_S)
+                    return
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 server.attempts += 1
-                failing = server.attempts <= server.failures
+                failing = server.failures > 0
+                server.failures -= failing
                 if not failing:
                     server.received.append({"path": self.path, "body": json.loads(body or b"{}")})
                 if server.slack:  # Slack answers 200 with ok false when it refuses a message
@@ -144,11 +162,13 @@ class RecordingServer:
                 pass
 
         self._httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._httpd.daemon_threads = True
         self.url = f"http://127.0.0.1:{self._httpd.server_address[1]}/"
         self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
         self._thread.start()
 
     def close(self) -> None:
+        self._released.set()
         self._httpd.shutdown()
         self._httpd.server_close()
 
