@@ -111,6 +111,10 @@ def test_the_baselines_hold_the_hand_computed_limit(stores):
 def test_a_tick_flags_exactly_the_tasks_over_their_limit(instance, stores):
     result = tick(instance, stores)
     assert isinstance(result, dg.SensorResult)
+    # What the daemon's tick history shows for a tick that requests no run.
+    assert result.skip_reason.skip_message.startswith(
+        "Alerted: 1 running tasks past their limit (4 running, 3 checked, 1 without baseline;"
+    )
     observation = result.asset_events[0]
     assert observation.metadata["new_alerts"].value == 1
     assert (observation.metadata["running"].value, observation.metadata["checked"].value) == (4, 3)
