@@ -4,6 +4,7 @@ from datetime import UTC, datetime
 
 import dagster as dg
 
+from dagster_project.settings import sensor_interval_s
 from faultline.alerting import alert_text, format_duration
 from faultline.durations import CHECK_INTERVAL_S, find_overdue_tasks
 from faultline.report import markdown_table
@@ -81,10 +82,11 @@ def build_long_running_tasks_sensor(minimum_interval_seconds: int = CHECK_INTERV
                         "alerts": dg.MetadataValue.md(markdown_table(shown)),
                     },
                 )
-            ]
+            ],
         )
 
     return long_running_tasks
 
 
-long_running_tasks_sensor = build_long_running_tasks_sensor()
+# FAULTLINE_SENSOR_INTERVAL_S overrides the 10 minutes (the deployment tests tick every few seconds).
+long_running_tasks_sensor = build_long_running_tasks_sensor(sensor_interval_s(CHECK_INTERVAL_S))
