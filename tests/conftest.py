@@ -192,12 +192,15 @@ class PostgresProxy:
     `stop()` closes its port and every connection through it (the server is unreachable); `start()`
     listens on the same port again. With `cut_after_bytes` set, each connection is cut once the server
     has sent it that many bytes: a read dropped mid-result. `cuts` keeps, for each connection cut, what
-    the client had sent by then, so a test can tell which query was being answered.
+    the client had sent by then, so a test can tell which query was being answered. While `hang` is
+    set, connections are accepted and never answered (closed after HANG_S, so a client without a
+    timeout fails its test instead of hanging it).
     """
 
     def __init__(self, upstream: tuple[str, int]) -> None:
         self.upstream = upstream
         self.cut_after_bytes: int | None = None
+        self.hang = False
         self.cuts: list[bytes] = []
         self._listener: socket.socket | None = None
         self._open: set[socket.socket] = set()
@@ -232,12 +235,21 @@ class PostgresProxy:
             pass
         connection.close()
 
+    def _close_locked(self, connection: socket.socket) -> None:
+        with self._lock:
+            self._close(connection)
+
     def _accept(self, listener: socket.socket) -> None:
         while True:
             try:
                 client, _ = listener.accept()
             except OSError:
                 return
+            if self.hang:
+                with self._lock:
+                    self._open.add(client)
+                threading.Timer(HANG_S, self._close_locked, args=(client,)).start()
+                continue
             try:
                 upstream = socket.create_connection(self.upstream)
             except OSError:  # PostgreSQL itself is down: the client sees its connection closed

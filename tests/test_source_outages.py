@@ -21,6 +21,7 @@ from dagster_project.settings import SOURCE_RETRIES_ENV, SOURCE_RETRY_DELAY_ENV,
 from faultline.demo_data.deployment_events import generate_deployment_batches
 from faultline.demo_data.task_runs import generate_task_runs
 from faultline.durations import baselines_from_durations, screen_task_runs, trailing_durations
+from resources import sql
 from resources.alert_sinks import AlertSinks
 from resources.alert_store import AlertStore
 from resources.event_store import DeploymentEventStore
@@ -109,6 +110,21 @@ def test_a_dump_cut_mid_read_is_retried_then_fails_naming_the_store_and_the_caus
     assert result.get_asset_materialization_events() == []
     captured = capfd.readouterr()
     assert_password_nowhere(instance, message, captured.out, captured.err)
+
+
+def test_a_database_that_never_answers_fails_after_the_connect_timeout_not_the_systems_minutes(
+    postgres_url, postgres_proxy, monkeypatch
+):
+    monkeypatch.setattr(sql, "CONNECT_TIMEOUT_S", 2)  # libpq's smallest; the default is 10 s
+    postgres_proxy.hang = True  # accepts the connection, never answers
+    store = DeploymentEventStore(url=postgres_proxy.url(postgres_url, PASSWORD))
+    with pytest.raises(SourceUnavailableError) as raised:
+        store.read_batches(DEMO_END - pd.Timedelta(days=1), DEMO_END)
+    shown_url = postgres_proxy.url(postgres_url).replace("postgres@", "postgres:***@")
+    assert str(raised.value) == (
+        f"deployment-events store at {shown_url} could not be read: "
+        f'connection to server at "127.0.0.1", port {postgres_proxy.port} failed: timeout expired'
+    )
 
 
 def test_rerunning_the_day_after_the_store_recovers_gives_the_undisturbed_result(
