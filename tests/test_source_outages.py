@@ -228,22 +228,25 @@ def test_an_unreachable_workflow_database_is_retried_then_fails_without_printing
     assert as_of == TODAY.to_pydatetime() and len(saved) == 8
 
 
-def test_a_tick_with_the_workflow_database_down_fails_naming_it_and_the_next_tick_flags(
-    instance, postgres_databases, postgres_proxy
+@pytest.mark.parametrize("down", ["workflow database", "alert store"])
+def test_a_tick_with_a_database_down_fails_naming_it_and_the_next_tick_flags(
+    instance, postgres_databases, postgres_proxy, down
 ):
-    workflow_url, alerts_url = postgres_databases(), postgres_databases()
+    urls = {"workflow database": postgres_databases(), "alert store": postgres_databases()}
     now = pd.Timestamp.now(tz="UTC").floor("s")
-    demo_runs = task_runs_in_postgres(workflow_url, now)
+    demo_runs = task_runs_in_postgres(urls["workflow database"], now)
     valid, _ = screen_task_runs(demo_runs.runs, now)
-    alert_store = AlertStore(url=alerts_url)
+    alert_store = AlertStore(url=urls["alert store"])
     alert_store.save_baselines(now.to_pydatetime(), baselines_from_durations(trailing_durations(valid, now)))
+    # The database that goes down is reached through the proxy, the other one directly.
+    reached = {**urls, down: postgres_proxy.url(urls[down], PASSWORD)}
 
     def tick():
         context = dg.build_sensor_context(
             instance=instance,
             resources={
-                "workflow": SqlWorkflowService(url=postgres_proxy.url(workflow_url, PASSWORD)),
-                "alert_store": AlertStore(url=alerts_url),
+                "workflow": SqlWorkflowService(url=reached["workflow database"]),
+                "alert_store": AlertStore(url=reached["alert store"]),
                 "alert_sinks": AlertSinks(),
             },
         )
@@ -252,8 +255,8 @@ def test_a_tick_with_the_workflow_database_down_fails_naming_it_and_the_next_tic
     postgres_proxy.stop()
     with pytest.raises(SourceUnavailableError) as raised:
         tick()
-    shown_url = postgres_proxy.url(workflow_url).replace("postgres@", "postgres:***@")
-    assert str(raised.value).startswith(f"workflow database at {shown_url} could not be read: connection to")
+    shown_url = postgres_proxy.url(urls[down]).replace("postgres@", "postgres:***@")
+    assert str(raised.value).startswith(f"{down} at {shown_url} could not be read: connection to")
     assert PASSWORD not in "".join(traceback.format_exception(raised.value))
     assert alert_store.alerts().empty
 
