@@ -81,6 +81,9 @@ def test_source_reads_retry_with_exponential_backoff_and_jitter_set_from_the_env
     monkeypatch.setenv(SOURCE_RETRIES_ENV, "many")
     with pytest.raises(ValueError, match="FAULTLINE_SOURCE_RETRIES='many' is not an integer"):
         source_retry_policy()
+    # Empty, as docker-compose passes a variable .env leaves unset: the default.
+    monkeypatch.setenv(SOURCE_RETRIES_ENV, "")
+    assert source_retry_policy().max_retries == 3
 
 
 def test_a_dump_cut_mid_read_is_retried_then_fails_naming_the_store_and_the_cause(
