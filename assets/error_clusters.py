@@ -11,6 +11,7 @@ import pandas as pd
 from pydantic import Field
 
 from dagster_project.partitions import daily_partitions
+from dagster_project.settings import source_retry_policy
 from faultline.cleaning import build_corpus
 from faultline.clustering import (
     NOISE,
@@ -92,6 +93,9 @@ class DBSCANConfig(dg.Config):
     partitions_def=daily_partitions,
     group_name=GROUP,
     check_specs=[dg.AssetCheckSpec("dump_has_rows", asset="deployment_events_dump")],
+    # The store may be down or drop the connection: retried, and safe to retry, since a failed read
+    # yields no rows at all and the day's rows are selected again from scratch.
+    retry_policy=source_retry_policy(),
 )
 # No return annotation: with check_specs Dagster would read one as the type of every output.
 def deployment_events_dump(context: dg.AssetExecutionContext, event_store: DeploymentEventStore):

@@ -12,6 +12,7 @@ import pandas as pd
 from pydantic import Field
 
 from dagster_project.partitions import daily_partitions
+from dagster_project.settings import source_retry_policy
 from faultline.backtest import backtest
 from faultline.durations import (
     CHECK_INTERVAL_S,
@@ -60,7 +61,9 @@ class BacktestConfig(dg.Config):
     )
 
 
-@dg.asset(partitions_def=daily_partitions, group_name=GROUP)
+# The workflow database may be down: retried, and safe to retry, since the limits of a day are
+# replaced as a whole in one transaction.
+@dg.asset(partitions_def=daily_partitions, group_name=GROUP, retry_policy=source_retry_policy())
 def task_duration_baselines(
     context: dg.AssetExecutionContext,
     config: BaselineConfig,

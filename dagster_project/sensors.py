@@ -4,6 +4,7 @@ from datetime import UTC, datetime
 
 import dagster as dg
 
+from dagster_project.settings import sensor_interval_s
 from faultline.alerting import alert_text, format_duration
 from faultline.durations import CHECK_INTERVAL_S, find_overdue_tasks
 from faultline.report import markdown_table
@@ -64,11 +65,15 @@ def build_long_running_tasks_sensor(minimum_interval_seconds: int = CHECK_INTERV
             elapsed=new_alerts["elapsed_s"].map(format_duration),
             limit=new_alerts["upper_limit_s"].map(format_duration),
         )[["task_type", "run_id", "started_at", "elapsed", "limit"]]
+        summary = f"{len(new_alerts)} running tasks past their limit ({counts}; {limits})."
         return dg.SensorResult(
+            # A tick that requests no run is "skipped" to Dagster, whose own message for it would be
+            # "Sensor function returned an empty result"; the tick history says what it did instead.
+            skip_reason=f"Alerted: {summary}",
             asset_events=[
                 dg.AssetObservation(
                     asset_key="task_duration_baselines",
-                    description=f"{len(new_alerts)} running tasks past their limit ({counts}; {limits}).",
+                    description=summary,
                     metadata={
                         "new_alerts": len(new_alerts),
                         "running": scan.n_running,
@@ -77,10 +82,11 @@ def build_long_running_tasks_sensor(minimum_interval_seconds: int = CHECK_INTERV
                         "alerts": dg.MetadataValue.md(markdown_table(shown)),
                     },
                 )
-            ]
+            ],
         )
 
     return long_running_tasks
 
 
-long_running_tasks_sensor = build_long_running_tasks_sensor()
+# FAULTLINE_SENSOR_INTERVAL_S overrides the 10 minutes (the deployment tests tick every few seconds).
+long_running_tasks_sensor = build_long_running_tasks_sensor(sensor_interval_s(CHECK_INTERVAL_S))

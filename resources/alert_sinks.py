@@ -14,6 +14,7 @@ import pandas as pd
 import requests
 from dagster_slack import SlackResource
 from pydantic import Field
+from slack_sdk.errors import SlackApiError
 
 from faultline.alerting import alert_payload, alert_text
 from resources.alert_store import AlertStore
@@ -37,7 +38,12 @@ class AlertSinks(dg.ConfigurableResource):
     webhook_url: str | None = Field(
         default=None, description="URL that receives each alert as a JSON POST (FAULTLINE_ALERT_WEBHOOK_URL)."
     )
-    timeout_seconds: float = Field(default=10.0, description="How long one delivery may take.")
+    timeout_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        description="How long one delivery may wait for the sink before it counts as failed: with a sink "
+        "that accepts and never answers, a tick still ends (after about this long per sink).",
+    )
     max_alert_age_hours: float = Field(
         default=24.0,
         description="Older pending alerts are recorded as expired, not sent: a sink switched on, or back "
@@ -50,7 +56,8 @@ class AlertSinks(dg.ConfigurableResource):
     def _send_to_slack(self, alert: dict) -> None:
         client = SlackResource(token=self.slack_token).get_client()
         client.base_url = self.slack_api_url
-        client.timeout = int(self.timeout_seconds)
+        # As given: int() made a timeout under a second 0, which urllib takes as "do not wait at all".
+        client.timeout = self.timeout_seconds
         client.chat_postMessage(channel=self.slack_channel, text=alert_text(alert))
 
     def _send_to_webhook(self, alert: dict) -> None:
@@ -59,6 +66,17 @@ class AlertSinks(dg.ConfigurableResource):
 
     def sender(self, sink: str) -> Callable[[dict], None]:
         return {"slack": self._send_to_slack, "webhook": self._send_to_webhook}[sink]
+
+
+def _failure_cause(error: Exception, timeout_seconds: float) -> str:
+    """Why a delivery failed, in words that hold no URL or token (a webhook's URL may be its secret)."""
+    if isinstance(error, requests.Timeout | TimeoutError):
+        return f"no answer within {timeout_seconds:g} s"
+    if isinstance(error, requests.HTTPError) and error.response is not None:
+        return f"HTTP {error.response.status_code}"
+    if isinstance(error, SlackApiError):
+        return f"Slack answered HTTP {error.response.status_code}, error {error.response.get('error')!r}"
+    return type(error).__name__
 
 
 def deliver_pending_alerts(store: AlertStore, sinks: AlertSinks) -> DeliveryReport:
@@ -83,7 +101,8 @@ def deliver_pending_alerts(store: AlertStore, sinks: AlertSinks) -> DeliveryRepo
             try:
                 send(alert)
             except Exception as error:  # noqa: BLE001 - any failure leaves the alert pending
-                report.failed[sink] = [f"alert {alert['alert_id']}: {type(error).__name__}"]
+                cause = _failure_cause(error, sinks.timeout_seconds)
+                report.failed[sink] = [f"alert {alert['alert_id']}: {cause}"]
                 break
             store.mark_delivered(alert["alert_id"], sink, datetime.now(UTC))
             delivered += 1

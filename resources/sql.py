@@ -52,6 +52,12 @@ def safe_url(url: str) -> str:
         return "<unparseable database URL>"
 
 
+# A server that never answers (a dropped route, a firewall) fails the connection after this long,
+# not after the operating system's minutes: within Dagster's 60 s limit on a sensor tick, and before
+# a step's retry. A `connect_timeout` in the URL wins.
+CONNECT_TIMEOUT_S = 10
+
+
 class SourceUnavailableError(RuntimeError):
     """A data source could not be read; the message names it and the cause, never a password."""
 
@@ -61,8 +67,12 @@ def connect(url: str, source: str) -> Iterator[sa.Connection]:
     """A connection to `url`; failures become SourceUnavailableError naming `source`."""
     if url.startswith("sqlite:///"):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    # Naive timestamps are UTC throughout; PostgreSQL would read them in the session's time zone.
-    connect_args = {"options": "-c timezone=UTC"} if url.startswith("postgresql") else {}
+    connect_args: dict[str, object] = {}
+    if url.startswith("postgresql"):
+        # Naive timestamps are UTC throughout; PostgreSQL would read them in the session's time zone.
+        connect_args["options"] = "-c timezone=UTC"
+        if "connect_timeout" not in sa.engine.make_url(url).query:
+            connect_args["connect_timeout"] = CONNECT_TIMEOUT_S
     engine = sa.create_engine(url, pool_pre_ping=True, connect_args=connect_args)
     try:
         with engine.connect() as connection:

@@ -3,7 +3,9 @@
 import http.server
 import json
 import os
+import select
 import signal
+import socket
 import threading
 import uuid
 from datetime import UTC, datetime
@@ -16,6 +18,10 @@ import sqlalchemy as sa
 from faultline.demo_data.deployment_events import generate_deployment_batches
 from resources.event_store import DeploymentEventStore
 from resources.report_store import ReportStore
+
+# Set before any test module imports the assets, whose RetryPolicy reads it when they are defined: a
+# retried step in a test waits hundredths of a second, not the production 30 s, 90 s and 210 s.
+os.environ.setdefault("FAULTLINE_SOURCE_RETRY_DELAY_S", "0.01")
 
 DEMO_END = datetime(2026, 11, 22, tzinfo=UTC)
 DEMO_DAY = "2026-11-21"
@@ -107,20 +113,38 @@ def store_url(request, tmp_path: Path) -> str:
     return request.getfixturevalue("postgres_url")
 
 
+HANG_S = 60
+
+
 class RecordingServer:
-    """An HTTP server on loopback that records what it receives and fails the first `failures` times."""
+    """An HTTP server on loopback that records what it receives.
+
+    It refuses the next `failures` requests (500, or Slack's ok false), and while `hang` is set it
+    accepts requests and never answers them: a sink that times out. Hung requests are counted in
+    `hung`, answered ones in `attempts`; only accepted ones are in `received`.
+    """
 
     def __init__(self, failures: int = 0, failure_status: int = 500, slack: bool = False) -> None:
         self.failures, self.failure_status, self.slack = failures, failure_status, slack
+        self.hang = False
         self.received: list[dict] = []
         self.attempts = 0
+        self.hung = 0
+        self._released = threading.Event()
         server = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_POST(self) -> None:  # noqa: N802 - the stdlib's name
+                if server.hang:
+                    server.hung += 1
+                    # The client should give up long before; one that waits this long sees the
+                    # connection closed unanswered, and reports that instead of a timeout.
+                    server._released.wait(HANG_S)
+                    return
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 server.attempts += 1
-                failing = server.attempts <= server.failures
+                failing = server.failures > 0
+                server.failures -= failing
                 if not failing:
                     server.received.append({"path": self.path, "body": json.loads(body or b"{}")})
                 if server.slack:  # Slack answers 200 with ok false when it refuses a message
@@ -138,11 +162,13 @@ class RecordingServer:
                 pass
 
         self._httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._httpd.daemon_threads = True
         self.url = f"http://127.0.0.1:{self._httpd.server_address[1]}/"
         self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
         self._thread.start()
 
     def close(self) -> None:
+        self._released.set()
         self._httpd.shutdown()
         self._httpd.server_close()
 
@@ -158,3 +184,113 @@ def recording_server():
     yield start
     for server in servers:
         server.close()
+
+
+class PostgresProxy:
+    """A TCP proxy on loopback in front of the test PostgreSQL, to take the database away for real.
+
+    `stop()` closes its port and every connection through it (the server is unreachable); `start()`
+    listens on the same port again. With `cut_after_bytes` set, each connection is cut once the server
+    has sent it that many bytes: a read dropped mid-result. `cuts` keeps, for each connection cut, what
+    the client had sent by then, so a test can tell which query was being answered. While `hang` is
+    set, connections are accepted and never answered (closed after HANG_S, so a client without a
+    timeout fails its test instead of hanging it).
+    """
+
+    def __init__(self, upstream: tuple[str, int]) -> None:
+        self.upstream = upstream
+        self.cut_after_bytes: int | None = None
+        self.hang = False
+        self.cuts: list[bytes] = []
+        self._listener: socket.socket | None = None
+        self._open: set[socket.socket] = set()
+        self._lock = threading.Lock()
+        self.port = 0
+        self.start()
+
+    def url(self, database_url: str, password: str | None = None) -> str:
+        """`database_url` through the proxy, with `password` in it (trust auth does not check it)."""
+        url = sa.engine.make_url(database_url).set(host="127.0.0.1", port=self.port)
+        return (url.set(password=password) if password else url).render_as_string(hide_password=False)
+
+    def start(self) -> None:
+        self._listener = socket.create_server(("127.0.0.1", self.port))
+        self.port = self._listener.getsockname()[1]
+        threading.Thread(target=self._accept, args=(self._listener,), daemon=True).start()
+
+    def stop(self) -> None:
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            listener.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept()
+            listener.close()
+        with self._lock:
+            for connection in list(self._open):
+                self._close(connection)
+
+    def _close(self, connection: socket.socket) -> None:
+        self._open.discard(connection)
+        try:
+            connection.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        connection.close()
+
+    def _close_locked(self, connection: socket.socket) -> None:
+        with self._lock:
+            self._close(connection)
+
+    def _accept(self, listener: socket.socket) -> None:
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return
+            if self.hang:
+                with self._lock:
+                    self._open.add(client)
+                threading.Timer(HANG_S, self._close_locked, args=(client,)).start()
+                continue
+            try:
+                upstream = socket.create_connection(self.upstream)
+            except OSError:  # PostgreSQL itself is down: the client sees its connection closed
+                client.close()
+                continue
+            with self._lock:
+                self._open |= {client, upstream}
+            threading.Thread(target=self._relay, args=(client, upstream), daemon=True).start()
+
+    def _relay(self, client: socket.socket, upstream: socket.socket) -> None:
+        from_server, from_client = 0, bytearray()
+        try:
+            while True:
+                readable, _, _ = select.select([client, upstream], [], [], 1.0)
+                for source in readable:
+                    data = source.recv(65536)
+                    if not data:
+                        return
+                    if source is client:
+                        from_client += data
+                        upstream.sendall(data)
+                        continue
+                    budget = self.cut_after_bytes
+                    if budget is not None and from_server + len(data) > budget:
+                        client.sendall(data[: budget - from_server])
+                        self.cuts.append(bytes(from_client))
+                        return
+                    from_server += len(data)
+                    client.sendall(data)
+        except (OSError, ValueError):  # closed by stop(), or by the other side
+            return
+        finally:
+            with self._lock:
+                self._close(client)
+                self._close(upstream)
+
+
+@pytest.fixture
+def postgres_proxy():
+    """A proxy in front of the test PostgreSQL (see PostgresProxy), stopped after the test."""
+    admin = sa.engine.make_url(POSTGRES_ADMIN_URL)
+    proxy = PostgresProxy((admin.host or "127.0.0.1", admin.port or 5432))
+    yield proxy
+    proxy.stop()

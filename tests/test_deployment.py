@@ -11,10 +11,12 @@ import socket
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import dagster as dg
 import pandas as pd
 import pytest
 import requests
@@ -35,6 +37,11 @@ BIN = Path(sys.executable).parent
 TODAY = pd.Timestamp.now(tz="UTC").floor("D")
 DAY = (TODAY - pd.Timedelta(days=1)).strftime("%Y-%m-%d")
 ERROR_CLUSTER_ASSETS = 7
+WORKSPACE = REPO / "deploy" / "workspace.yaml"
+# The fault tests tick the sensor this often (FAULTLINE_SENSOR_INTERVAL_S); the daemon's sensor loop
+# runs every 5 s at best, so a shorter interval would not tick any sooner.
+FAST_TICKS = {"FAULTLINE_SENSOR_INTERVAL_S": "5"}
+PASSWORD = "Pw-2b8d41c7-do-not-print"
 
 
 def free_port() -> int:
@@ -58,46 +65,59 @@ def wait_for(what: str, check: Callable[[], object], timeout_s: float, every_s: 
     pytest.fail(f"{what} did not happen within {timeout_s:.0f} s (last error: {last_error!r})")
 
 
-@contextmanager
-def services(env: dict[str, str], workspace: Path, logs: Path, webserver_port: int) -> Iterator[list]:
-    """The code server, daemon and webserver, each in a process group of its own, stopped by pid."""
+def start_service(name: str, env: dict[str, str], workspace: Path, logs: Path, **options) -> subprocess.Popen:
+    """One service as its own process group, logging to `<logs>/<log_name or name>.log`."""
     commands = {
         "code_server": [str(BIN / "dagster"), "api", "grpc", "--host", "127.0.0.1", "--port",
                         env["FAULTLINE_CODE_SERVER_PORT"], "--module-name", "dagster_project.definitions"],
         "daemon": [str(BIN / "dagster-daemon"), "run", "--workspace", str(workspace)],
-        "webserver": [str(BIN / "dagster-webserver"), "--host", "127.0.0.1", "--port", str(webserver_port),
-                      "--workspace", str(workspace)],
+        "webserver": [str(BIN / "dagster-webserver"), "--host", "127.0.0.1",
+                      "--port", str(options.get("webserver_port")), "--workspace", str(workspace)],
     }  # fmt: skip
-    started: list[subprocess.Popen] = []
+    log = (logs / f"{options.get('log_name', name)}.log").open("wb")
+    process = subprocess.Popen(
+        commands[name], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
+    if name == "code_server":
+        wait_for(
+            "the code server listening",
+            lambda: socket.create_connection(("127.0.0.1", int(env["FAULTLINE_CODE_SERVER_PORT"])), 1),
+            timeout_s=90,
+        )
+    return process
+
+
+def stop_services(processes: list[subprocess.Popen]) -> None:
+    """SIGTERM to each service's process group (its run workers stop with it), SIGKILL if it lingers."""
+    for process in processes:
+        with _ignoring(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+    for process in processes:
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            with _ignoring(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=10)
+
+
+@contextmanager
+def services(
+    env: dict[str, str],
+    workspace: Path,
+    logs: Path,
+    webserver_port: int | None = None,
+    names: tuple[str, ...] = ("code_server", "daemon", "webserver"),
+) -> Iterator[dict[str, subprocess.Popen]]:
+    """The services by name, each in a process group of its own; whatever the dict holds at the end is
+    stopped, so a test may replace a service it killed by a new one."""
+    started: dict[str, subprocess.Popen] = {}
     try:
-        for name, command in commands.items():
-            log = (logs / f"{name}.log").open("wb")
-            started.append(
-                subprocess.Popen(
-                    command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-                )
-            )
-            if name == "code_server":
-                wait_for(
-                    "the code server listening",
-                    lambda: socket.create_connection(
-                        ("127.0.0.1", int(env["FAULTLINE_CODE_SERVER_PORT"])), 1
-                    ),
-                    timeout_s=90,
-                )
+        for name in names:
+            started[name] = start_service(name, env, workspace, logs, webserver_port=webserver_port)
         yield started
     finally:
-        for process in started:
-            # Each service leads its own process group: the run workers it spawned stop with it.
-            with _ignoring(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGTERM)
-        for process in started:
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                with _ignoring(ProcessLookupError):
-                    os.killpg(process.pid, signal.SIGKILL)
-                process.wait(timeout=10)
+        stop_services(list(started.values()))
 
 
 @contextmanager
@@ -271,3 +291,169 @@ def test_the_daemon_and_webserver_run_faultline_on_postgres(deployment):
     report = (tmp / "reports" / f"error_clusters_{DAY}.md").read_text()
     assert "300 error events" in report
     assert POSTGRES_ADMIN_URL.split("@")[0] not in report
+
+
+@contextmanager
+def dagster_instance(deployment: dict) -> Iterator[dg.DagsterInstance]:
+    """The deployment's Dagster instance as its services see it: deploy/dagster.yaml on PostgreSQL."""
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in deployment["env"].items():
+            if name.startswith("DAGSTER_"):
+                patch.setenv(name, value)
+        instance = dg.DagsterInstance.from_config(deployment["env"]["DAGSTER_HOME"])
+    try:
+        yield instance
+    finally:
+        instance.dispose()
+
+
+def sensor_ticks(instance: dg.DagsterInstance) -> list:
+    """The long_running_tasks sensor's ticks as the daemon stored them, oldest first."""
+    states = [state for state in instance.all_instigator_state() if state.name == "long_running_tasks"]
+    if not states:
+        return []
+    return list(reversed(instance.get_ticks(states[0].instigator_origin_id, states[0].selector_id)))
+
+
+def finished_ticks(instance: dg.DagsterInstance) -> list:
+    return [tick for tick in sensor_ticks(instance) if tick.status.value != "STARTED"]
+
+
+def plant_overdue_runs(faultline_url: str, n: int) -> set[str]:
+    """`n` running tasks, each of a task type with a limit, started three times its limit ago."""
+    _, limits = AlertStore(url=faultline_url).latest_baselines()
+    now = pd.Timestamp.now(tz="UTC").floor("s")
+    runs = pd.DataFrame(
+        [
+            {"run_id": f"planted-{i}", "task_type": limit.task_type, "status": "running",
+             "started_at": now - pd.Timedelta(seconds=round(3 * limit.upper_limit_s)), "ended_at": pd.NaT}
+            for i, limit in enumerate(limits[limits["has_limit"]].head(n).itertuples())
+        ]
+    )  # fmt: skip
+    SqlWorkflowService(url=faultline_url).write_runs(runs)
+    return set(runs["run_id"])
+
+
+def test_a_daemon_killed_between_ticks_and_restarted_neither_loses_nor_repeats_an_alert(
+    deployment, recording_server
+):
+    tmp, url = deployment["tmp"], deployment["faultline_url"]
+    webhook = recording_server()
+    env = deployment["env"] | FAST_TICKS | {"FAULTLINE_ALERT_WEBHOOK_URL": webhook.url}
+    alert_store = AlertStore(url=url)
+    first = deployment["expected_alerts"]
+
+    def alerted_and_delivered(run_ids: set[str]) -> bool:
+        return set(alert_store.alerts()["run_id"]) == run_ids and alert_store.undelivered("webhook").empty
+
+    with (
+        services(env, WORKSPACE, tmp, names=("code_server", "daemon")) as running,
+        dagster_instance(deployment) as instance,
+    ):
+        # Between two ticks: the one that raised and delivered the first alerts is over.
+        wait_for(
+            "the first tick alerting the stuck runs and ending",
+            lambda: (
+                alerted_and_delivered(first) and len(finished_ticks(instance)) == len(sensor_ticks(instance))
+            ),
+            timeout_s=180,
+            every_s=0.5,
+        )
+        os.killpg(running["daemon"].pid, signal.SIGKILL)
+        running["daemon"].wait(timeout=10)
+        planted = plant_overdue_runs(url, 2)
+        running["daemon"] = start_service("daemon", env, WORKSPACE, tmp, log_name="daemon_restarted")
+        wait_for(
+            "the restarted daemon alerting the runs planted while it was down",
+            lambda: alerted_and_delivered(first | planted),
+            timeout_s=180,
+            every_s=0.5,
+        )
+        # One more whole tick after that, which must find every alert already raised and sent.
+        seen = len(finished_ticks(instance))
+        wait_for("one more tick", lambda: len(finished_ticks(instance)) > seen, timeout_s=60, every_s=0.5)
+        ticks = finished_ticks(instance)
+
+    alerts = alert_store.alerts()
+    assert len(first | planted) == 8
+    assert sorted(alerts["run_id"]) == sorted(first | planted)
+    assert Counter(request["body"]["run_id"] for request in webhook.received) == Counter(first | planted)
+    assert webhook.attempts == 8
+    # What each tick did, as the UI's tick history shows it: 6 alerted, nothing new until the restarted
+    # daemon's tick alerted the 2 planted runs, then nothing new again.
+    alerting = [tick.skip_reason.split(" (")[0] for tick in ticks if tick.skip_reason.startswith("Alerted")]
+    assert alerting == [
+        "Alerted: 6 running tasks past their limit",
+        "Alerted: 2 running tasks past their limit",
+    ]
+    assert "8 still over their limit, already alerted" in ticks[-1].skip_reason
+
+
+def test_a_tick_with_the_workflow_database_down_fails_without_its_password_and_the_next_one_flags(
+    deployment, postgres_proxy
+):
+    tmp, url = deployment["tmp"], deployment["faultline_url"]
+    proxied = postgres_proxy.url(url, PASSWORD)
+    env = (
+        deployment["env"]
+        | FAST_TICKS
+        | {"FAULTLINE_WORKFLOW_DB_URL": proxied, "FAULTLINE_ALERTS_DB_URL": url}
+    )
+    alert_store = AlertStore(url=url)
+    postgres_proxy.stop()
+    with (
+        services(env, WORKSPACE, tmp, names=("code_server", "daemon")),
+        dagster_instance(deployment) as instance,
+    ):
+        failed = wait_for(
+            "a tick failing on the unreachable workflow database",
+            lambda: [tick for tick in finished_ticks(instance) if tick.status.value == "FAILURE"],
+            timeout_s=180,
+            every_s=0.5,
+        )
+        assert alert_store.alerts().empty
+        postgres_proxy.start()
+        wait_for(
+            "the next tick alerting the stuck runs",
+            lambda: (
+                set(alert_store.alerts()["run_id"]) == deployment["expected_alerts"]
+                and any((tick.skip_reason or "").startswith("Alerted") for tick in finished_ticks(instance))
+            ),
+            timeout_s=120,
+            every_s=0.5,
+        )
+        ticks = [
+            (tick.status.value, (tick.skip_reason or "").split(" (")[0]) for tick in finished_ticks(instance)
+        ]
+
+    # The sensor stays on: the daemon records the failed tick, and the next one runs as usual.
+    assert ticks[0] == ("FAILURE", "")
+    assert ticks[-1] == ("SKIPPED", "Alerted: 6 running tasks past their limit")
+    assert {status for status, _ in ticks[:-1]} == {"FAILURE"}
+    error = failed[0].error.to_string()
+    shown = proxied.replace(PASSWORD, "***")
+    assert f"SourceUnavailableError: workflow database at {shown} could not be read: connection to" in error
+    assert PASSWORD not in error
+    # Not in any row Dagster stored (ticks, sensor state, event logs), nor in any log or file written.
+    engine = sa.create_engine(deployment["dagster_db_url"])
+    with engine.connect() as connection:
+        tables = (
+            connection.execute(
+                sa.text("SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'")
+            )
+            .scalars()
+            .all()
+        )
+        holding = [
+            table
+            for table in tables
+            if connection.execute(
+                sa.text(f'SELECT count(*) FROM "{table}" AS r WHERE r::text LIKE :pattern'),
+                {"pattern": f"%{PASSWORD}%"},
+            ).scalar()
+        ]
+    engine.dispose()
+    assert holding == []
+    assert [
+        path for path in tmp.rglob("*") if path.is_file() and PASSWORD.encode() in path.read_bytes()
+    ] == []

@@ -7,6 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from dagster_project.settings import SENSOR_INTERVAL_ENV, SOURCE_RETRIES_ENV, SOURCE_RETRY_DELAY_ENV
+
 REPO = Path(__file__).resolve().parents[1]
 COMPOSE = yaml.safe_load((REPO / "docker-compose.yml").read_text())
 SERVICES = COMPOSE["services"]
@@ -30,6 +32,12 @@ def test_the_webserver_is_published_on_loopback_by_default():
     (binding,) = SERVICES["dagster_webserver"]["ports"]
     assert binding.startswith("${DAGSTER_WEBSERVER_BIND:-127.0.0.1}:")
     assert all("ports" not in SERVICES[name] for name in ("postgres", "faultline_code", "dagster_daemon"))
+
+
+def test_the_retry_and_interval_settings_reach_the_services_and_default_when_unset():
+    environment = COMPOSE["x-faultline-environment"]
+    for name in (SOURCE_RETRIES_ENV, SOURCE_RETRY_DELAY_ENV, SENSOR_INTERVAL_ENV):
+        assert environment[name] == f"${{{name}:-}}"
 
 
 def test_faultline_stores_have_a_database_of_their_own():

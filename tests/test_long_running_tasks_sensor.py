@@ -11,6 +11,7 @@ import sqlalchemy as sa
 
 from assets.task_durations import task_duration_baselines
 from dagster_project.sensors import build_long_running_tasks_sensor, long_running_tasks_sensor
+from dagster_project.settings import SENSOR_INTERVAL_ENV, sensor_interval_s
 from resources.alert_sinks import AlertSinks
 from resources.alert_store import AlertStore
 from resources.workflow import SqlWorkflowService
@@ -42,6 +43,20 @@ def running(run_id: str, task_type: str, seconds_ago: float) -> dict:
         "started_at": started,
         "ended_at": pd.NaT,
     }
+
+
+def make_overdue(url: str, run_id: str, seconds: float) -> None:
+    """Time passes for a running task: it has now run `seconds`."""
+    engine = sa.create_engine(url)
+    with engine.begin() as connection:
+        connection.execute(
+            sa.text("UPDATE task_runs SET started_at = :started WHERE run_id = :run_id"),
+            {
+                "started": (datetime.now(UTC) - timedelta(seconds=seconds)).strftime("%Y-%m-%d %H:%M:%S.%f"),
+                "run_id": run_id,
+            },
+        )
+    engine.dispose()
 
 
 @pytest.fixture
@@ -88,6 +103,16 @@ def test_the_sensor_ticks_every_ten_minutes_and_is_on_by_default():
     assert build_long_running_tasks_sensor(minimum_interval_seconds=120).minimum_interval_seconds == 120
 
 
+def test_the_interval_comes_from_faultline_sensor_interval_s_and_defaults_when_empty(monkeypatch):
+    monkeypatch.setenv(SENSOR_INTERVAL_ENV, "5")
+    assert sensor_interval_s(600) == 5
+    monkeypatch.setenv(SENSOR_INTERVAL_ENV, "")  # as docker-compose passes it when .env leaves it out
+    assert sensor_interval_s(600) == 600
+    monkeypatch.setenv(SENSOR_INTERVAL_ENV, "0")
+    with pytest.raises(ValueError, match="FAULTLINE_SENSOR_INTERVAL_S='0' must be at least 1"):
+        sensor_interval_s(600)
+
+
 def test_the_baselines_hold_the_hand_computed_limit(stores):
     as_of, limits = stores["alert_store"].latest_baselines()
     assert as_of == TODAY.to_pydatetime()
@@ -97,6 +122,10 @@ def test_the_baselines_hold_the_hand_computed_limit(stores):
 def test_a_tick_flags_exactly_the_tasks_over_their_limit(instance, stores):
     result = tick(instance, stores)
     assert isinstance(result, dg.SensorResult)
+    # What the daemon's tick history shows for a tick that requests no run.
+    assert result.skip_reason.skip_message.startswith(
+        "Alerted: 1 running tasks past their limit (4 running, 3 checked, 1 without baseline;"
+    )
     observation = result.asset_events[0]
     assert observation.metadata["new_alerts"].value == 1
     assert (observation.metadata["running"].value, observation.metadata["checked"].value) == (4, 3)
@@ -121,13 +150,7 @@ def test_a_second_tick_with_the_same_state_flags_nothing(instance, stores):
 def test_a_new_crossing_is_flagged_on_the_next_tick(instance, stores):
     tick(instance, stores)
     # Time passes for r-slow-fine: it has now run 5000 s, past etl.slow's limit of about 4055 s.
-    engine = sa.create_engine(stores["url"])
-    with engine.begin() as connection:
-        connection.execute(
-            sa.text("UPDATE task_runs SET started_at = :started WHERE run_id = 'r-slow-fine'"),
-            {"started": (datetime.now(UTC) - timedelta(seconds=5000)).strftime("%Y-%m-%d %H:%M:%S.%f")},
-        )
-    engine.dispose()
+    make_overdue(stores["url"], "r-slow-fine", 5000)
     result = tick(instance, stores)
     assert result.asset_events[0].metadata["new_alerts"].value == 1
     assert stores["alert_store"].alerts()["run_id"].tolist() == ["r-stuck", "r-slow-fine"]
@@ -176,6 +199,48 @@ def test_slack_gets_the_alert_through_dagster_slack_once_it_accepts(instance, st
     message = slack.received[0]["body"]
     assert message["channel"] == "#ops"
     assert message["text"].startswith("Task 'etl.orders' (run r-stuck) has been running for 1h 0m")
+
+
+@pytest.mark.parametrize("sink", ["slack", "webhook"])
+def test_a_sink_that_times_out_for_ticks_gets_each_alert_exactly_once_when_it_recovers(
+    instance, stores, recording_server, capfd, sink
+):
+    server = recording_server(slack=sink == "slack")
+    settings = {"slack_token": "xoxb-test", "slack_api_url": server.url} if sink == "slack" else {}
+    # Under a second, as the Slack sink once truncated to 0 (no wait at all); long enough that a loaded
+    # machine still answers an accepted request in time.
+    sinks = AlertSinks(**settings, webhook_url=server.url if sink == "webhook" else None, timeout_seconds=0.8)
+    server.hang = True  # accepts the request and never answers
+    tick(instance, stores, sinks)  # raises r-stuck's alert
+    make_overdue(stores["url"], "r-slow-fine", 5000)
+    tick(instance, stores, sinks)  # raises r-slow-fine's alert
+    tick(instance, stores, sinks)
+    # Each tick gave up on the sink after its timeout, tried it once only, and said why.
+    assert server.hung == 3 and server.received == []
+    log = capfd.readouterr().err
+    assert log.count(f"Sink {sink} failed (alert 1: no answer within 0.8 s); its alerts are retried") == 3
+    server.hang, server.failures = False, 1  # back, but refuses the first request (500 or ok false)
+    for _ in range(3):
+        tick(instance, stores, sinks)
+    assert server.attempts == 3  # the refusal, then both alerts, then nothing left to send
+    received = [request["body"].get("run_id") or request["body"]["text"] for request in server.received]
+    assert len(received) == 2
+    assert "r-stuck" in received[0] and "r-slow-fine" in received[1]
+    store = stores["alert_store"]
+    assert store.undelivered(sink).empty
+    engine = sa.create_engine(stores["url"])
+    with engine.connect() as connection:
+        deliveries = connection.execute(
+            sa.text("SELECT alert_id, outcome FROM alert_deliveries WHERE sink = :sink ORDER BY alert_id"),
+            {"sink": sink},
+        ).all()
+    engine.dispose()
+    assert [tuple(row) for row in deliveries] == [(1, "delivered"), (2, "delivered")]
+
+
+def test_a_sink_timeout_must_be_positive_so_no_tick_can_wait_forever():
+    with pytest.raises(ValueError, match="greater than 0"):
+        AlertSinks(webhook_url="http://127.0.0.1:9/", timeout_seconds=0)
 
 
 def test_a_sink_that_is_down_does_not_keep_the_others_from_delivering(instance, stores, recording_server):
