@@ -21,13 +21,23 @@ _SECRET_RULES: tuple[tuple[str, str, str], ...] = (
     ("jwt", "", r"\beyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\b"),
     (
         "assigned_secret",
-        r"(?i:\b(?:password|passwd|pwd|secret|token|api[_-]?key|apikey|access[_-]?key|client[_-]?secret"
+        # No word boundary before the name: `DB_PASSWORD=`, `PGPASSWORD=` and `aws_secret_access_key=`
+        # name secrets too. A quoted value is taken whole, spaces included.
+        r"(?i:(?:password|passwd|pwd|secret|token|api[_-]?key|apikey|access[_-]?key|client[_-]?secret"
         r"|auth[_-]?token)[\"']?\s*[:=]\s*[\"']?)",
-        r"[^\s\"',;&}]+",
+        r"(?:(?<=\")[^\"\r\n]+(?=\")|(?<=')[^'\r\n]+(?=')|[^\s\"',;&}]+)",
     ),
     ("email", "", r"\b[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}\b"),
     ("ip_address", "", r"\b(?:(?:25[0-5]|2[0-4]\d|1?\d?\d)\.){3}(?:25[0-5]|2[0-4]\d|1?\d?\d)\b"),
     ("ip_address", "", r"(?i:\b(?:[0-9a-f]{1,4}:){7}[0-9a-f]{1,4}\b)"),
+    # IPv6 with `::` (2001:db8::1, ::1, ::ffff:192.0.2.1); not `std::string` nor `Foo::Bar`.
+    (
+        "ip_address",
+        "",
+        r"(?i:(?<![\w:.])(?=:*[0-9a-f])(?:[0-9a-f]{1,4}(?::[0-9a-f]{1,4}){0,6})?::"
+        r"(?:(?:[0-9a-f]{1,4}:){0,5}(?:\d{1,3}\.){3}\d{1,3}|[0-9a-f]{1,4}(?::[0-9a-f]{1,4}){0,6})?"
+        r"(?![\w]|:[0-9a-f]))",
+    ),
 )
 
 SECRET_KINDS: frozenset[str] = frozenset(kind for kind, _, _ in _SECRET_RULES)
