@@ -70,14 +70,19 @@ class SqlWorkflowService(WorkflowService):
     aborted_statuses: list[str] = ["aborted"]
 
     def _columns(self) -> dict[str, list[str] | str]:
+        def column(name: str, setting: str) -> str:
+            return validate_identifier(name, setting, qualified=False)
+
+        for setting in ("run_id_columns", "task_type_columns"):
+            if not getattr(self, setting):
+                raise ValueError(f"{setting} is empty; name the column or columns that hold it")
+
         return {
-            "run_id_columns": [validate_identifier(c, "run_id_columns") for c in self.run_id_columns],
-            "task_type_columns": [
-                validate_identifier(c, "task_type_columns") for c in self.task_type_columns
-            ],
-            "started_at_column": validate_identifier(self.started_at_column, "started_at_column"),
-            "ended_at_column": validate_identifier(self.ended_at_column, "ended_at_column"),
-            "status_column": validate_identifier(self.status_column, "status_column"),
+            "run_id_columns": [column(c, "run_id_columns") for c in self.run_id_columns],
+            "task_type_columns": [column(c, "task_type_columns") for c in self.task_type_columns],
+            "started_at_column": column(self.started_at_column, "started_at_column"),
+            "ended_at_column": column(self.ended_at_column, "ended_at_column"),
+            "status_column": column(self.status_column, "status_column"),
         }
 
     def _table(self) -> sa.TableClause:
