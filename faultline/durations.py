@@ -13,6 +13,8 @@ from enum import StrEnum
 import numpy as np
 import pandas as pd
 
+from faultline.redaction import redact_secrets
+
 # Amperity, "Adding Data Science to the DevOps Toolkit" (shared/seeds/amperity-duration-anomalies.txt):
 # a two-week history of successful runs per task; mean + 2 standard deviations is the upper limit;
 # running tasks are checked against it every 10 minutes. The minimum history is issue 3's.
@@ -85,16 +87,21 @@ def utc_naive_timestamp(ts: pd.Timestamp) -> pd.Timestamp:
     return ts.as_unit("ns")
 
 
+def _holds_nul(values: pd.Series) -> pd.Series:
+    return values.map(lambda value: isinstance(value, str) and "\x00" in value).astype(bool)
+
+
 def screen_task_runs(runs: pd.DataFrame, now: pd.Timestamp) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Split raw task runs into valid runs and rejected runs, each rejection with its reason.
 
     `runs` needs the columns run_id, task_type, started_at, ended_at (NaT while running) and status
     (running, success, failed or aborted); a missing column is a ValueError naming it. Bad rows never
     raise: each goes to the rejected frame (run_id, task_type, reason) with the first reason that
-    applies, in this order: missing run_id, missing task_type, missing status, unknown status 'x',
-    missing started_at, unparseable started_at, unparseable ended_at, started in the future (after
-    `now`), running run with ended_at set, finished run without ended_at, ended_at before started_at,
-    zero duration.
+    applies, in this order: missing run_id, missing task_type, NUL character in run_id, NUL character
+    in task_type (PostgreSQL cannot store one, so no alert or limit could be kept for the run),
+    missing status, unknown status 'x' (the status redacted), missing started_at, unparseable
+    started_at, unparseable ended_at, started in the future (after `now`), running run with ended_at
+    set, finished run without ended_at, ended_at before started_at, zero duration.
 
     Valid runs keep their columns, with started_at/ended_at as naive UTC (see `to_utc_naive`), plus
     `duration_s`: seconds from start to end for finished runs, NaN for running ones. Task types are
@@ -113,6 +120,8 @@ def screen_task_runs(runs: pd.DataFrame, now: pd.Timestamp) -> tuple[pd.DataFram
     checks = [
         (runs["run_id"].isna(), "missing run_id"),
         (runs["task_type"].isna(), "missing task_type"),
+        (_holds_nul(runs["run_id"]), "NUL character in run_id"),
+        (_holds_nul(runs["task_type"]), "NUL character in task_type"),
         (status.isna(), "missing status"),
         (~(running | finished), "unknown status"),
         (runs["started_at"].isna(), "missing started_at"),
@@ -129,7 +138,7 @@ def screen_task_runs(runs: pd.DataFrame, now: pd.Timestamp) -> tuple[pd.DataFram
         index=runs.index,
     )
     unknown = reason.eq("unknown status")
-    reason[unknown] = status[unknown].map(lambda s: f"unknown status {s!r}")
+    reason[unknown] = status[unknown].map(lambda s: f"unknown status {redact_secrets(str(s))!r}")
     rejected_mask = reason.ne("")
 
     valid = runs.loc[~rejected_mask].assign(
