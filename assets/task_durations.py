@@ -23,6 +23,7 @@ from faultline.durations import (
     baselines_from_moments,
     estimator_named,
 )
+from faultline.redaction import redact_secrets
 from faultline.report import markdown_table
 from resources.alert_store import AlertStore
 from resources.workflow import WorkflowService
@@ -86,7 +87,10 @@ def task_duration_baselines(
     rejected = workflow.rejected_runs(start, end)
     alert_store.save_baselines(end, baselines)
 
+    # What the UI shows of a task type has its secrets redacted; the store keeps it as the workflow
+    # does, since the sensor matches running tasks to their limit by it.
     shown = baselines.assign(
+        task_type=baselines["task_type"].map(lambda task_type: redact_secrets(str(task_type))),
         mean_s=baselines["mean_s"].round(1), std_s=baselines["std_s"].round(1),
         upper_limit_s=baselines["upper_limit_s"].round(1),
     )  # fmt: skip
