@@ -28,9 +28,10 @@ _SECRET_RULES: tuple[tuple[str, str, str], ...] = (
     (
         "assigned_secret",
         # No word boundary before the name: `DB_PASSWORD=`, `PGPASSWORD=` and `aws_secret_access_key=`
-        # name secrets too. A quoted value is taken whole, spaces included.
-        rf"(?i:(?:{_SECRET_NAMES})[\"']?\s*[:=]\s*[\"']?)",
-        r"(?:(?<=\")[^\"\r\n]+(?=\")|(?<=')[^'\r\n]+(?=')|[^\s\"',;&}]+)",
+        # name secrets too. A quoted value is taken whole, spaces included, and so is one whose quotes
+        # are escaped, as in JSON text that could not be parsed (`\"password\": \"...\"`).
+        rf"(?i:(?:{_SECRET_NAMES})\\?[\"']?\s*[:=]\s*\\?[\"']?)",
+        r"(?:(?<=\")[^\"\r\n]+?(?=\\?\")|(?<=')[^'\r\n]+?(?=\\?')|[^\s\"',;&}]+)",
     ),
     ("email", "", r"\b[\w.%+-]+@[\w.-]+\.[A-Za-z]{2,}\b"),
     ("ip_address", "", r"\b(?:(?:25[0-5]|2[0-4]\d|1?\d?\d)\.){3}(?:25[0-5]|2[0-4]\d|1?\d?\d)\b"),
