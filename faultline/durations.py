@@ -71,8 +71,13 @@ def to_utc_naive(values: pd.Series) -> pd.Series:
     """Timestamps as naive UTC datetime64[ns]: naive input is taken as UTC, aware input is converted.
 
     Anything that cannot be read as an ISO 8601 timestamp, or lies outside what nanoseconds can
-    hold (years 1677 to 2262), becomes NaT.
+    hold (years 1677 to 2262), becomes NaT; so does a number, which is no timestamp (pandas would
+    read it as an offset from 1970 in a future version, and warns).
     """
+    if pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values):
+        values = pd.Series(pd.NaT, index=values.index)
+    elif values.dtype == object:
+        values = values.mask(values.map(lambda value: isinstance(value, int | float | np.number)))
     parsed = pd.to_datetime(values, errors="coerce", utc=True, format="ISO8601")
     lowest, highest = pd.Timestamp.min.tz_localize("UTC"), pd.Timestamp.max.tz_localize("UTC")
     parsed = parsed.where(parsed.isna() | ((parsed >= lowest) & (parsed <= highest)))
