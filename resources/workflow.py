@@ -387,8 +387,9 @@ class SqlWorkflowService(WorkflowService):
         times = {}
         for name in ("started_at", "ended_at"):
             times[name] = rows[name]
-            if f"{name}_unreadable" in rows:
-                unreadable = rows[f"{name}_unreadable"].astype(bool)
+            unreadable = rows[f"{name}_unreadable"].astype(bool) if f"{name}_unreadable" in rows else None
+            # Only then as objects: parsing 100,000 timestamps as objects costs a quarter of a second.
+            if unreadable is not None and unreadable.any():
                 times[name] = rows[name].astype(object).mask(unreadable, "unreadable")
         runs = pd.DataFrame(
             {
