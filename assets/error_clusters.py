@@ -21,7 +21,7 @@ from faultline.clustering import (
     vectorize_texts,
 )
 from faultline.flatten import DEFAULT_ERROR_STATES, DEFAULT_MAX_MESSAGE_CHARS, flatten_batches
-from faultline.report import ClusterReport, build_cluster_report, report_markdown
+from faultline.report import ClusterReport, build_cluster_report, markdown_table, report_markdown
 from faultline.templates import DEFAULT_MAX_CONSTANT_VALUES, DEFAULT_SIMILARITY
 from resources.event_store import DeploymentEventStore
 from resources.report_store import ReportStore
@@ -149,9 +149,8 @@ def flatten_events(
         metadata={
             "dagster/row_count": len(quarantine),
             "reasons": dg.MetadataValue.json(reasons),
-            "preview": dg.MetadataValue.md(
-                quarantine.head(20).to_markdown(index=False) if len(quarantine) else "none"
-            ),
+            # markdown_table escapes pipes and line breaks, which excerpts of broken payloads hold.
+            "preview": dg.MetadataValue.md(markdown_table(quarantine.head(20))),
         },
     )
     # Whole rows that could not be read hold an unknown number of events: count them as one each.

@@ -24,6 +24,7 @@ from faultline.durations import (
     baselines_from_moments,
     estimator_named,
 )
+from faultline.redaction import redact_secrets
 from faultline.report import markdown_table
 from resources.alert_store import AlertStore
 from resources.workflow import WorkflowService
@@ -72,7 +73,8 @@ def task_duration_baselines(
 ) -> dg.MaterializeResult[pd.DataFrame]:
     """Per task type: successful runs in the window, mean, standard deviation and upper limit.
 
-    The limits hold as of the end of the partition's day and are saved where the sensor reads them.
+    The limits hold as of the end of the partition's day and are saved where the sensor reads them;
+    the asset's value shows task types with their secrets redacted.
     """
     end = context.partition_time_window.end
     start = end - timedelta(days=config.window_days)
@@ -89,13 +91,18 @@ def task_duration_baselines(
     rejected = workflow.rejected_runs(start, end)
     alert_store.save_baselines(end, baselines)
 
-    shown = baselines.assign(
+    # The store keeps task types as the workflow does: the sensor matches running tasks to their limit
+    # by them. What leaves for the UI and Dagster's storage has their secrets redacted.
+    redacted = baselines.assign(
+        task_type=baselines["task_type"].map(lambda task_type: redact_secrets(str(task_type)))
+    )
+    shown = redacted.assign(
         mean_s=baselines["mean_s"].round(1), std_s=baselines["std_s"].round(1),
         upper_limit_s=baselines["upper_limit_s"].round(1),
     )  # fmt: skip
     with_limit = int(baselines["has_limit"].sum())
     return dg.MaterializeResult(
-        value=baselines,
+        value=redacted,
         metadata={
             "as_of": end.isoformat(),
             "estimator": estimator.value,

@@ -5,6 +5,7 @@ import os
 from resources.alert_sinks import AlertSinks
 from resources.alert_store import AlertStore
 from resources.event_store import DeploymentEventStore
+from resources.io_manager import AtomicFilesystemIOManager
 from resources.report_store import ReportStore
 from resources.sql import data_dir, default_store_url, env_or_default
 from resources.workflow import DagsterRunsWorkflowService, SqlWorkflowService, WorkflowService
@@ -21,6 +22,8 @@ def build_resources() -> dict[str, object]:
     """Every resource, each value from its FAULTLINE_* variable when set, else the demo default."""
     workflow_db_url = env_or_default("FAULTLINE_WORKFLOW_DB_URL", default_store_url())
     return {
+        # Two runs of one partition at once (a backfill over the schedule) never read a torn value.
+        "io_manager": AtomicFilesystemIOManager(),
         "event_store": DeploymentEventStore(
             url=env_or_default("FAULTLINE_EVENTS_DB_URL", default_store_url())
         ),

@@ -23,18 +23,24 @@ def _timestamp(value: object) -> str:
     return pd.Timestamp(value).tz_convert("UTC").strftime("%Y-%m-%d %H:%M UTC")
 
 
+def _one_line(text: str) -> str:
+    printable = "".join(character if character.isprintable() else " " for character in text)
+    return " ".join(printable.split())
+
+
 def alert_text(alert: Mapping[str, object]) -> str:
     """One line: which task, how long it has run, its limit and where the limit comes from."""
+    # Task types and run ids are the workflow's data: whatever they hold, the alert stays one line of
+    # printable text and no secret leaves in it. Each is redacted before it is quoted (quoting escapes
+    # quotes and line breaks, which would hide `password="..."` from the rules), the line once more.
+    task_type, run_id = (_one_line(redact_secrets(str(alert[key]))) for key in ("task_type", "run_id"))
     text = (
-        f"Task {alert['task_type']!r} (run {alert['run_id']}) has been running for "
+        f"Task {task_type!r} (run {run_id}) has been running for "
         f"{format_duration(float(alert['elapsed_s']))}, past its limit of "
         f"{format_duration(float(alert['upper_limit_s']))} (mean {format_duration(float(alert['mean_s']))} "
         f"over {int(alert['n_runs'])} successful runs); started {_timestamp(alert['started_at'])}."
     )
-    # Task types and run ids are the workflow's data: whatever they hold, the alert stays one line of
-    # printable text and no secret leaves in it.
-    printable = "".join(character if character.isprintable() else " " for character in text)
-    return redact_secrets(" ".join(printable.split()))
+    return redact_secrets(_one_line(text))
 
 
 def alert_payload(alert: Mapping[str, object]) -> dict[str, object]:

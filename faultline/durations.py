@@ -13,6 +13,8 @@ from enum import StrEnum
 import numpy as np
 import pandas as pd
 
+from faultline.redaction import redact_secrets
+
 # Amperity, "Adding Data Science to the DevOps Toolkit" (shared/seeds/amperity-duration-anomalies.txt):
 # a two-week history of successful runs per task; mean + 2 standard deviations is the upper limit;
 # running tasks are checked against it every 10 minutes. The minimum history is issue 3's.
@@ -69,8 +71,13 @@ def to_utc_naive(values: pd.Series) -> pd.Series:
     """Timestamps as naive UTC datetime64[ns]: naive input is taken as UTC, aware input is converted.
 
     Anything that cannot be read as an ISO 8601 timestamp, or lies outside what nanoseconds can
-    hold (years 1677 to 2262), becomes NaT.
+    hold (years 1677 to 2262), becomes NaT; so does a number, which is no timestamp (pandas would
+    read it as an offset from 1970 in a future version, and warns).
     """
+    if pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values):
+        values = pd.Series(pd.NaT, index=values.index)
+    elif values.dtype == object:
+        values = values.mask(values.map(lambda value: isinstance(value, int | float | np.number)))
     parsed = pd.to_datetime(values, errors="coerce", utc=True, format="ISO8601")
     lowest, highest = pd.Timestamp.min.tz_localize("UTC"), pd.Timestamp.max.tz_localize("UTC")
     parsed = parsed.where(parsed.isna() | ((parsed >= lowest) & (parsed <= highest)))
@@ -85,16 +92,29 @@ def utc_naive_timestamp(ts: pd.Timestamp) -> pd.Timestamp:
     return ts.as_unit("ns")
 
 
+def _holds_nul(values: pd.Series) -> pd.Series:
+    try:
+        if "\x00" not in "".join(values.tolist()):  # the usual case, and ten times faster
+            return pd.Series(False, index=values.index)
+    except TypeError:  # not all text: look value by value
+        pass
+    try:
+        return values.str.contains("\x00", regex=False, na=False).astype(bool)
+    except AttributeError:  # no text in the column at all, so no NUL either
+        return pd.Series(False, index=values.index)
+
+
 def screen_task_runs(runs: pd.DataFrame, now: pd.Timestamp) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Split raw task runs into valid runs and rejected runs, each rejection with its reason.
 
     `runs` needs the columns run_id, task_type, started_at, ended_at (NaT while running) and status
     (running, success, failed or aborted); a missing column is a ValueError naming it. Bad rows never
     raise: each goes to the rejected frame (run_id, task_type, reason) with the first reason that
-    applies, in this order: missing run_id, missing task_type, missing status, unknown status 'x',
-    missing started_at, unparseable started_at, unparseable ended_at, started in the future (after
-    `now`), running run with ended_at set, finished run without ended_at, ended_at before started_at,
-    zero duration.
+    applies, in this order: missing run_id, missing task_type, NUL character in run_id, NUL character
+    in task_type (PostgreSQL cannot store one, so no alert or limit could be kept for the run),
+    missing status, unknown status 'x' (the status redacted), missing started_at, unparseable
+    started_at, unparseable ended_at, started in the future (after `now`), running run with ended_at
+    set, finished run without ended_at, ended_at before started_at, zero duration.
 
     Valid runs keep their columns, with started_at/ended_at as naive UTC (see `to_utc_naive`), plus
     `duration_s`: seconds from start to end for finished runs, NaN for running ones. Task types are
@@ -113,6 +133,8 @@ def screen_task_runs(runs: pd.DataFrame, now: pd.Timestamp) -> tuple[pd.DataFram
     checks = [
         (runs["run_id"].isna(), "missing run_id"),
         (runs["task_type"].isna(), "missing task_type"),
+        (_holds_nul(runs["run_id"]), "NUL character in run_id"),
+        (_holds_nul(runs["task_type"]), "NUL character in task_type"),
         (status.isna(), "missing status"),
         (~(running | finished), "unknown status"),
         (runs["started_at"].isna(), "missing started_at"),
@@ -129,7 +151,7 @@ def screen_task_runs(runs: pd.DataFrame, now: pd.Timestamp) -> tuple[pd.DataFram
         index=runs.index,
     )
     unknown = reason.eq("unknown status")
-    reason[unknown] = status[unknown].map(lambda s: f"unknown status {s!r}")
+    reason[unknown] = status[unknown].map(lambda s: f"unknown status {redact_secrets(str(s))!r}")
     rejected_mask = reason.ne("")
 
     valid = runs.loc[~rejected_mask].assign(

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from faultline.redaction import redact_secrets
+from faultline.redaction import NAMED_SECRET, names_a_secret, redact_secrets
 
 REQUIRED_EVENT_FIELDS = ("scope", "state", "message")
 
@@ -40,6 +40,32 @@ class FlattenedEvents:
 def _excerpt(text: str) -> str:
     # Redact, then cut: a cut first could split a credential from the context that marks it.
     return redact_secrets(text[: _EXCERPT_CHARS + 1024])[:_EXCERPT_CHARS]
+
+
+def _redact_strings(value: object, named_secret: bool = False) -> object:
+    """Every string in a JSON value redacted; every scalar under a key that names a secret replaced."""
+    if isinstance(value, dict):
+        return {
+            redact_secrets(str(key)): _redact_strings(item, named_secret or names_a_secret(str(key)))
+            for key, item in value.items()
+        }
+    if isinstance(value, list):
+        return [_redact_strings(item, named_secret) for item in value]
+    if named_secret and isinstance(value, str | int | float) and not isinstance(value, bool):
+        return NAMED_SECRET
+    return redact_secrets(value) if isinstance(value, str) else value
+
+
+def _redacted_json(value: object) -> str | None:
+    """`value` as JSON with no secret, or None when it is nested too deeply to walk.
+
+    Redacted value by value, not as JSON text: JSON escapes quotes and line breaks, which hides
+    `password="..."` from the rules, and a rule applied to the text could cut an escape in two.
+    """
+    try:
+        return json.dumps(_redact_strings(value), default=str)
+    except RecursionError:
+        return None
 
 
 def _decode_payload(payload: object) -> tuple[str | None, str, str]:
@@ -79,7 +105,12 @@ def flatten_batches(
     for row_id, created_at, payload in dump[["id", "created_at", "payload"]].itertuples(index=False):
         text, reason, detail = _decode_payload(payload)
         if text is None:
-            excerpt = repr(payload[:_EXCERPT_CHARS]) if isinstance(payload, bytes) else ""
+            # Decoded as far as it goes, not cut at a byte count: a cut token would escape the rules.
+            excerpt = (
+                payload[: _EXCERPT_CHARS + 1024].decode("utf-8", "backslashreplace")
+                if isinstance(payload, bytes)
+                else ""
+            )
             quarantined.append((row_id, None, reason, detail, _excerpt(excerpt)))
             continue
         try:
@@ -93,6 +124,11 @@ def flatten_batches(
                     f"{error.msg} at line {error.lineno} column {error.colno}",
                     _excerpt(text),
                 )
+            )
+            continue
+        except RecursionError:
+            quarantined.append(
+                (row_id, None, "payload_not_json", "arrays or objects nested too deeply", _excerpt(text))
             )
             continue
         if not isinstance(batch, list):
@@ -116,7 +152,7 @@ def flatten_batches(
                         event_index,
                         "event_not_an_object",
                         f"event is a JSON {type(event).__name__}",
-                        _excerpt(json.dumps(event)),
+                        _excerpt(_redacted_json(event) or ""),
                     )
                 )
                 continue
@@ -128,19 +164,19 @@ def flatten_batches(
                         event_index,
                         "event_missing_field",
                         f"missing {', '.join(missing)}",
-                        _excerpt(json.dumps(event)),
+                        _excerpt(_redacted_json(event) or ""),
                     )
                 )
                 continue
-            message, state = event["message"], event["state"]
-            if not isinstance(message, str) or not isinstance(state, str):
+            message, state, scope = event["message"], event["state"], event["scope"]
+            if not all(isinstance(value, str) for value in (message, state, scope)):
                 quarantined.append(
                     (
                         row_id,
                         event_index,
                         "event_field_not_text",
-                        "message and state must be strings",
-                        _excerpt(json.dumps(event)),
+                        "scope, state and message must be strings",
+                        _excerpt(_redacted_json(event) or ""),
                     )
                 )
                 continue
@@ -158,16 +194,23 @@ def flatten_batches(
                     )
                 )
                 continue
-            extra = {key: value for key, value in event.items() if key not in REQUIRED_EVENT_FIELDS}
+            extra = _redacted_json(
+                {key: value for key, value in event.items() if key not in REQUIRED_EVENT_FIELDS}
+            )
+            if extra is None:
+                quarantined.append(
+                    (row_id, event_index, "event_too_deeply_nested", "its other fields nest too deeply", "")
+                )
+                continue
             events.append(
                 (
                     row_id,
                     event_index,
                     created_at,
-                    str(event["scope"]),
+                    redact_secrets(scope),
                     state,
                     redact_secrets(message),
-                    redact_secrets(json.dumps(extra, default=str)),
+                    extra,
                 )
             )
 

@@ -6,6 +6,12 @@ and the logs downstream only ever see the placeholders.
 
 import re
 
+# Names that say a field or an assignment holds a secret (`DB_PASSWORD`, `api_key`, `auth-token`).
+_SECRET_NAMES = (
+    r"password|passwd|pwd|secret|token|api[_-]?key|apikey|access[_-]?key|client[_-]?secret|auth[_-]?token"
+)
+NAMED_SECRET = "<assigned_secret>"
+
 # (kind, context kept before the secret, the secret). Order matters: at one position the earlier
 # rule wins, so credentials inside URLs go before the e-mail rule would read `user:pw@host`.
 _SECRET_RULES: tuple[tuple[str, str, str], ...] = (
@@ -21,13 +27,23 @@ _SECRET_RULES: tuple[tuple[str, str, str], ...] = (
     ("jwt", "", r"\beyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\b"),
     (
         "assigned_secret",
-        r"(?i:\b(?:password|passwd|pwd|secret|token|api[_-]?key|apikey|access[_-]?key|client[_-]?secret"
-        r"|auth[_-]?token)[\"']?\s*[:=]\s*[\"']?)",
-        r"[^\s\"',;&}]+",
+        # No word boundary before the name: `DB_PASSWORD=`, `PGPASSWORD=` and `aws_secret_access_key=`
+        # name secrets too. A quoted value is taken whole, spaces included, and so is one whose quotes
+        # are escaped, as in JSON text that could not be parsed (`\"password\": \"...\"`).
+        rf"(?i:(?:{_SECRET_NAMES})\\?[\"']?\s*[:=]\s*\\?[\"']?)",
+        r"(?:(?<=\")[^\"\r\n]+?(?=\\?\")|(?<=')[^'\r\n]+?(?=\\?')|[^\s\"',;&}]+)",
     ),
-    ("email", "", r"\b[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}\b"),
+    ("email", "", r"\b[\w.%+-]+@[\w.-]+\.[A-Za-z]{2,}\b"),
     ("ip_address", "", r"\b(?:(?:25[0-5]|2[0-4]\d|1?\d?\d)\.){3}(?:25[0-5]|2[0-4]\d|1?\d?\d)\b"),
     ("ip_address", "", r"(?i:\b(?:[0-9a-f]{1,4}:){7}[0-9a-f]{1,4}\b)"),
+    # IPv6 with `::` (2001:db8::1, ::1, ::ffff:192.0.2.1); not `std::string` nor `Foo::Bar`.
+    (
+        "ip_address",
+        "",
+        r"(?i:(?<![\w:.])(?=:*[0-9a-f])(?:[0-9a-f]{1,4}(?::[0-9a-f]{1,4}){0,6})?::"
+        r"(?:(?:[0-9a-f]{1,4}:){0,5}(?:\d{1,3}\.){3}\d{1,3}|[0-9a-f]{1,4}(?::[0-9a-f]{1,4}){0,6})?"
+        r"(?![\w]|:[0-9a-f]))",
+    ),
 )
 
 SECRET_KINDS: frozenset[str] = frozenset(kind for kind, _, _ in _SECRET_RULES)
@@ -49,3 +65,11 @@ def _placeholder(match: re.Match[str]) -> str:
 def redact_secrets(text: str) -> str:
     """Replace every credential, e-mail address and IP address in `text` with `<kind>`."""
     return _ANY_SECRET.sub(_placeholder, text)
+
+
+_NAMES_A_SECRET = re.compile(_SECRET_NAMES, re.I)
+
+
+def names_a_secret(name: str) -> bool:
+    """Whether a field called `name` holds a secret by its name alone, whatever its value looks like."""
+    return _NAMES_A_SECRET.search(name) is not None

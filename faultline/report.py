@@ -6,6 +6,7 @@ with the parts that vary as `<*>`), three example messages and the terms that se
 
 import difflib
 import math
+import re
 from collections import Counter
 from dataclasses import dataclass
 
@@ -157,8 +158,17 @@ def markdown_table(frame: pd.DataFrame) -> str:
     return "\n".join([header, rule, *rows])
 
 
+# What ends a line in a markdown renderer or in Python's splitlines, and the other control characters.
+_LINE_BREAKS = re.compile(r"\r\n|[\n\r\v\f\x1c-\x1e\x85\u2028\u2029]")
+_CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0e-\x1f\x7f]")
+_PIPE = re.compile(r"(\\*)\|")
+
+
 def _cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
+    """`text` as one table cell: on one line, control characters shown as U+FFFD, pipes escaped
+    (with the backslashes before them, so `\\|` cannot end the cell either)."""
+    text = _CONTROL_CHARACTERS.sub("\ufffd", _LINE_BREAKS.sub(" ", text))
+    return _PIPE.sub(lambda match: match.group(1) * 2 + "\\|", text)
 
 
 def report_markdown(report: ClusterReport, title: str, max_groups: int = 30) -> str:

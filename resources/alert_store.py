@@ -1,9 +1,14 @@
 """The alert store: learned time limits, raised alerts and their deliveries, in the workflow database.
 
 The database holds the sensor's state, so a restarted daemon neither loses nor repeats an alert:
-an alert is unique per (task type, run id), and each sink's delivery of it is recorded once.
+an alert is unique per (task type, run id), and each sink's delivery of it is recorded once. An
+alert keeps its task type and run id with secrets redacted, as every sink shows them; its
+uniqueness is a SHA-256 of the two as the workflow holds them, so runs whose ids differ only in
+a redacted part are still told apart.
 """
 
+import hashlib
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -14,6 +19,7 @@ import sqlalchemy as sa
 from pydantic import Field
 from sqlalchemy.dialects import postgresql, sqlite
 
+from faultline.redaction import redact_secrets
 from resources.sql import connect, to_utc
 
 BASELINE_COLUMNS = ["task_type", "n_runs", "mean_s", "std_s", "upper_limit_s", "has_limit", "estimator"]
@@ -48,7 +54,8 @@ alerts_table = sa.Table(
     sa.Column("mean_s", sa.Float()),
     sa.Column("n_runs", sa.Integer()),
     sa.Column("raised_at", sa.DateTime(timezone=True), nullable=False),
-    sa.UniqueConstraint("task_type", "run_id", name="alerts_once_per_run"),
+    sa.Column("run_key", sa.String(64), nullable=False),
+    sa.UniqueConstraint("run_key", name="alerts_once_per_run"),
 )
 deliveries_table = sa.Table(
     "alert_deliveries",
@@ -67,6 +74,11 @@ def _insert(connection: sa.Connection, table: sa.Table):
     if dialect is None:
         raise ValueError(f"the alert store supports PostgreSQL and SQLite, not {connection.dialect.name}")
     return dialect.insert(table).on_conflict_do_nothing()
+
+
+def run_key(task_type: str, run_id: str) -> str:
+    """What makes an alert unique: the run's task type and id as the workflow holds them, hashed."""
+    return hashlib.sha256(json.dumps([task_type, run_id]).encode()).hexdigest()
 
 
 def _alerts_frame(rows: list) -> pd.DataFrame:
@@ -90,7 +102,8 @@ class AlertStore(dg.ConfigurableResource):
             yield connection
 
     def save_baselines(self, as_of: datetime, baselines: pd.DataFrame) -> None:
-        """Replace the limits as of `as_of` in one transaction: readers see the old set or the new one."""
+        """Replace the limits as of `as_of` in one transaction: readers see the old set or the new one,
+        and two refreshes of one day at once leave one whole set (the second waits for the first)."""
         rows = [
             {
                 "as_of": to_utc(as_of),
@@ -106,6 +119,10 @@ class AlertStore(dg.ConfigurableResource):
             for row in baselines.itertuples(index=False)
         ]
         with self._connect() as connection:
+            if connection.dialect.name == "postgresql":
+                # Writers queue here; readers (ACCESS SHARE) do not. Without it the second of two
+                # refreshes deletes nothing it can see, then fails on the first's new rows.
+                connection.execute(sa.text(f"LOCK TABLE {baselines_table.name} IN SHARE ROW EXCLUSIVE MODE"))
             connection.execute(baselines_table.delete().where(baselines_table.c.as_of == to_utc(as_of)))
             if rows:
                 connection.execute(baselines_table.insert(), rows)
@@ -126,8 +143,9 @@ class AlertStore(dg.ConfigurableResource):
         """Store an alert for each overdue run not alerted before; return only the new ones."""
         rows = [
             {
-                "task_type": row.task_type,
-                "run_id": row.run_id,
+                "task_type": redact_secrets(str(row.task_type)),
+                "run_id": redact_secrets(str(row.run_id)),
+                "run_key": run_key(str(row.task_type), str(row.run_id)),
                 "started_at": to_utc(pd.Timestamp(row.started_at).floor("us").to_pydatetime()),
                 "elapsed_s": float(row.elapsed_s),
                 "upper_limit_s": float(row.upper_limit_s),

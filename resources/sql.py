@@ -10,7 +10,7 @@ from pathlib import Path
 import dagster as dg
 import sqlalchemy as sa
 
-_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 
 
 def data_dir() -> Path:
@@ -33,13 +33,15 @@ def default_store_url() -> str | dg.EnvVar:
     return env_or_default("FAULTLINE_DB_URL", f"sqlite:///{data_dir() / 'faultline.db'}")
 
 
-def validate_identifier(name: str, setting: str) -> str:
-    """A table or column name as given, if it is a plain SQL identifier (optionally `schema.table`)."""
-    parts = name.split(".")
-    if len(parts) > 2 or not all(_IDENTIFIER.match(part) for part in parts):
+def validate_identifier(name: str, setting: str, qualified: bool = True) -> str:
+    """A table or column name as given, if it is a plain SQL identifier (`schema.table` if qualified)."""
+    parts = name.split(".") if qualified else [name]
+    # fullmatch: `$` in match() would let a trailing newline through.
+    if len(parts) > 2 or not all(_IDENTIFIER.fullmatch(part) for part in parts):
+        form = "optionally schema.table" if qualified else "no dots"
         raise ValueError(
             f"{setting}={name!r} is not a plain SQL identifier (letters, digits and underscores, "
-            "optionally schema.table); rename it or create a view with such a name"
+            f"{form}); rename it or create a view with such a name"
         )
     return name
 

@@ -8,7 +8,7 @@ never used.
 
 import gc
 from abc import ABC, abstractmethod
-from datetime import datetime
+from datetime import UTC, datetime
 
 import dagster as dg
 import numpy as np
@@ -23,6 +23,9 @@ MOMENT_COLUMNS = ["task_type", "n_runs", "mean_s", "mean_sq_s"]
 RUNNING_COLUMNS = ["run_id", "task_type", "started_at"]
 SUCCESSFUL_RUN_COLUMNS = ["run_id", "task_type", "started_at", "ended_at", "status", "duration_s"]
 _TASK_TYPE_SEPARATOR = "."
+# The instants Python's datetime can hold: PostgreSQL stores years up to 294276, and infinity.
+_FIRST_INSTANT = datetime(1, 1, 1, tzinfo=UTC)
+_LAST_INSTANT = datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)
 
 
 class WorkflowService(dg.ConfigurableResource, ABC):
@@ -70,14 +73,19 @@ class SqlWorkflowService(WorkflowService):
     aborted_statuses: list[str] = ["aborted"]
 
     def _columns(self) -> dict[str, list[str] | str]:
+        def column(name: str, setting: str) -> str:
+            return validate_identifier(name, setting, qualified=False)
+
+        for setting in ("run_id_columns", "task_type_columns"):
+            if not getattr(self, setting):
+                raise ValueError(f"{setting} is empty; name the column or columns that hold it")
+
         return {
-            "run_id_columns": [validate_identifier(c, "run_id_columns") for c in self.run_id_columns],
-            "task_type_columns": [
-                validate_identifier(c, "task_type_columns") for c in self.task_type_columns
-            ],
-            "started_at_column": validate_identifier(self.started_at_column, "started_at_column"),
-            "ended_at_column": validate_identifier(self.ended_at_column, "ended_at_column"),
-            "status_column": validate_identifier(self.status_column, "status_column"),
+            "run_id_columns": [column(c, "run_id_columns") for c in self.run_id_columns],
+            "task_type_columns": [column(c, "task_type_columns") for c in self.task_type_columns],
+            "started_at_column": column(self.started_at_column, "started_at_column"),
+            "ended_at_column": column(self.ended_at_column, "ended_at_column"),
+            "status_column": column(self.status_column, "status_column"),
         }
 
     def _table(self) -> sa.TableClause:
@@ -99,12 +107,46 @@ class SqlWorkflowService(WorkflowService):
                 if column not in present:
                     raise ValueError(f"table {self.table!r} has no column {column!r}; set `{setting}`")
 
+    def _readable(self, connection: sa.Connection, column: sa.ColumnElement) -> sa.ColumnElement:
+        """Whether a stored time can be read (NULL for NULL).
+
+        SQLite: text starting with a date that julianday reads (not a number, nor 'now'). PostgreSQL:
+        a finite instant in years 1 to 9999 (UTC): 'infinity' cannot be subtracted, and the driver
+        cannot hand a year past 9999 to Python.
+        """
+        dialect = connection.dialect.name
+        if dialect == "sqlite":
+            starts_with_a_date = column.op("GLOB")("[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]*")
+            return sa.and_(starts_with_a_date, sa.func.julianday(column).is_not(None))
+        if dialect == "postgresql":
+            return column.between(
+                sa.literal(_FIRST_INSTANT, sa.DateTime(timezone=True)),
+                sa.literal(_LAST_INSTANT, sa.DateTime(timezone=True)),
+            )
+        return column.is_not(None)
+
+    def _unreadable(self, connection: sa.Connection, column: sa.ColumnElement) -> sa.ColumnElement:
+        """NULL, or a value that is not a readable time."""
+        return sa.or_(column.is_(None), sa.not_(self._readable(connection, column)))
+
+    def _has_nul(self, connection: sa.Connection, columns: list[str], table: sa.TableClause):
+        """Whether any of the columns holds a NUL character (only SQLite can store one; PostgreSQL
+        cannot, so an alert or a limit for such a task could not be written there)."""
+        if connection.dialect.name != "sqlite":
+            return sa.false()
+        return sa.or_(
+            *(sa.func.instr(sa.cast(table.c[name], sa.LargeBinary), b"\x00") > 0 for name in columns)
+        )
+
     def _seconds(self, connection: sa.Connection, started: sa.ColumnElement, ended: sa.ColumnElement):
         dialect = connection.dialect.name
         if dialect == "sqlite":
             return (sa.func.julianday(ended) - sa.func.julianday(started)) * 86400.0
         if dialect == "postgresql":
-            return sa.extract("epoch", ended - started)
+            # NULL for an unreadable time: PostgreSQL fails the whole query on infinity - a time, and
+            # does not promise to test the WHERE clause's other conditions first.
+            readable = sa.and_(self._readable(connection, started), self._readable(connection, ended))
+            return sa.case((readable, sa.extract("epoch", ended - started)), else_=None)
         if dialect in ("mysql", "mariadb"):
             return sa.func.timestampdiff(sa.text("MICROSECOND"), started, ended) / 1e6
         raise ValueError(f"durations are not implemented for {dialect} databases; use PostgreSQL or SQLite")
@@ -128,8 +170,10 @@ class SqlWorkflowService(WorkflowService):
         started, ended = table.c[self.started_at_column], table.c[self.ended_at_column]
         return [
             table.c[self.status_column].in_(self.success_statuses),
-            *(table.c[name].is_not(None) for name in self.task_type_columns),
-            started.is_not(None),
+            *(table.c[name].is_not(None) for name in [*self.task_type_columns, *self.run_id_columns]),
+            sa.not_(self._has_nul(connection, [*self.task_type_columns, *self.run_id_columns], table)),
+            self._readable(connection, started),
+            self._readable(connection, ended),
             self._ended_in(connection, table, start, end),
             self._seconds(connection, started, ended) > 0,
         ]
@@ -245,7 +289,8 @@ class SqlWorkflowService(WorkflowService):
         )
 
     def rejected_runs(self, start: datetime, end: datetime) -> pd.DataFrame:
-        """Counted in SQL by reason, for the rows whose start or end falls in the window."""
+        """Counted in SQL by reason, for the rows whose end falls in the window, or whose start does when
+        the end is missing or unreadable; rows with neither time readable count in every window."""
         table = self._table()
         started, ended = table.c[self.started_at_column], table.c[self.ended_at_column]
         status = table.c[self.status_column]
@@ -260,26 +305,37 @@ class SqlWorkflowService(WorkflowService):
             self._check_columns(connection)
             seconds = self._seconds(connection, started, ended)
             task_type = self._task_type(table)
+            run_id = [table.c[name].label(f"run_id_{i}") for i, name in enumerate(self.run_id_columns)]
             reason = sa.case(
+                (sa.or_(*(column.is_(None) for column in run_id)), "missing run_id"),
                 (sa.or_(*(column.is_(None) for column in task_type)), "missing task_type"),
+                (self._has_nul(connection, self.run_id_columns, table), "NUL character in run_id"),
+                (self._has_nul(connection, self.task_type_columns, table), "NUL character in task_type"),
                 (status.is_(None), "missing status"),
                 (status.not_in(known), "unknown status"),
                 (started.is_(None), "missing started_at"),
+                (sa.not_(self._readable(connection, started)), "unparseable started_at"),
+                (
+                    sa.and_(ended.is_not(None), sa.not_(self._readable(connection, ended))),
+                    "unparseable ended_at",
+                ),
                 (sa.and_(status.in_(finished), ended.is_(None)), "finished run without ended_at"),
                 (sa.and_(status.in_(finished), seconds < 0), "ended_at before started_at"),
                 (sa.and_(status.in_(finished), seconds == 0), "zero duration"),
                 else_=None,
             ).label("reason")
             started_at = self._instant(connection, started)
+            ended_unreadable = self._unreadable(connection, ended)
             in_window = sa.or_(
-                self._ended_in(connection, table, start, end),
+                sa.and_(self._readable(connection, ended), self._ended_in(connection, table, start, end)),
                 sa.and_(
-                    ended.is_(None),
+                    ended_unreadable,
+                    self._readable(connection, started),
                     started_at >= self._instant(connection, start),
                     started_at < self._instant(connection, end),
                 ),
+                sa.and_(ended_unreadable, self._unreadable(connection, started)),
             )
-            run_id = [table.c[name].label(f"run_id_{i}") for i, name in enumerate(self.run_id_columns)]
             inner = sa.select(*run_id, *task_type, reason).where(in_window).subquery()
             query = sa.select(inner).where(inner.c.reason.is_not(None))
             rows = pd.DataFrame(connection.execute(query).mappings().all())
@@ -298,12 +354,20 @@ class SqlWorkflowService(WorkflowService):
         with connect(self.url, "workflow database") as connection:
             self._check_columns(connection)
             run_id = [table.c[name].label(f"run_id_{i}") for i, name in enumerate(self.run_id_columns)]
-            query = sa.select(
-                *run_id,
-                *self._task_type(table),
-                table.c[self.started_at_column].label("started_at"),
-                table.c[self.ended_at_column].label("ended_at"),
-            ).where(table.c[self.status_column].in_(self.running_statuses))
+            times = []
+            for name, column in (("started_at", self.started_at_column), ("ended_at", self.ended_at_column)):
+                value = table.c[column]
+                if connection.dialect.name == "postgresql":
+                    # A time the driver cannot hand to Python comes as NULL with a flag, and is rejected
+                    # as unparseable below, instead of failing the whole tick.
+                    readable = self._readable(connection, value)
+                    times.append(sa.case((readable, value), else_=None).label(name))
+                    times.append(sa.and_(value.is_not(None), sa.not_(readable)).label(f"{name}_unreadable"))
+                else:
+                    times.append(value.label(name))
+            query = sa.select(*run_id, *self._task_type(table), *times).where(
+                table.c[self.status_column].in_(self.running_statuses)
+            )
             # pandas builds the frame column by column: from 100,000 row mappings, with a Python
             # call per timestamp after, it took most of the sensor's tick (bench/durations.py).
             # The cyclic collector waits meanwhile: the rows' short-lived tuples set off full
@@ -320,12 +384,18 @@ class SqlWorkflowService(WorkflowService):
             return empty, pd.DataFrame(columns=["run_id", "task_type", "reason"])
         # Times go to the screening as stored, so an unreadable one is rejected with its reason; the
         # screening reads naive times as UTC and converts aware ones, as `to_utc` does.
+        times = {}
+        for name in ("started_at", "ended_at"):
+            times[name] = rows[name]
+            unreadable = rows[f"{name}_unreadable"].astype(bool) if f"{name}_unreadable" in rows else None
+            # Only then as objects: parsing 100,000 timestamps as objects costs a quarter of a second.
+            if unreadable is not None and unreadable.any():
+                times[name] = rows[name].astype(object).mask(unreadable, "unreadable")
         runs = pd.DataFrame(
             {
                 "run_id": self._joined(rows, "run_id_"),
                 "task_type": self._joined(rows, "task_type_"),
-                "started_at": rows["started_at"],
-                "ended_at": rows["ended_at"],
+                **times,
                 "status": "running",
             }
         )
