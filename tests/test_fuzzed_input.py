@@ -155,7 +155,8 @@ def test_cleaning_fuzzed_messages_keeps_every_event_and_never_raises(message_lis
     assert corpus["message"].tolist() == message_list
     assert corpus["cleaned"].map(str.isascii).all()
     assert (corpus["has_text"] == corpus["cleaned"].str.len().gt(0)).all()
-    assert (corpus.loc[~corpus["has_text"], "template"] == "").all()
+    # Every event has its template, even one of nothing but variables (`<*>`), which has no text.
+    assert corpus["template"].map(lambda template: isinstance(template, str)).all()
 
 
 @settings(FUZZ, max_examples=40)
