@@ -4,7 +4,9 @@ Every message is redacted once, when it leaves its batch, so the corpus, the rep
 and the logs downstream only ever see the placeholders.
 """
 
+import functools
 import re
+from collections.abc import Callable
 
 # Names that say a field or an assignment holds a secret (`DB_PASSWORD`, `api_key`, `auth-token`).
 _SECRET_NAMES = (
@@ -48,11 +50,44 @@ _SECRET_RULES: tuple[tuple[str, str, str], ...] = (
 
 SECRET_KINDS: frozenset[str] = frozenset(kind for kind, _, _ in _SECRET_RULES)
 
-# One alternation scans each message once instead of once per rule.
-_ANY_SECRET = re.compile(
-    "|".join(f"(?P<p{i}>{prefix})(?P<s{i}>{secret})" for i, (_, prefix, secret) in enumerate(_SECRET_RULES)),
-    re.S,
+# What a text must hold for each rule to match at all, so a message is scanned only by the rules
+# it could trigger: the alternation of all fifteen rules runs at about 1 MB/s, as each position
+# tries every rule, while these tests are C-speed substring checks. Each test is checked on the
+# text (`raw`) or on its case-folded form (`folded`), for the rules that ignore case.
+_DOTTED_DIGITS = re.compile(r"\d\.\d")
+_HEX_COLON_HEX = re.compile(r"[0-9a-fA-F]:[0-9a-fA-F]")  # no re.I: it would cost the fast scan
+_GITHUB_PREFIX = re.compile(r"gh[pousr]_|github_pat_")
+_TRIGGERS: tuple[Callable[[str, str], bool], ...] = (
+    lambda raw, folded: "-----BEGIN " in raw,
+    lambda raw, folded: "://" in raw and "@" in raw,
+    lambda raw, folded: "://" in raw and "@" in raw,
+    lambda raw, folded: "bearer" in folded,
+    lambda raw, folded: "basic" in folded,
+    lambda raw, folded: _GITHUB_PREFIX.search(raw) is not None,
+    lambda raw, folded: "glpat-" in raw,
+    lambda raw, folded: "xox" in raw,
+    lambda raw, folded: "AKIA" in raw or "ASIA" in raw,
+    lambda raw, folded: "eyJ" in raw,
+    lambda raw, folded: any(name in folded for name in ("pass", "pwd", "secret", "token", "key")),
+    lambda raw, folded: "@" in raw,
+    lambda raw, folded: _DOTTED_DIGITS.search(raw) is not None,
+    lambda raw, folded: _HEX_COLON_HEX.search(raw) is not None,
+    lambda raw, folded: "::" in raw,
 )
+# Under re.IGNORECASE these four match an ASCII letter, though str.lower() does not make them one
+# (found by matching [a-z] against every code point): fold them first, so no trigger misses them.
+_CASE_TWINS = re.compile("[\u0130\u0131\u017f\u212a]")
+_FOLD_TWINS = str.maketrans({"\u0130": "i", "\u0131": "i", "\u017f": "s", "\u212a": "k"})
+
+
+@functools.lru_cache(maxsize=256)
+def _alternation(rules: tuple[int, ...]) -> re.Pattern[str]:
+    """One pattern for these rules, in their order, so at one position the earlier rule still wins."""
+    return re.compile(
+        "|".join(f"(?P<p{i}>{_SECRET_RULES[i][1]})(?P<s{i}>{_SECRET_RULES[i][2]})" for i in rules), re.S
+    )
+
+
 _KIND_OF_GROUP = {f"s{i}": kind for i, (kind, _, _) in enumerate(_SECRET_RULES)}
 
 
@@ -62,9 +97,50 @@ def _placeholder(match: re.Match[str]) -> str:
     return f"{kept_prefix}<{_KIND_OF_GROUP[secret_group]}>"
 
 
+_ALL_RULES = tuple(range(len(_SECRET_RULES)))
+# Only these rules can match across a line break: a private key's body, and the whitespace after
+# `Bearer`, `Basic` or a secret's name (`password:` then the value on the next line).
+_SPANS_LINES = "-----BEGIN "
+_OPEN_LINE_END = re.compile(rf"(?i:(?:bearer|basic|{_SECRET_NAMES})\\?[\"']?\s*(?:[:=]\s*)?)\Z")
+
+
+def _redact_scan(text: str, rules: tuple[int, ...]) -> str:
+    return _alternation(rules).sub(_placeholder, text) if rules else text
+
+
+def _triggered_rules(text: str) -> tuple[int, ...]:
+    """The rules that could match in `text` (a rule whose trigger is absent matches nowhere)."""
+    folded = (text.translate(_FOLD_TWINS) if _CASE_TWINS.search(text) else text).lower()
+    return tuple(i for i, triggered in enumerate(_TRIGGERS) if triggered(text, folded))
+
+
+@functools.lru_cache(maxsize=65_536)
+def _redact_line(line: str) -> tuple[str, bool]:
+    """The line redacted, and whether a secret could start at its end and go on in the next line."""
+    rules = _triggered_rules(line)
+    opens = any(_SECRET_RULES[i][0] in ("bearer_token", "basic_auth", "assigned_secret") for i in rules)
+    return _redact_scan(line, rules), opens and _OPEN_LINE_END.search(line) is not None
+
+
 def redact_secrets(text: str) -> str:
-    """Replace every credential, e-mail address and IP address in `text` with `<kind>`."""
-    return _ANY_SECRET.sub(_placeholder, text)
+    """Replace every credential, e-mail address and IP address in `text` with `<kind>`.
+
+    The result is that of one scan with every rule at every position (at one position the earlier
+    rule wins), computed faster: line by line, since no match crosses a line break unless a line
+    ends open or holds a private key; each distinct line once, since messages share most of their
+    lines (the framing, the hint); and each line only by the rules it could trigger.
+    """
+    if _SPANS_LINES in text:
+        return _redact_scan(text, _triggered_rules(text))
+    lines = [_redact_line(line) for line in text.split("\n")]
+    if any(opens for _, opens in lines[:-1]):
+        return _redact_scan(text, _triggered_rules(text))
+    return "\n".join(redacted for redacted, _ in lines)
+
+
+def redact_secrets_in_one_scan(text: str) -> str:
+    """`redact_secrets` the slow way, every rule tried at every position: the reference it must equal."""
+    return _redact_scan(text, _ALL_RULES)
 
 
 _NAMES_A_SECRET = re.compile(_SECRET_NAMES, re.I)

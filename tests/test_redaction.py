@@ -1,8 +1,10 @@
 """Secrets and personal data in error messages are replaced by the name of their kind."""
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from faultline.redaction import redact_secrets
+from faultline.redaction import redact_secrets, redact_secrets_in_one_scan
 
 GITHUB_TOKEN = "ghp_" + "a1B2c3D4e5F6g7H8i9J0k1L2m3N4o5P6q7R8"
 
@@ -42,3 +44,37 @@ def test_the_context_around_a_secret_is_kept():
     assert redact_secrets("clone https://u:p4ss@github.com/a/b.git failed") == (
         "clone https://<url_credentials>@github.com/a/b.git failed"
     )
+
+
+# Pieces that start, end or almost make a secret, and the characters that separate them: a fast path
+# that skipped a rule, or cut a secret at a line break, would show against the one full scan.
+_PIECES = [
+    "-----BEGIN RSA PRIVATE KEY-----", "-----END RSA PRIVATE KEY-----", "MIIEow", "https://", "u:p4ss@",
+    "oauth2:" + GITHUB_TOKEN + "@", "github.com", "Bearer ", "BEARER\n", "basic", "Basic\t",
+    "YWRtaW46aHVudGVy", GITHUB_TOKEN, "github_pat_" + "A" * 22, "glpat-" + "x" * 20, "xoxb-1234567890ab",
+    "AKIAIOSFODNN7EXAMPLE",
+    "eyJhbGciOiJI.eyJzdWIiOiIx.SflKxwRJSM", "password", "DB_PASSWORD", "api-key", "ſecret", "toKen", "\u0130",
+    "=", ":", '"', "'", '\\"', " ", "\n", "\r\n", "\n\n", "ops@acme.io", "@", "10.12.0.7", "1.2.3", "٣.٤",
+    "2001:0db8:85a3:0000:0000:8a2e:0370:7334", "2001:db8::1", "::1", "std::string", "a", "Z9", "é", "❌",
+]  # fmt: skip
+
+
+@given(st.lists(st.sampled_from(_PIECES) | st.text(max_size=4), max_size=12).map("".join))
+@settings(max_examples=3000, derandomize=True, database=None, deadline=None)
+def test_redaction_line_by_line_equals_one_scan_with_every_rule(text):
+    assert redact_secrets(text) == redact_secrets_in_one_scan(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Authorization: Bearer\n  abcdefgh12345678",
+        "password:\nhunter2hunter2",
+        'api_key =\n"abc123"',
+        "-----BEGIN RSA PRIVATE KEY-----\nMIIEow\nMIIEow\n-----END RSA PRIVATE KEY-----",
+        "line one 10.0.0.1\nline two ops@acme.io\n\u212aey=abc",
+    ],
+)
+def test_secrets_that_cross_a_line_break_are_redacted_as_in_one_scan(text):
+    assert redact_secrets(text) == redact_secrets_in_one_scan(text)
+    assert redact_secrets(text) != text
