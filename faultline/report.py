@@ -52,8 +52,18 @@ def _fold(template: list[str], tokens: list[str]) -> list[str]:
 
 def message_template(messages: pd.Series) -> str:
     """What the messages share, variable parts as `<*>` (most frequent messages weigh first)."""
-    lines = messages.map(lambda text: mask_variable_parts(_first_line(text), placeholder=WILDCARD))
-    distinct = lines.value_counts().index[:_LABEL_SOURCES]
+    # Masked once per distinct message, then counted per masked line. Lines seen as often go in the
+    # order they first appear (a stable sort), so the label never depends on a sort's tie-breaking.
+    message_counts = messages.value_counts(sort=False)
+    lines = message_counts.index.map(
+        lambda text: mask_variable_parts(_first_line(text), placeholder=WILDCARD)
+    )
+    distinct = (
+        message_counts.groupby(lines, sort=False)
+        .sum()
+        .sort_values(ascending=False, kind="stable")
+        .index[:_LABEL_SOURCES]
+    )
     if len(distinct) == 0:
         return ""
     template = distinct[0].split()
