@@ -129,8 +129,34 @@ def strip_framing(message: str) -> str:
     if scope:
         for value, word in zip(scope.groups(), ("app", "id"), strict=True):
             if value:
-                text = re.sub(rf"(?<![\w-]){re.escape(value)}(?![\w-])", word, text, flags=re.I)
+                text = _replace_name(text, value, word)
     return text.strip()
+
+
+_NAME_CHARACTERS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-")
+
+
+def _replace_name(text: str, name: str, word: str) -> str:
+    """Every whole-word occurrence of `name` in `text`, in any case, replaced by `word`.
+
+    On ASCII text (what the framing leaves, nearly always) a search of the lowercased text, which is
+    what the regex does there but several times faster; elsewhere the regex, for Unicode's cases.
+    """
+    if not (text.isascii() and name.isascii()):
+        return re.sub(rf"(?<![\w-]){re.escape(name)}(?![\w-])", word, text, flags=re.I)
+    folded_text, folded_name, end_of_text = text.lower(), name.lower(), len(text)
+    pieces, kept_from, at = [], 0, folded_text.find(folded_name)
+    while at != -1:
+        after = at + len(name)
+        if (at == 0 or text[at - 1] not in _NAME_CHARACTERS) and (
+            after == end_of_text or text[after] not in _NAME_CHARACTERS
+        ):
+            pieces += [text[kept_from:at], word]
+            kept_from = after
+            at = folded_text.find(folded_name, after)
+        else:
+            at = folded_text.find(folded_name, at + 1)
+    return "".join(pieces) + text[kept_from:] if pieces else text
 
 
 def extract_hint(message: str) -> str:

@@ -1,7 +1,12 @@
 """Each cleaning step on hand-made inputs, then the whole chain on a framed Qovery message."""
 
-import pandas as pd
+import re
 
+import pandas as pd
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from faultline.cleaning import _replace_name as replace_name
 from faultline.cleaning import (
     build_corpus,
     clean_messages,
@@ -209,3 +214,13 @@ def test_messages_differing_in_their_variable_parts_share_a_template_and_a_clean
 def test_a_message_of_nothing_but_variables_has_no_text():
     corpus = build_corpus(pd.DataFrame({"message": ["12 34.5 10.0.0.1", "disk full"]}))
     assert corpus["has_text"].tolist() == [False, True]
+
+
+@given(
+    st.text(st.sampled_from("aAbB-_. (9\u212aé"), max_size=30),
+    st.text(st.sampled_from("aAbB-_.9"), min_size=1, max_size=4),
+)
+@settings(max_examples=2000, derandomize=True, database=None, deadline=None)
+def test_the_application_name_is_replaced_as_the_whole_word_regex_would(text, name):
+    expected = re.sub(rf"(?<![\w-]){re.escape(name)}(?![\w-])", "app", text, flags=re.I)
+    assert replace_name(text, name, "app") == expected
