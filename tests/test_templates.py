@@ -1,8 +1,12 @@
 """Template mining: messages that differ only in their variable parts share a template."""
 
-import pytest
+import re
 
-from faultline.templates import mine_templates, template_tokens
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from faultline.templates import _ASCTIME, WILDCARD, mine_templates, template_tokens
 
 
 def mined(*messages: str, repeat: int = 1, **settings) -> dict[str, str]:
@@ -77,3 +81,21 @@ def test_the_same_messages_in_any_order_give_the_same_templates():
 def test_out_of_range_settings_are_refused(settings):
     with pytest.raises(ValueError):
         mined("a b", **settings)
+
+
+# The definition, as one regex over the whole text: a part (between whitespace and `= : , ; ( ) [ ]
+# { } " '`) holding a digit, a slash or a placeholder, or that is all a dotted host name, is `<*>`.
+_PART = r"[^\s=:,;()\[\]{}\"']"
+_VARIABLE_PART = re.compile(
+    rf"(?<!{_PART}){_PART}*?(?:\d|<[a-z_*]+>|/){_PART}*|(?<!{_PART})(?:[a-z0-9_-]+\.)+[a-z]{{2,}}(?!{_PART})"
+)
+_PIECES = ["rhost=", "10.0.0.1", "mail.example.org", "a.b", "/var/lib", "<email>", "<*>", "(uid=0)", "user",
+           "Mon Jun 20 03:40:59 2005", "12:30:45", " ", "\t", "\n", "\u3000", "\x1c", "٣", "é", "-", "_", ".",
+           ":", "'", '"', "[", "}", ",", ";", "<", ">", "x", "Z"]  # fmt: skip
+
+
+@given(st.lists(st.sampled_from(_PIECES) | st.text(max_size=3), max_size=14).map("".join))
+@settings(max_examples=3000, derandomize=True, database=None, deadline=None)
+def test_tokens_are_what_the_whole_text_regex_makes_of_the_text(text):
+    lowered = _ASCTIME.sub(WILDCARD, text.lower())
+    assert template_tokens(text) == tuple(_VARIABLE_PART.sub(WILDCARD, lowered).split())
