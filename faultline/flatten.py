@@ -56,6 +56,10 @@ def _redact_strings(value: object, named_secret: bool = False) -> object:
     return redact_secrets(value) if isinstance(value, str) else value
 
 
+# What json.dumps(value, default=str) writes, without building an encoder for each event.
+_EXTRA_ENCODER = json.JSONEncoder(default=str)
+
+
 def _redacted_json(value: object) -> str | None:
     """`value` as JSON with no secret, or None when it is nested too deeply to walk.
 
@@ -63,7 +67,7 @@ def _redacted_json(value: object) -> str | None:
     `password="..."` from the rules, and a rule applied to the text could cut an escape in two.
     """
     try:
-        return json.dumps(_redact_strings(value), default=str)
+        return _EXTRA_ENCODER.encode(_redact_strings(value))
     except RecursionError:
         return None
 
