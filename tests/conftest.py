@@ -122,13 +122,21 @@ HANG_S = 60
 class RecordingServer:
     """An HTTP server on loopback that records what it receives.
 
-    It refuses the next `failures` requests (500, or Slack's ok false), and while `hang` is set it
+    It refuses the next `failures` requests (500; for Slack, ok false, or 500 with
+    `slack_http_error`), and while `hang` is set it
     accepts requests and never answers them: a sink that times out. Hung requests are counted in
     `hung`, answered ones in `attempts`; only accepted ones are in `received`.
     """
 
-    def __init__(self, failures: int = 0, failure_status: int = 500, slack: bool = False) -> None:
+    def __init__(
+        self,
+        failures: int = 0,
+        failure_status: int = 500,
+        slack: bool = False,
+        slack_http_error: bool = False,
+    ) -> None:
         self.failures, self.failure_status, self.slack = failures, failure_status, slack
+        self.slack_http_error = slack_http_error
         self.hang = False
         self.received: list[dict] = []
         self.attempts = 0
@@ -152,6 +160,8 @@ class RecordingServer:
                     server.received.append({"path": self.path, "body": json.loads(body or b"{}")})
                 if server.slack:  # Slack answers 200 with ok false when it refuses a message
                     status, reply = 200, {"ok": not failing, **({"error": "ratelimited"} if failing else {})}
+                    if failing and server.slack_http_error:  # ... and 5xx when it is down itself
+                        status, reply = server.failure_status, {"ok": False, "error": "internal_error"}
                 else:
                     status, reply = (server.failure_status if failing else 200), {}
                 payload = json.dumps(reply).encode()

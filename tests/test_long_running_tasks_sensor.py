@@ -189,12 +189,15 @@ def test_a_failing_webhook_is_retried_and_gets_each_alert_exactly_once(instance,
     assert stores["alert_store"].undelivered("webhook").empty
 
 
-def test_slack_gets_the_alert_through_dagster_slack_once_it_accepts(instance, stores, recording_server):
-    slack = recording_server(failures=1, slack=True)
+@pytest.mark.parametrize("refusal", ["ok false", "HTTP 500"])
+def test_slack_refusing_or_down_for_two_ticks_gets_the_alert_once_when_it_accepts(
+    instance, stores, recording_server, refusal
+):
+    slack = recording_server(failures=2, slack=True, slack_http_error=refusal == "HTTP 500")
     sinks = AlertSinks(slack_token="xoxb-test", slack_channel="#ops", slack_api_url=slack.url)
-    for _ in range(3):
+    for _ in range(4):
         tick(instance, stores, sinks)
-    assert slack.attempts == 2
+    assert slack.attempts == 3
     assert [request["path"] for request in slack.received] == ["/chat.postMessage"]
     message = slack.received[0]["body"]
     assert message["channel"] == "#ops"
