@@ -231,6 +231,49 @@ def test_an_unreachable_workflow_database_is_retried_then_fails_without_printing
     assert as_of == TODAY.to_pydatetime() and len(saved) == 8
 
 
+def test_a_task_runs_read_cut_mid_result_is_retried_then_fails_and_the_rerun_learns_the_same_limits(
+    instance, postgres_databases, postgres_proxy, capfd
+):
+    workflow_url, alerts_url = postgres_databases(), postgres_databases()
+    now = pd.Timestamp.now(tz="UTC").floor("s")
+    # Enough task types that their aggregates come back in more than one read of the socket.
+    SqlWorkflowService(url=workflow_url).write_runs(
+        generate_task_runs(now, days=15, n_task_types=100, seed=5).runs
+    )
+
+    def learn(url: str):
+        return dg.materialize(
+            [task_duration_baselines],
+            instance=instance,
+            partition_key=YESTERDAY,
+            resources={"alert_store": AlertStore(url=alerts_url), "workflow": SqlWorkflowService(url=url)},
+            raise_on_error=False,
+        )
+
+    undisturbed = learn(workflow_url).asset_value("task_duration_baselines")
+    proxied = postgres_proxy.url(workflow_url, PASSWORD)
+    postgres_proxy.cut_after_bytes = 4_000
+    cut = learn(proxied)
+    assert not cut.success
+    assert retries_of(cut) == 3
+    # Each of the four attempts was cut while the per-task-type aggregates were coming back.
+    assert len(postgres_proxy.cuts) == 4
+    assert all(sent.rstrip(b"\x00").endswith(b"GROUP BY task_runs.task_type") for sent in postgres_proxy.cuts)
+    message = failure_text(cut)
+    assert (
+        f"SourceUnavailableError: workflow database at {proxied.replace(PASSWORD, '***')} could not be "
+        "read: server closed the connection unexpectedly" in message
+    )
+    assert cut.get_asset_materialization_events() == []
+    captured = capfd.readouterr()
+    assert_password_nowhere(instance, message, captured.out, captured.err)
+
+    postgres_proxy.cut_after_bytes = None
+    rerun = learn(proxied).asset_value("task_duration_baselines")
+    assert len(undisturbed) == 100 and int(undisturbed["has_limit"].sum()) > 90
+    pd.testing.assert_frame_equal(rerun, undisturbed)
+
+
 @pytest.mark.parametrize("down", ["workflow database", "alert store"])
 def test_a_tick_with_a_database_down_fails_naming_it_and_the_next_tick_flags(
     instance, postgres_databases, postgres_proxy, down
