@@ -142,7 +142,7 @@ def _replace_name(text: str, name: str, word: str) -> str:
     On ASCII text (what the framing leaves, nearly always) a search of the lowercased text, which is
     what the regex does there but several times faster; elsewhere the regex, for Unicode's cases.
     """
-    if not (text.isascii() and name.isascii()):
+    if not name or not (text.isascii() and name.isascii()):
         return re.sub(rf"(?<![\w-]){re.escape(name)}(?![\w-])", word, text, flags=re.I)
     folded_text, folded_name, end_of_text = text.lower(), name.lower(), len(text)
     pieces, kept_from, at = [], 0, folded_text.find(folded_name)

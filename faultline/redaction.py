@@ -138,12 +138,24 @@ def _triggered_rules(text: str) -> tuple[int, ...]:
     return _rules_triggered(text, folded)
 
 
-@functools.lru_cache(maxsize=65_536)
 def _redact_line(line: str) -> tuple[str, bool]:
     """The line redacted, and whether a secret could start at its end and go on in the next line."""
+    return _redact_short_line(line) if len(line) <= _CACHED_LINE_CHARS else _redact_any_line(line)
+
+
+# Lines that recur (the framing, the hints) are short; a long line is most likely unique, and
+# caching lines of any length could hold gigabytes (a message may have 100,000 characters). So the
+# cache holds at most 16,384 lines of at most 1,000 characters.
+_CACHED_LINE_CHARS = 1_000
+
+
+def _redact_any_line(line: str) -> tuple[str, bool]:
     rules = _triggered_rules(line)
     opens = any(_SECRET_RULES[i][0] in ("bearer_token", "basic_auth", "assigned_secret") for i in rules)
     return _redact_scan(line, rules), opens and _OPEN_LINE_END.search(line) is not None
+
+
+_redact_short_line = functools.lru_cache(maxsize=16_384)(_redact_any_line)
 
 
 def redact_secrets(text: str) -> str:

@@ -44,9 +44,13 @@ _CLOCK = re.compile(r"\d\d:\d\d:\d\d")  # what every asctime date holds, found a
 Tokens = tuple[str, ...]
 
 
-@functools.lru_cache(maxsize=65_536)
 def _template_token(token: str) -> str:
     """The token with its variable parts as `<*>`; words recur across messages, so each is done once."""
+    # A long token (a path, a blob) rarely recurs: caching it would only hold memory.
+    return _cached_template_token(token) if len(token) <= 200 else _variable_parts_replaced(token)
+
+
+def _variable_parts_replaced(token: str) -> str:
     pieces = _DELIMITERS.split(token)
     # split() with a captured group alternates parts (even places) and the delimiters between them.
     pieces[::2] = [
@@ -54,6 +58,9 @@ def _template_token(token: str) -> str:
         for part in pieces[::2]
     ]
     return "".join(pieces)
+
+
+_cached_template_token = functools.lru_cache(maxsize=65_536)(_variable_parts_replaced)
 
 
 def template_tokens(text: str) -> Tokens:

@@ -217,8 +217,10 @@ def test_a_message_of_nothing_but_variables_has_no_text():
 
 
 @given(
-    st.text(st.sampled_from("aAbB-_. (9\u212aé"), max_size=30),
-    st.text(st.sampled_from("aAbB-_.9"), min_size=1, max_size=4),
+    # Mostly ASCII, the fast path; sometimes with the Kelvin sign or an accent, the regex's path.
+    st.text(st.sampled_from("aAbBkK-_. (9"), max_size=30)
+    | st.text(st.sampled_from("aAbkK-. \u212aé"), max_size=30),
+    st.text(st.sampled_from("aAbBkK-_.9"), min_size=1, max_size=4),
 )
 @settings(max_examples=2000, derandomize=True, database=None, deadline=None)
 def test_the_application_name_is_replaced_as_the_whole_word_regex_would(text, name):

@@ -54,6 +54,7 @@ _PIECES = [
     "YWRtaW46aHVudGVy", GITHUB_TOKEN, "github_pat_" + "A" * 22, "glpat-" + "x" * 20, "xoxb-1234567890ab",
     "AKIAIOSFODNN7EXAMPLE",
     "eyJhbGciOiJI.eyJzdWIiOiIx.SflKxwRJSM", "password", "DB_PASSWORD", "api-key", "ſecret", "toKen", "\u0130",
+    "basıc ", "basİc\t", "\u212aey",
     "=", ":", '"', "'", '\\"', " ", "\n", "\r\n", "\n\n", "ops@acme.io", "@", "10.12.0.7", "1.2.3", "٣.٤",
     "2001:0db8:85a3:0000:0000:8a2e:0370:7334", "2001:db8::1", "::1", "std::string", "a", "Z9", "é", "❌",
 ]  # fmt: skip
