@@ -70,6 +70,22 @@ def assert_password_nowhere(instance: dg.DagsterInstance, *texts: str) -> None:
     assert holding == []
 
 
+def assert_cut_four_times_then_failed(result, proxy, source: str, url: str, instance, capfd) -> None:
+    """A first attempt and three retries, each cut mid-read; then a failure naming the source and the
+    cause, nothing materialized, and the URL's password nowhere."""
+    assert not result.success
+    assert retries_of(result) == 3
+    assert len(proxy.cuts) == 4
+    message = failure_text(result)
+    assert (
+        f"SourceUnavailableError: {source} at {url.replace(PASSWORD, '***')} could not be read: "
+        "server closed the connection unexpectedly" in message
+    )
+    assert result.get_asset_materialization_events() == []
+    captured = capfd.readouterr()
+    assert_password_nowhere(instance, message, captured.out, captured.err)
+
+
 def test_source_reads_retry_with_exponential_backoff_and_jitter_set_from_the_environment(monkeypatch):
     for asset in (deployment_events_dump, task_duration_baselines):
         policy = asset.op.retry_policy
@@ -99,20 +115,9 @@ def test_a_dump_cut_mid_read_is_retried_then_fails_naming_the_store_and_the_caus
         resources={"event_store": DeploymentEventStore(url=url)},
         raise_on_error=False,
     )
-    assert not result.success
-    # One first attempt and three retries, each cut while the day's rows were coming back.
-    assert retries_of(result) == 3
-    assert len(postgres_proxy.cuts) == 4
+    assert_cut_four_times_then_failed(result, postgres_proxy, "deployment-events store", url, instance, capfd)
+    # Each cut while the day's rows were coming back.
     assert all(b"FROM deployment_events" in sent for sent in postgres_proxy.cuts)
-    shown_url = url.replace(PASSWORD, "***")
-    message = failure_text(result)
-    assert (
-        f"SourceUnavailableError: deployment-events store at {shown_url} could not be read: "
-        "server closed the connection unexpectedly" in message
-    )
-    assert result.get_asset_materialization_events() == []
-    captured = capfd.readouterr()
-    assert_password_nowhere(instance, message, captured.out, captured.err)
 
 
 def test_a_database_that_never_answers_fails_after_the_connect_timeout_not_the_systems_minutes(
@@ -253,20 +258,11 @@ def test_a_task_runs_read_cut_mid_result_is_retried_then_fails_and_the_rerun_lea
     undisturbed = learn(workflow_url).asset_value("task_duration_baselines")
     proxied = postgres_proxy.url(workflow_url, PASSWORD)
     postgres_proxy.cut_after_bytes = 4_000
-    cut = learn(proxied)
-    assert not cut.success
-    assert retries_of(cut) == 3
-    # Each of the four attempts was cut while the per-task-type aggregates were coming back.
-    assert len(postgres_proxy.cuts) == 4
-    assert all(sent.rstrip(b"\x00").endswith(b"GROUP BY task_runs.task_type") for sent in postgres_proxy.cuts)
-    message = failure_text(cut)
-    assert (
-        f"SourceUnavailableError: workflow database at {proxied.replace(PASSWORD, '***')} could not be "
-        "read: server closed the connection unexpectedly" in message
+    assert_cut_four_times_then_failed(
+        learn(proxied), postgres_proxy, "workflow database", proxied, instance, capfd
     )
-    assert cut.get_asset_materialization_events() == []
-    captured = capfd.readouterr()
-    assert_password_nowhere(instance, message, captured.out, captured.err)
+    # Each cut while the per-task-type aggregates were coming back.
+    assert all(sent.rstrip(b"\x00").endswith(b"GROUP BY task_runs.task_type") for sent in postgres_proxy.cuts)
 
     postgres_proxy.cut_after_bytes = None
     rerun = learn(proxied).asset_value("task_duration_baselines")
