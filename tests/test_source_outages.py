@@ -120,6 +120,31 @@ def test_a_dump_cut_mid_read_is_retried_then_fails_naming_the_store_and_the_caus
     assert all(b"FROM deployment_events" in sent for sent in postgres_proxy.cuts)
 
 
+def test_an_unreachable_events_store_is_retried_then_fails_naming_it_without_its_password(
+    instance, postgres_url, postgres_proxy, capfd
+):
+    events_in_postgres(postgres_url)
+    postgres_proxy.stop()  # nothing listens on its port any more
+    url = postgres_proxy.url(postgres_url, PASSWORD)
+    result = dg.materialize(
+        [deployment_events_dump],
+        instance=instance,
+        partition_key=DEMO_DAY,
+        resources={"event_store": DeploymentEventStore(url=url)},
+        raise_on_error=False,
+    )
+    assert not result.success
+    assert retries_of(result) == 3
+    message = failure_text(result)
+    assert f"SourceUnavailableError: deployment-events store at {url.replace(PASSWORD, '***')} could not" in (
+        message
+    )
+    assert "Connection refused" in message
+    assert result.get_asset_materialization_events() == []
+    captured = capfd.readouterr()
+    assert_password_nowhere(instance, message, captured.out, captured.err)
+
+
 def test_a_database_that_never_answers_fails_after_the_connect_timeout_not_the_systems_minutes(
     postgres_url, postgres_proxy, monkeypatch
 ):
