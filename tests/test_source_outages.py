@@ -70,6 +70,17 @@ def assert_password_nowhere(instance: dg.DagsterInstance, *texts: str) -> None:
     assert holding == []
 
 
+def materialize_dump(instance: dg.DagsterInstance, url: str):
+    """The demo day's dump from the events store at `url`, failures returned, not raised."""
+    return dg.materialize(
+        [deployment_events_dump],
+        instance=instance,
+        partition_key=DEMO_DAY,
+        resources={"event_store": DeploymentEventStore(url=url)},
+        raise_on_error=False,
+    )
+
+
 def assert_cut_four_times_then_failed(result, proxy, source: str, url: str, instance, capfd) -> None:
     """A first attempt and three retries, each cut mid-read; then a failure naming the source and the
     cause, nothing materialized, and the URL's password nowhere."""
@@ -108,13 +119,7 @@ def test_a_dump_cut_mid_read_is_retried_then_fails_naming_the_store_and_the_caus
     events_in_postgres(postgres_url)
     postgres_proxy.cut_after_bytes = CUT_AFTER_BYTES
     url = postgres_proxy.url(postgres_url, PASSWORD)
-    result = dg.materialize(
-        [deployment_events_dump],
-        instance=instance,
-        partition_key=DEMO_DAY,
-        resources={"event_store": DeploymentEventStore(url=url)},
-        raise_on_error=False,
-    )
+    result = materialize_dump(instance, url)
     assert_cut_four_times_then_failed(result, postgres_proxy, "deployment-events store", url, instance, capfd)
     # Each cut while the day's rows were coming back.
     assert all(b"FROM deployment_events" in sent for sent in postgres_proxy.cuts)
@@ -126,13 +131,7 @@ def test_an_unreachable_events_store_is_retried_then_fails_naming_it_without_its
     events_in_postgres(postgres_url)
     postgres_proxy.stop()  # nothing listens on its port any more
     url = postgres_proxy.url(postgres_url, PASSWORD)
-    result = dg.materialize(
-        [deployment_events_dump],
-        instance=instance,
-        partition_key=DEMO_DAY,
-        resources={"event_store": DeploymentEventStore(url=url)},
-        raise_on_error=False,
-    )
+    result = materialize_dump(instance, url)
     assert not result.success
     assert retries_of(result) == 3
     message = failure_text(result)
