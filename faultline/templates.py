@@ -44,13 +44,8 @@ _CLOCK = re.compile(r"\d\d:\d\d:\d\d")  # what every asctime date holds, found a
 Tokens = tuple[str, ...]
 
 
-def _template_token(token: str) -> str:
-    """The token with its variable parts as `<*>`; words recur across messages, so each is done once."""
-    # A long token (a path, a blob) rarely recurs: caching it would only hold memory.
-    return _cached_template_token(token) if len(token) <= 200 else _variable_parts_replaced(token)
-
-
 def _variable_parts_replaced(token: str) -> str:
+    """The token with its variable parts as `<*>`."""
     pieces = _DELIMITERS.split(token)
     # split() with a captured group alternates parts (even places) and the delimiters between them.
     pieces[::2] = [
@@ -60,7 +55,18 @@ def _variable_parts_replaced(token: str) -> str:
     return "".join(pieces)
 
 
+# Words recur across messages, so each is done once; a long token (a path, a blob) rarely recurs,
+# and caching it would only hold memory.
+_CACHED_TOKEN_CHARS = 200
 _cached_template_token = functools.lru_cache(maxsize=65_536)(_variable_parts_replaced)
+
+
+def _template_token(token: str) -> str:
+    return (
+        _cached_template_token(token)
+        if len(token) <= _CACHED_TOKEN_CHARS
+        else _variable_parts_replaced(token)
+    )
 
 
 def template_tokens(text: str) -> Tokens:
