@@ -1,9 +1,12 @@
 """Why do deployments fail: the day's error messages, from a dump of the store to a cluster report.
 
 Qovery's pipeline as assets: dump -> flattened events -> cleaned corpus -> vectors -> clusters ->
-report. Only the dump reads the store; everything after it works from the dump.
+report. Only the dump reads the store; everything after it works from the dump. The dump and the
+flattened events are kept in parts (`PartStore`), which the next steps read a part at a time on
+every core, so a day of a million events never has to fit in memory.
 """
 
+import functools
 import json
 
 import dagster as dg
@@ -12,7 +15,7 @@ from pydantic import Field
 
 from dagster_project.partitions import daily_partitions
 from dagster_project.settings import source_retry_policy
-from faultline.cleaning import build_corpus
+from faultline.cleaning import Corpus, combine_corpus_parts, corpus_part
 from faultline.clustering import (
     NOISE,
     DocumentVectors,
@@ -20,13 +23,31 @@ from faultline.clustering import (
     label_events,
     vectorize_texts,
 )
-from faultline.flatten import DEFAULT_ERROR_STATES, DEFAULT_MAX_MESSAGE_CHARS, flatten_batches
-from faultline.report import ClusterReport, build_cluster_report, markdown_table, report_markdown
+from faultline.flatten import (
+    DEFAULT_ERROR_STATES,
+    DEFAULT_MAX_MESSAGE_CHARS,
+    EVENT_COLUMNS,
+    add_flattened_parts,
+    flatten_part,
+)
+from faultline.report import ClusterReport, build_cluster_report, markdown_table, report_markdown, report_rows
 from faultline.templates import DEFAULT_MAX_CONSTANT_VALUES, DEFAULT_SIMILARITY
-from resources.event_store import DeploymentEventStore
+from resources.event_store import DUMP_COLUMNS, DeploymentEventStore
+from resources.part_store import FrameParts, PartStore, available_cores, map_parts
 from resources.report_store import ReportStore
 
 GROUP = "error_clusters"
+
+
+def _workers(configured: int) -> int:
+    return configured if configured > 0 else available_cores()
+
+
+class DumpConfig(dg.Config):
+    rows_per_part: int = Field(
+        default=5_000,
+        description="Store rows (batches) per part of the dump; each later step works a part at a time.",
+    )
 
 
 class FlattenConfig(dg.Config):
@@ -39,6 +60,7 @@ class FlattenConfig(dg.Config):
     max_quarantine_share: float = Field(
         default=0.05, description="Warn when more than this share of the day's events is quarantined."
     )
+    workers: int = Field(default=0, description="Processes flattening parts at once; 0: one per core.")
 
 
 class CleaningConfig(dg.Config):
@@ -52,6 +74,7 @@ class CleaningConfig(dg.Config):
         description="A template position whose words take at most this many values splits the template "
         "(an enumeration like start/stop), more makes it a variable; 0 splits nothing.",
     )
+    workers: int = Field(default=0, description="Processes reading parts at once; 0: one per core.")
 
 
 class Doc2VecConfig(dg.Config):
@@ -94,24 +117,34 @@ class DBSCANConfig(dg.Config):
     group_name=GROUP,
     check_specs=[dg.AssetCheckSpec("dump_has_rows", asset="deployment_events_dump")],
     # The store may be down or drop the connection: retried, and safe to retry, since a failed read
-    # yields no rows at all and the day's rows are selected again from scratch.
+    # keeps no parts at all and the day's rows are selected again from scratch.
     retry_policy=source_retry_policy(),
 )
 # No return annotation: with check_specs Dagster would read one as the type of every output.
-def deployment_events_dump(context: dg.AssetExecutionContext, event_store: DeploymentEventStore):
+def deployment_events_dump(
+    context: dg.AssetExecutionContext,
+    config: DumpConfig,
+    event_store: DeploymentEventStore,
+    part_store: PartStore,
+):
     """The day's rows copied out of the events store as they are, so production is read once."""
     window = context.partition_time_window
-    dump = event_store.read_batches(window.start, window.end)
+    dump = part_store.write(
+        "deployment_events_dump",
+        context.partition_key,
+        event_store.iter_batches(window.start, window.end, config.rows_per_part),
+        DUMP_COLUMNS,
+    )
     return dg.MaterializeResult(
         value=dump,
-        metadata={"dagster/row_count": len(dump)},
+        metadata={"dagster/row_count": dump.n_rows, "parts": dump.n_parts},
         check_results=[
             dg.AssetCheckResult(
                 check_name="dump_has_rows",
-                passed=len(dump) > 0,
+                passed=dump.n_rows > 0,
                 severity=dg.AssetCheckSeverity.WARN,
                 description="The store had no rows for this day: the report will be empty.",
-                metadata={"rows": len(dump)},
+                metadata={"rows": dump.n_rows},
             )
         ],
     )
@@ -127,16 +160,26 @@ def deployment_events_dump(context: dg.AssetExecutionContext, event_store: Deplo
     check_specs=[dg.AssetCheckSpec("quarantine_share_is_low", asset="event_quarantine")],
 )
 def flatten_events(
-    context: dg.AssetExecutionContext, config: FlattenConfig, deployment_events_dump: pd.DataFrame
+    context: dg.AssetExecutionContext,
+    config: FlattenConfig,
+    deployment_events_dump: FrameParts,
+    part_store: PartStore,
 ):
-    flattened = flatten_batches(deployment_events_dump, config.error_states, config.max_message_chars)
+    flatten = functools.partial(
+        flatten_part, error_states=tuple(config.error_states), max_message_chars=config.max_message_chars
+    )
+    with part_store.writer("flattened_events", context.partition_key, EVENT_COLUMNS) as writer:
+        flattened = add_flattened_parts(
+            map_parts(flatten, deployment_events_dump, _workers(config.workers), target=writer)
+        )
+        events = writer.commit()
     quarantine = flattened.quarantine
     reasons = quarantine["reason"].value_counts().to_dict()
     yield dg.Output(
-        flattened.events,
+        events,
         output_name="flattened_events",
         metadata={
-            "dagster/row_count": len(flattened.events),
+            "dagster/row_count": events.n_rows,
             "rows_read": flattened.n_rows,
             "events_read": flattened.n_events_read,
             "non_error_events": flattened.n_non_error_events,
@@ -167,29 +210,34 @@ def flatten_events(
 
 
 @dg.asset(partitions_def=daily_partitions, group_name=GROUP)
-def cleaned_corpus(
-    config: CleaningConfig, flattened_events: pd.DataFrame
-) -> dg.MaterializeResult[pd.DataFrame]:
-    """Each error event's raw (redacted) message, the text a user reads, the cleaned text and its template."""
-    corpus = build_corpus(flattened_events, config.template_similarity, config.max_constant_values)
+def cleaned_corpus(config: CleaningConfig, flattened_events: FrameParts) -> dg.MaterializeResult[Corpus]:
+    """Each error event's variant (its message's template tokens) and hint; per variant its template,
+    the cleaned text the vectorizer sees, its count and an example message."""
+    corpus = combine_corpus_parts(
+        map_parts(corpus_part, flattened_events, _workers(config.workers)),
+        config.template_similarity,
+        config.max_constant_values,
+    )
+    variants = corpus.variants
+    with_text = variants[variants["has_text"]]
     return dg.MaterializeResult(
         value=corpus,
         metadata={
-            "dagster/row_count": len(corpus),
-            "distinct_cleaned_texts": int(corpus.loc[corpus["has_text"], "cleaned"].nunique()),
-            "distinct_templates": int(corpus.loc[corpus["has_text"], "template"].nunique()),
-            "empty_after_cleaning": int((~corpus["has_text"]).sum()),
+            "dagster/row_count": len(corpus.events),
+            "variants": len(variants),
+            "distinct_cleaned_texts": int(with_text["cleaned"].nunique()),
+            "distinct_templates": int(with_text["template"].nunique()),
+            "empty_after_cleaning": int(variants.loc[~variants["has_text"], "n_events"].sum()),
         },
     )
 
 
 @dg.asset(partitions_def=daily_partitions, group_name=GROUP)
-def error_vectors(
-    config: Doc2VecConfig, cleaned_corpus: pd.DataFrame
-) -> dg.MaterializeResult[DocumentVectors]:
+def error_vectors(config: Doc2VecConfig, cleaned_corpus: Corpus) -> dg.MaterializeResult[DocumentVectors]:
     """A Doc2Vec vector per distinct template, with the number of events that carry it."""
+    variants = cleaned_corpus.variants
     # The Config's fields are vectorize_texts' parameters, one for one.
-    vectors = vectorize_texts(cleaned_corpus["cleaned"], **config.model_dump())
+    vectors = vectorize_texts(variants["cleaned"], variants["n_events"], **config.model_dump())
     return dg.MaterializeResult(
         value=vectors,
         metadata={"distinct_texts": len(vectors.texts), "events": int(vectors.counts.sum())},
@@ -201,7 +249,7 @@ def error_vectors(
     group_name=GROUP,
     check_specs=[dg.AssetCheckSpec("noise_share_is_normal", asset="error_clusters")],
 )
-def error_clusters(config: DBSCANConfig, cleaned_corpus: pd.DataFrame, error_vectors: DocumentVectors):
+def error_clusters(config: DBSCANConfig, cleaned_corpus: Corpus, error_vectors: DocumentVectors):
     """Every error event with its cluster (0 is the biggest), noise (-1) or no text (-2)."""
     labels = cluster_vectors(
         error_vectors, config.eps, config.min_samples, config.metric, config.center_vectors
@@ -233,11 +281,14 @@ def error_clusters(config: DBSCANConfig, cleaned_corpus: pd.DataFrame, error_vec
 
 @dg.asset(partitions_def=daily_partitions, group_name=GROUP)
 def error_cluster_report(
-    context: dg.AssetExecutionContext, error_clusters: pd.DataFrame, report_store: ReportStore
+    context: dg.AssetExecutionContext,
+    cleaned_corpus: Corpus,
+    error_clusters: pd.DataFrame,
+    report_store: ReportStore,
 ) -> dg.MaterializeResult[ClusterReport]:
     """The day's error groups, biggest first, with their share of all error events."""
     day = context.partition_key
-    report = build_cluster_report(error_clusters)
+    report = build_cluster_report(report_rows(cleaned_corpus, error_clusters))
     markdown = report_markdown(report, title=f"Deployment errors on {day}")
     path = report_store.write_text(f"error_clusters_{day}.md", markdown)
     report_store.write_text(

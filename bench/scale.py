@@ -1,32 +1,34 @@
 """How fast, and in how much memory, the error pipeline handles N events a day, beside Drain3 and the seed.
 
-    python bench/scale.py --events 10000 100000 1000000 [--drain3-max-events M] [--seed-events 20000]
+    python bench/scale.py --events 10000 100000 1000000 [--workers W] [--drain3-max-events M]
+                          [--seed-events 20000]
 
-For each N, a child process generates the input with the demo generator (not timed) and another
-runs flatten, clean, vectorize, cluster and report with the product's functions and default
-configuration, timing each stage and reading its own peak resident memory. A third runs Drain3 over
-the same dump's flattened messages, timing its mining only. Then, once, the seed's pipeline and
+For each N, a child process generates the input with the demo generator and writes it as the
+dump's parts, as the `deployment_events_dump` asset stores them (not timed). Another runs flatten,
+clean, vectorize, cluster and report with the product's functions, part store and default
+configuration, as the assets do (flatten and clean a part at a time on `--workers` processes),
+timing each stage and sampling the memory of its whole process tree. A third runs Drain3 over the
+same dump's flattened messages, timing its mining only. Then, once, the seed's pipeline and
 faultline's run on the flattened messages of a --seed-events dump, each in its own child process.
 Results are printed and written to bench/results/scale.json.
 """
 
 import argparse
+import functools
 import importlib.util
 import json
+import os
+import pickle
 import platform
-import resource
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    import pandas as pd
 
 RESULTS = Path(__file__).resolve().parent / "results" / "scale.json"
 BAR_SECONDS, BAR_MEMORY_MB, BAR_EVENTS = 60, 2048, 1_000_000
@@ -34,26 +36,36 @@ BAR_SECONDS, BAR_MEMORY_MB, BAR_EVENTS = 60, 2048, 1_000_000
 SEED_EVENTS, DRAIN3_MAX_EVENTS = 20_000, BAR_EVENTS
 # faultline's stages after flatten: what it does with the flattened messages, as the seed's pipeline does.
 AFTER_FLATTEN = ("clean", "vectorize", "cluster", "report")
+PARTITION = "bench"
 
 # Written into the JSON, so that a reader of scale.json knows what each figure measures.
 MEASURES = {
-    "results[].stages_s, total_s": "faultline, end to end from the raw dump: wall seconds of each of "
-    "flatten, clean, vectorize, cluster and report (the product's functions, default Config); total_s "
-    "is their sum. load_s (unpickling the dump) and generate_s (the demo generator) are not in total_s.",
+    "results[].stages_s, total_s": "faultline, end to end from the dump's parts on disk: wall seconds of "
+    "each of flatten, clean, vectorize, cluster and report (the product's functions, PartStore and "
+    "map_parts, default Config, as the assets run them); total_s is their sum. generate_s (the demo "
+    "generator writing the dump's parts) is not in total_s.",
+    "results[].workers": "processes flattening and cleaning parts at once (the assets' default: one "
+    "per core).",
     "results[].events_per_s": "faultline: events / total_s, end to end (flatten included).",
-    "results[].peak_rss_mb": "faultline's child process: ru_maxrss, imports and loading the dump included.",
+    "results[].peak_tree_pss_mb": "faultline: highest sum of PSS (proportional set size: a page shared by "
+    "k processes counts 1/k in each) over the run's process and all its descendants (the worker "
+    "processes and their fork server), sampled every 20 ms from /proc/<pid>/smaps_rollup: the memory "
+    "the run held at once.",
+    "results[].peak_tree_rss_mb": "faultline: highest sum of RSS over the same processes, sampled likewise; "
+    "pages shared by the workers are counted once per process, so this over-counts.",
+    "results[].sum_of_process_peaks_mb": "faultline: the sum, over every process of the tree, of its own "
+    "VmHWM (peak RSS) as last read: a bound no simultaneous total can exceed (up to pages allocated "
+    "and freed between two samples of a process that then exited).",
     "results[].drain3.events_per_s": "Drain3 mining only: events_mined / mining_s, where mining_s is the "
     "wall time of TemplateMiner.add_log_message over each message (bench/baselines.py drain3_miner: "
     "default TemplateMinerConfig plus the masking of Drain3's examples/drain3.ini). The messages are the "
-    "`message` column of the same dump flattened by faultline.flatten.flatten_batches (redacted, as "
-    "faultline clusters them), flattened before the clock starts: Drain3 is not charged for JSON "
-    "decoding, which faultline's events_per_s includes.",
+    "`message` column of the same dump flattened part by part by faultline.flatten.flatten_batches "
+    "(redacted, as faultline clusters them), each part flattened before the clock runs: Drain3 is not "
+    "charged for JSON decoding, which faultline's events_per_s includes.",
     "results[].drain3.events_mined": "how many messages Drain3 mined: all of them, or the first "
     "--drain3-max-events when N is larger (capped: true). null figures when Drain3 was not run.",
-    "results[].drain3.peak_rss_mb": "Drain3's child process: highest VmHWM over loading, flattening "
-    "and mining, the imports included (bench/baselines.py also imports gensim and scikit-learn).",
-    "results[].drain3.mining_rss_before_mb, mining_peak_rss_mb": "VmRSS just before mining, and VmHWM "
-    "during mining (reset through /proc/self/clear_refs just before it): what mining alone adds.",
+    "results[].drain3.peak_rss_mb": "Drain3's child process: its VmHWM (peak RSS), imports included "
+    "(bench/baselines.py also imports gensim and scikit-learn).",
     "results[].faultline_per_drain3_events_per_s": "faultline events_per_s / Drain3 events_per_s "
     "(end to end vs mining only, so it is unfavourable to faultline); the issue asks for >= 1.",
     "seed_comparison": "on the flattened messages of one --seed-events demo dump, both timed from the "
@@ -64,32 +76,105 @@ MEASURES = {
 }
 
 
-def generate(n_events: int, path: Path) -> None:
-    """The demo generator's batches for one day of `n_events` error events, pickled to `path`."""
+def generate(n_events: int, folder: Path) -> None:
+    """The demo generator's batches for one day of `n_events` error events, as the dump's parts."""
     import pandas as pd
 
+    from assets.error_clusters import DumpConfig
     from faultline.demo_data.deployment_events import generate_deployment_batches
+    from resources.event_store import DUMP_COLUMNS
+    from resources.part_store import PartStore
 
     rows = generate_deployment_batches(
         end=datetime(2026, 11, 22, tzinfo=UTC), days=1, n_error_events=n_events
     )
-    pd.DataFrame(rows).to_pickle(path)
+    rows_per_part = DumpConfig().rows_per_part
+    frames = (
+        pd.DataFrame(rows[start : start + rows_per_part], columns=DUMP_COLUMNS)
+        for start in range(0, len(rows), rows_per_part)
+    )
+    dump = PartStore(directory=str(folder)).write("deployment_events_dump", PARTITION, frames, DUMP_COLUMNS)
+    (folder / "dump.pkl").write_bytes(pickle.dumps(dump))
 
 
-def run_pipeline(path: Path) -> dict[str, object]:
-    """The error_clusters chain of assets, stage by stage, on the pickled dump."""
-    import pandas as pd
+def _tree(root: int) -> list[int]:
+    """`root` and every process descended from it, from /proc."""
+    pids, found = [root], []
+    while pids:
+        pid = pids.pop()
+        found.append(pid)
+        try:
+            for task in os.listdir(f"/proc/{pid}/task"):
+                with open(f"/proc/{pid}/task/{task}/children") as children:
+                    pids.extend(int(child) for child in children.read().split())
+        except OSError:
+            continue
+    return found
 
-    from assets.error_clusters import DBSCANConfig, Doc2VecConfig, FlattenConfig
-    from faultline.cleaning import build_corpus
+
+def _kib(path: str, field: str) -> int:
+    with open(path) as status:
+        return next((int(line.split()[1]) for line in status if line.startswith(field)), 0)
+
+
+class TreeMemory:
+    """Samples the memory of this process and its descendants every `interval_s`, in a thread."""
+
+    def __init__(self, interval_s: float = 0.02) -> None:
+        self.interval_s = interval_s
+        self.peak_pss_kib = self.peak_rss_kib = 0
+        self.process_peaks_kib: dict[int, int] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _sample(self) -> None:
+        pss = rss = 0
+        for pid in _tree(os.getpid()):
+            try:
+                pss += _kib(f"/proc/{pid}/smaps_rollup", "Pss:")
+                rss += _kib(f"/proc/{pid}/status", "VmRSS:")
+                self.process_peaks_kib[pid] = _kib(f"/proc/{pid}/status", "VmHWM:")
+            except OSError:
+                continue  # exited between the listing and the reading
+        self.peak_pss_kib = max(self.peak_pss_kib, pss)
+        self.peak_rss_kib = max(self.peak_rss_kib, rss)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            self._sample()
+
+    def __enter__(self) -> "TreeMemory":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._sample()
+
+    def figures(self) -> dict[str, float]:
+        return {
+            "peak_tree_pss_mb": self.peak_pss_kib / 1024,
+            "peak_tree_rss_mb": self.peak_rss_kib / 1024,
+            "sum_of_process_peaks_mb": sum(self.process_peaks_kib.values()) / 1024,
+            "processes_seen": len(self.process_peaks_kib),
+        }
+
+
+def run_pipeline(folder: Path, workers: int) -> dict[str, object]:
+    """The error_clusters chain of assets, stage by stage, on the dump's parts in `folder`."""
+    from assets.error_clusters import CleaningConfig, DBSCANConfig, Doc2VecConfig, FlattenConfig
+    from faultline.cleaning import combine_corpus_parts, corpus_part
     from faultline.clustering import cluster_vectors, label_events, vectorize_texts
-    from faultline.flatten import flatten_batches
-    from faultline.report import build_cluster_report
+    from faultline.flatten import EVENT_COLUMNS, add_flattened_parts, flatten_part
+    from faultline.report import build_cluster_report, report_rows
+    from resources.part_store import PartStore, available_cores, map_parts
 
-    started = time.perf_counter()
-    dump = pd.read_pickle(path)
-    load_s = time.perf_counter() - started
-    flatten_config, doc2vec, dbscan = FlattenConfig(), Doc2VecConfig(), DBSCANConfig()
+    workers = workers or available_cores()
+    dump = pickle.loads((folder / "dump.pkl").read_bytes())
+    store = PartStore(directory=str(folder))
+    flatten_config, cleaning = FlattenConfig(), CleaningConfig()
+    doc2vec, dbscan = Doc2VecConfig(), DBSCANConfig()
     stages: dict[str, float] = {}
 
     @contextmanager
@@ -98,89 +183,95 @@ def run_pipeline(path: Path) -> dict[str, object]:
         yield
         stages[name] = time.perf_counter() - began
 
-    with stage("flatten"):
-        events = flatten_batches(dump, flatten_config.error_states, flatten_config.max_message_chars).events
-    del dump  # what a later stage does not need does not count toward its peak memory
-    with stage("clean"):
-        corpus = build_corpus(events)
-    del events
-    with stage("vectorize"):
-        vectors = vectorize_texts(corpus["cleaned"], **doc2vec.model_dump())
-    with stage("cluster"):
-        labels = cluster_vectors(
-            vectors, dbscan.eps, dbscan.min_samples, dbscan.metric, dbscan.center_vectors
-        )
-        clustered = label_events(corpus, vectors, labels, dbscan.merge_clusters_sharing_hint)
-    with stage("report"):
-        report = build_cluster_report(clustered)
+    with TreeMemory() as memory:
+        with stage("flatten"):
+            flatten = functools.partial(
+                flatten_part,
+                error_states=tuple(flatten_config.error_states),
+                max_message_chars=flatten_config.max_message_chars,
+            )
+            with store.writer("flattened_events", PARTITION, EVENT_COLUMNS) as writer:
+                add_flattened_parts(map_parts(flatten, dump, workers, target=writer))
+                events = writer.commit()
+        with stage("clean"):
+            corpus = combine_corpus_parts(
+                map_parts(corpus_part, events, workers),
+                cleaning.template_similarity,
+                cleaning.max_constant_values,
+            )
+        with stage("vectorize"):
+            variants = corpus.variants
+            vectors = vectorize_texts(variants["cleaned"], variants["n_events"], **doc2vec.model_dump())
+        with stage("cluster"):
+            labels = cluster_vectors(
+                vectors, dbscan.eps, dbscan.min_samples, dbscan.metric, dbscan.center_vectors
+            )
+            clusters = label_events(corpus, vectors, labels, dbscan.merge_clusters_sharing_hint)
+        with stage("report"):
+            report = build_cluster_report(report_rows(corpus, clusters))
     return {
         "events": report.n_events,
+        "workers": workers,
+        "dump_parts": dump.n_parts,
+        "variants": len(corpus.variants),
         "distinct_texts": len(vectors.texts),
         "clusters": report.n_clusters,
-        "load_s": load_s,
         "stages_s": stages,
         "total_s": sum(stages.values()),
-        # Linux reports ru_maxrss in KiB; it includes loading the input.
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        **memory.figures(),
     }
 
 
-def flattened_messages(path: Path) -> "pd.Series":
-    """The `message` column of the pickled dump's error events, flattened as the product flattens them."""
-    import pandas as pd
-
+def flattened_parts(folder: Path) -> Iterator[list[str]]:
+    """The messages of the dump's error events, part by part, flattened as the product flattens them."""
     from assets.error_clusters import FlattenConfig
     from faultline.flatten import flatten_batches
 
     config = FlattenConfig()
-    flattened = flatten_batches(pd.read_pickle(path), config.error_states, config.max_message_chars)
-    return flattened.events["message"]
+    dump = pickle.loads((folder / "dump.pkl").read_bytes())
+    for frame in dump.frames():
+        flattened = flatten_batches(frame, config.error_states, config.max_message_chars)
+        yield flattened.events["message"].astype(str).tolist()
 
 
 def _status_mb(field: str) -> float:
-    with open("/proc/self/status") as status:
-        return next(int(line.split()[1]) for line in status if line.startswith(f"{field}:")) / 1024
+    return _kib("/proc/self/status", f"{field}:") / 1024
 
 
-def run_drain3(path: Path, max_events: int) -> dict[str, object]:
+def run_drain3(folder: Path, max_events: int) -> dict[str, object]:
     """Drain3's mining, and only that, over the first `max_events` flattened messages of the dump."""
     import importlib.metadata
 
     from baselines import drain3_miner
 
-    messages = flattened_messages(path)
-    mined = messages.iloc[:max_events].astype(str).tolist()
     miner = drain3_miner()
-    peak_before_mb = _status_mb("VmHWM")
-    # Writing 5 to clear_refs resets VmHWM to the current RSS (proc(5)), so the next VmHWM is the
-    # peak of mining alone; ru_maxrss would not do, as it keeps the flatten's peak.
-    with open("/proc/self/clear_refs", "w") as clear_refs:
-        clear_refs.write("5")
-    rss_before_mb = _status_mb("VmRSS")
-    started = time.perf_counter()
-    for message in mined:
-        miner.add_log_message(message)
-    mining_s = time.perf_counter() - started
-    mining_peak_mb = _status_mb("VmHWM")
+    mining_s, events, mined = 0.0, 0, 0
+    for messages in flattened_parts(folder):
+        events += len(messages)
+        batch = messages[: max(0, max_events - mined)]
+        started = time.perf_counter()
+        for message in batch:
+            miner.add_log_message(message)
+        mining_s += time.perf_counter() - started
+        mined += len(batch)
     return {
         "drain3_version": importlib.metadata.version("drain3"),
-        "events": len(messages),
-        "events_mined": len(mined),
-        "capped": len(mined) < len(messages),
+        "events": events,
+        "events_mined": mined,
+        "capped": mined < events,
         "templates": len(miner.drain.clusters),
         "mining_s": mining_s,
-        "events_per_s": len(mined) / mining_s,
-        "peak_rss_mb": max(peak_before_mb, mining_peak_mb),
-        "mining_rss_before_mb": rss_before_mb,
-        "mining_peak_rss_mb": mining_peak_mb,
+        "events_per_s": mined / mining_s,
+        "peak_rss_mb": _status_mb("VmHWM"),
     }
 
 
-def run_seed(path: Path) -> dict[str, object]:
+def run_seed(folder: Path) -> dict[str, object]:
     """The seed's pipeline as written (bench/baselines.py), timed from the dump's flattened messages."""
+    import pandas as pd
     from baselines import seed_groups
 
-    messages = flattened_messages(path)
+    messages = pd.Series([message for part in flattened_parts(folder) for message in part], dtype=object)
     started = time.perf_counter()
     labels = seed_groups(messages)
     seed_s = time.perf_counter() - started
@@ -189,7 +280,7 @@ def run_seed(path: Path) -> dict[str, object]:
         "seed_s": seed_s,
         "groups": len({label for label in labels.tolist() if label >= 0}),
         "noise_or_no_text": int((labels < 0).sum()),
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "peak_rss_mb": _status_mb("VmHWM"),
     }
 
 
@@ -207,6 +298,9 @@ def not_run(n: int, reason: str) -> dict[str, object]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
+    parser.add_argument(
+        "--workers", type=int, default=0, help="processes per stage, as the assets' Config (0: one per core)"
+    )
     parser.add_argument(
         "--drain3-max-events",
         type=int,
@@ -231,7 +325,7 @@ def main() -> None:
         print(json.dumps({"ok": True}))
         return
     if args._run:
-        print(json.dumps(run_pipeline(Path(args._run))))
+        print(json.dumps(run_pipeline(Path(args._run), args.workers)))
         return
     if args._drain3:
         print(json.dumps(run_drain3(Path(args._drain3[0]), int(args._drain3[1]))))
@@ -254,16 +348,19 @@ def main() -> None:
     seed_comparison: dict[str, object] = {"not_run": "--seed-events 0"}
     with tempfile.TemporaryDirectory() as folder:
         for n in args.events:
-            path = Path(folder) / f"dump_{n}.pkl"
+            path = Path(folder) / f"dump_{n}"
+            path.mkdir()
             began = time.perf_counter()
             child(["--_generate", str(n), str(path)])
             generate_s = time.perf_counter() - began
-            result = child(["--_run", str(path)]) | {"n": n, "generate_s": generate_s}
+            result = child(["--_run", str(path), "--workers", str(args.workers)])
+            result |= {"n": n, "generate_s": generate_s}
             result["events_per_s"] = result["events"] / result["total_s"]
             stages = "  ".join(f"{k} {v:6.1f}s" for k, v in result["stages_s"].items())
             print(
                 f"N={n:>9,}  total {result['total_s']:7.1f}s  {result['events_per_s']:9,.0f} ev/s  "
-                f"peak {result['peak_rss_mb']:7.0f} MB  texts {result['distinct_texts']:>6}  |  {stages}",
+                f"peak {result['peak_tree_pss_mb']:6.0f} MB PSS ({result['sum_of_process_peaks_mb']:6.0f} MB "
+                f"summing each process's peak)  variants {result['variants']:>5}  |  {stages}",
                 flush=True,
             )
             if args.drain3_max_events > 0:
@@ -276,9 +373,8 @@ def main() -> None:
                 )
                 print(
                     f"  Drain3  mining {drain3['mining_s']:6.1f}s  {drain3['events_per_s']:9,.0f} ev/s  "
-                    f"peak {drain3['peak_rss_mb']:7.0f} MB (mining +"
-                    f"{drain3['mining_peak_rss_mb'] - drain3['mining_rss_before_mb']:.1f} MB)  "
-                    f"templates {drain3['templates']:>4}  {mined} messages  |  "
+                    f"peak {drain3['peak_rss_mb']:7.0f} MB  templates {drain3['templates']:>4}  "
+                    f"{mined} messages  |  "
                     f"faultline/Drain3 ev/s {result['faultline_per_drain3_events_per_s']:.2f}x",
                     flush=True,
                 )
@@ -291,9 +387,10 @@ def main() -> None:
 
         if args.seed_events > 0:
             n = args.seed_events
-            path = Path(folder) / f"seed_dump_{n}.pkl"
+            path = Path(folder) / f"seed_dump_{n}"
+            path.mkdir()
             child(["--_generate", str(n), str(path)])
-            faultline = child(["--_run", str(path)])
+            faultline = child(["--_run", str(path), "--workers", str(args.workers)])
             seed = child(["--_seed", str(path)])
             faultline_s = sum(faultline["stages_s"][name] for name in AFTER_FLATTEN)
             seed_comparison = {
@@ -314,10 +411,11 @@ def main() -> None:
             )
     record = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": {"cpus": __import__("os").cpu_count(), "python": platform.python_version()},
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
         "bar": {"events": BAR_EVENTS, "seconds": BAR_SECONDS, "peak_memory_mb": BAR_MEMORY_MB},
         "options": {
             "events": args.events,
+            "workers": args.workers,
             "drain3_max_events": args.drain3_max_events,
             "seed_events": args.seed_events,
         },

@@ -6,6 +6,7 @@ from resources.alert_sinks import AlertSinks
 from resources.alert_store import AlertStore
 from resources.event_store import DeploymentEventStore
 from resources.io_manager import AtomicFilesystemIOManager
+from resources.part_store import PartStore
 from resources.report_store import ReportStore
 from resources.sql import data_dir, default_store_url, env_or_default
 from resources.workflow import DagsterRunsWorkflowService, SqlWorkflowService, WorkflowService
@@ -24,6 +25,8 @@ def build_resources() -> dict[str, object]:
     return {
         # Two runs of one partition at once (a backfill over the schedule) never read a torn value.
         "io_manager": AtomicFilesystemIOManager(),
+        # The day's dump and flattened events, in parts: beside the asset values unless told otherwise.
+        "part_store": PartStore(directory=env_or_default("FAULTLINE_PARTS_DIR", None)),
         "event_store": DeploymentEventStore(
             url=env_or_default("FAULTLINE_EVENTS_DB_URL", default_store_url())
         ),

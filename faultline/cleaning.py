@@ -8,7 +8,11 @@ lines, the punctuation that makes a URL, a path or an IP address) to find what t
 
 import re
 import unicodedata
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 
@@ -17,6 +21,7 @@ from faultline.templates import (
     DEFAULT_MAX_CONSTANT_VALUES,
     DEFAULT_SIMILARITY,
     WILDCARD,
+    Tokens,
     mine_templates,
     template_tokens,
 )
@@ -242,32 +247,173 @@ def clean_messages(messages: pd.Series) -> pd.Series:
     return cleaned
 
 
+@dataclass(frozen=True)
+class CorpusPart:
+    """One part of the events reduced to what grouping needs: each event's variant and hint.
+
+    A variant is a distinct list of template tokens (the user-facing text, evident variables as
+    `<*>`): a day of a million messages has a few thousand. Each keeps its event count, its first
+    raw message and the user-facing text of that message, for the report.
+    """
+
+    row_id: np.ndarray
+    event_index: np.ndarray
+    variant: np.ndarray  # position in `variants`
+    hint: np.ndarray  # position in `hints`
+    variants: list[Tokens]
+    variant_counts: list[int]
+    variant_messages: list[str]
+    variant_texts: list[str]
+    hints: list[str]
+
+
+def corpus_part(events: pd.DataFrame) -> CorpusPart:
+    """Each event's variant and hint, from its `message` (framing stripped, template tokens)."""
+    variant_of: dict[Tokens, int] = {}
+    hint_of: dict[str, int] = {}
+    counts: list[int] = []
+    first_messages: list[str] = []
+    first_texts: list[str] = []
+    variants = np.empty(len(events), dtype=np.int32)
+    hints = np.empty(len(events), dtype=np.int32)
+    for position, message in enumerate(events["message"].astype(str)):
+        text = strip_framing(message)
+        tokens = template_tokens(text)
+        variant = variant_of.get(tokens)
+        if variant is None:
+            variant = variant_of[tokens] = len(counts)
+            counts.append(0)
+            first_messages.append(message)
+            first_texts.append(text)
+        counts[variant] += 1
+        variants[position] = variant
+        hints[position] = hint_of.setdefault(extract_hint(message), len(hint_of))
+    return CorpusPart(
+        row_id=_column(events, "row_id", np.arange(len(events))),
+        event_index=_column(events, "event_index", np.zeros(len(events))),
+        variant=variants,
+        hint=hints,
+        variants=list(variant_of),
+        variant_counts=counts,
+        variant_messages=first_messages,
+        variant_texts=first_texts,
+        hints=list(hint_of),
+    )
+
+
+def _column(events: pd.DataFrame, name: str, default: np.ndarray) -> np.ndarray:
+    return (events[name] if name in events else pd.Series(default)).to_numpy(dtype=np.int64)
+
+
+VARIANT_COLUMNS = ["template", "cleaned", "has_text", "n_events", "error_text", "message"]
+HINT_COLUMNS = ["hint", "cleaned", "n_events"]
+
+
+@dataclass(frozen=True)
+class Corpus:
+    """The day's error events as the clustering sees them.
+
+    `events`: one row per error event, in the store's order: `row_id`, `event_index`, `variant`
+    (a row of `variants`) and `hint` (a row of `hints`). `variants`: per variant, its `template`
+    (`<*>` for the variable parts, see `faultline.templates`), `cleaned` (the template through the
+    cleaning steps: the text the vectorizer sees, so cleaning runs once per template, not once per
+    message), `has_text` (False where cleaning left nothing: the seed's non-empty step; such events
+    stay counted but are not vectorized), `n_events`, and its first event's user-facing text
+    (`error_text`) and raw (redacted) `message`. `hints`: per distinct hint (the framing's last
+    section, the engine's diagnosis), the raw text, its cleaned text and `n_events`.
+    """
+
+    events: pd.DataFrame
+    variants: pd.DataFrame
+    hints: pd.DataFrame
+
+    def per_event(self) -> pd.DataFrame:
+        """One row per event with its variant's and hint's columns: for small days and tests."""
+        variants = self.variants.add_prefix("variant_")
+        hints = self.hints.add_prefix("hint_")
+        return self.events.join(variants, on="variant").join(hints, on="hint")
+
+
+def combine_corpus_parts(
+    parts: Iterable[CorpusPart],
+    template_similarity: float = DEFAULT_SIMILARITY,
+    max_constant_values: int = DEFAULT_MAX_CONSTANT_VALUES,
+) -> Corpus:
+    """The parts as one corpus: variants and hints numbered across parts, templates mined over all."""
+    variant_of: dict[Tokens, int] = {}
+    hint_of: dict[str, int] = {}
+    counts: list[int] = []
+    messages: list[str] = []
+    texts: list[str] = []
+    hint_counts: Counter[int] = Counter()
+    events: list[pd.DataFrame] = []
+    for part in parts:
+        global_variant = np.empty(len(part.variants), dtype=np.int32)
+        for local, tokens in enumerate(part.variants):
+            variant = variant_of.get(tokens)
+            if variant is None:
+                variant = variant_of[tokens] = len(counts)
+                counts.append(0)
+                messages.append(part.variant_messages[local])
+                texts.append(part.variant_texts[local])
+            counts[variant] += part.variant_counts[local]
+            global_variant[local] = variant
+        global_hint = np.array(
+            [hint_of.setdefault(hint, len(hint_of)) for hint in part.hints], dtype=np.int32
+        )
+        hint_ids = global_hint[part.hint] if len(part.hint) else part.hint
+        hint_counts.update(dict(zip(*np.unique(hint_ids, return_counts=True), strict=True)))
+        events.append(
+            pd.DataFrame(
+                {
+                    "row_id": part.row_id,
+                    "event_index": part.event_index,
+                    "variant": global_variant[part.variant] if len(part.variant) else part.variant,
+                    "hint": hint_ids,
+                }
+            )
+        )
+    template_of = mine_templates(
+        dict(zip(variant_of, counts, strict=True)), template_similarity, max_constant_values
+    )
+    templates = pd.Series([template_of[tokens] for tokens in variant_of], dtype=object)
+    distinct = pd.Series(sorted(set(templates)), dtype=object)
+    cleaned = clean_messages(distinct)
+    # A template of nothing but variables (`---- <*>`) says nothing about the error.
+    cleaned[cleaned.str.fullmatch(rf"(?:{WILDCARD_WORD}\s*)*")] = ""
+    cleaned_of = dict(zip(distinct, cleaned, strict=True))
+    variants = pd.DataFrame(
+        {
+            "template": templates,
+            "cleaned": templates.map(cleaned_of).astype(object),
+            "n_events": pd.Series(counts, dtype=np.int64),
+            "error_text": pd.Series(texts, dtype=object),
+            "message": pd.Series(messages, dtype=object),
+        }
+    )
+    variants.insert(2, "has_text", variants["cleaned"].str.len() > 0)
+    hint_texts = pd.Series(list(hint_of), dtype=object)
+    hints = pd.DataFrame(
+        {
+            "hint": hint_texts,
+            "cleaned": clean_messages(hint_texts) if len(hint_texts) else hint_texts,
+            "n_events": pd.Series([hint_counts[h] for h in range(len(hint_of))], dtype=np.int64),
+        }
+    )
+    frame = (
+        pd.concat(events, ignore_index=True)
+        if events
+        else pd.DataFrame(
+            {name: pd.Series(dtype=np.int64) for name in ("row_id", "event_index", "variant", "hint")}
+        )
+    )
+    return Corpus(events=frame, variants=variants[VARIANT_COLUMNS], hints=hints[HINT_COLUMNS])
+
+
 def build_corpus(
     events: pd.DataFrame,
     template_similarity: float = DEFAULT_SIMILARITY,
     max_constant_values: int = DEFAULT_MAX_CONSTANT_VALUES,
-) -> pd.DataFrame:
-    """The flattened events with `error_text` (what the user reads), `template`, `cleaned` and `hint`.
-
-    `template` is the message's template with `<*>` for its variable parts (see
-    `faultline.templates`); `cleaned` is that template through the cleaning steps, the text the
-    vectorizer sees, so cleaning runs once per template rather than once per message. `has_text` is
-    False where cleaning left nothing (the seed's non-empty step); such events stay in the corpus
-    so every error event is counted, but they are not vectorized.
-    """
-    corpus = events.copy()
-    corpus["error_text"] = corpus["message"].astype(str).map(strip_framing)
-    tokens = corpus["error_text"].map(template_tokens)
-    template_of = mine_templates(tokens.value_counts().to_dict(), template_similarity, max_constant_values)
-    corpus["template"] = tokens.map(template_of).astype(object)
-    templates = pd.Series(sorted(set(template_of.values())), dtype=object)
-    cleaned = clean_messages(templates)
-    # A template of nothing but variables (`---- <*>`) says nothing about the error.
-    cleaned[cleaned.str.fullmatch(rf"(?:{WILDCARD_WORD}\s*)*")] = ""
-    cleaned_of = dict(zip(templates, cleaned, strict=True))
-    corpus["cleaned"] = corpus["template"].map(cleaned_of).fillna("").astype(object)
-    corpus["has_text"] = is_non_empty(corpus["cleaned"])
-    hints = corpus["message"].astype(str).map(extract_hint)
-    distinct_hints = pd.Series(hints.unique(), dtype=object)
-    corpus["hint"] = hints.map(dict(zip(distinct_hints, clean_messages(distinct_hints), strict=True)))
-    return corpus
+) -> Corpus:
+    """The corpus of events held in memory at once (`message`, and `row_id`, `event_index` if known)."""
+    return combine_corpus_parts([corpus_part(events)], template_similarity, max_constant_values)

@@ -12,6 +12,8 @@ import pandas as pd
 from gensim.models.doc2vec import Doc2Vec, TaggedDocument
 from sklearn.cluster import DBSCAN
 
+from faultline.cleaning import Corpus
+
 NOISE = -1
 NO_TEXT = -2  # events whose message was nothing but boilerplate; counted, never vectorized
 
@@ -27,6 +29,7 @@ class DocumentVectors:
 
 def vectorize_texts(
     texts: pd.Series,
+    counts: pd.Series | np.ndarray | None = None,
     vector_size: int = 80,
     window: int = 2,
     min_count: int = 1,
@@ -34,14 +37,16 @@ def vectorize_texts(
     dm: int = 1,
     seed: int = 42,
 ) -> DocumentVectors:
-    """Train Doc2Vec on the distinct non-empty texts of `texts`.
+    """Train Doc2Vec on the distinct non-empty texts of `texts`, each counted `counts` times (1 each
+    when not given: one text per event).
 
     Texts are sorted so the same set of texts always trains in the same order; one worker thread
     and a fixed seed make the vectors repeatable.
     """
-    counts = texts[texts.str.len() > 0].value_counts()
-    counts = counts.sort_index()
-    distinct = counts.index.tolist()
+    weights = pd.Series(1 if counts is None else np.asarray(counts), index=texts.index, dtype=np.int64)
+    has_text = texts.str.len() > 0
+    totals = weights[has_text].groupby(texts[has_text]).sum().sort_index()
+    distinct = totals.index.tolist()
     if not distinct:
         return DocumentVectors(
             texts=[], counts=np.zeros(0, dtype=np.int64), vectors=np.zeros((0, vector_size))
@@ -58,7 +63,7 @@ def vectorize_texts(
         workers=1,
     )
     vectors = np.vstack([model.dv[position] for position in range(len(distinct))])
-    return DocumentVectors(texts=distinct, counts=counts.to_numpy(dtype=np.int64), vectors=vectors)
+    return DocumentVectors(texts=distinct, counts=totals.to_numpy(dtype=np.int64), vectors=vectors)
 
 
 def cluster_vectors(
@@ -85,12 +90,17 @@ def cluster_vectors(
     )
 
 
+def _weights(rows: pd.DataFrame) -> pd.Series:
+    """How many events each row stands for: its `n_events`, else one (a row per event)."""
+    return rows["n_events"] if "n_events" in rows else pd.Series(1, index=rows.index, dtype=np.int64)
+
+
 def assign_clusters(
-    corpus: pd.DataFrame, document_vectors: DocumentVectors, labels: np.ndarray
+    rows: pd.DataFrame, document_vectors: DocumentVectors, labels: np.ndarray
 ) -> pd.DataFrame:
-    """The corpus with a `cluster_id` per event: its cleaned text's cluster, noise (-1) or no text (-2)."""
+    """`rows` with a `cluster_id`: their cleaned text's cluster, noise (-1) or no text (-2)."""
     label_of_text = dict(zip(document_vectors.texts, labels.tolist(), strict=True))
-    clustered = corpus.copy()
+    clustered = rows.copy()
     clustered["cluster_id"] = clustered["cleaned"].map(label_of_text).fillna(NO_TEXT).astype(np.int64)
     return clustered
 
@@ -101,15 +111,18 @@ def merge_clusters_sharing_hint(clustered: pd.DataFrame, min_hint_share: float =
     Qovery's engine ends a message with a hint that names its diagnosis. Variants of one failure
     (a liveness and a readiness probe failing, a Java and a Node heap running out) word the error
     differently but carry the same hint; a person reading the clusters merges them, as the seed's
-    author did by hand. A cluster whose most common hint is empty or carried by fewer than
-    `min_hint_share` of its events stays as it is. Noise stays noise.
+    author did by hand. A cluster whose most common hint (ties: the first in text order) is empty
+    or carried by fewer than `min_hint_share` of its events stays as it is. Noise stays noise.
+    Rows are events, or carry how many events they stand for in `n_events`.
     """
     in_clusters = clustered[clustered["cluster_id"] >= 0]
     if in_clusters.empty:
         return clustered
-    hint_counts = in_clusters.groupby("cluster_id")["hint"].value_counts(normalize=True)
-    dominant = hint_counts.groupby(level="cluster_id").head(1).reset_index(level="hint")
-    dominant = dominant[(dominant["hint"] != "") & (dominant["proportion"] >= min_hint_share)]
+    events = _weights(in_clusters).groupby([in_clusters["cluster_id"], in_clusters["hint"]]).sum()
+    shares = (events / events.groupby(level="cluster_id").transform("sum")).rename("share").reset_index()
+    dominant = shares.sort_values(["cluster_id", "share", "hint"], ascending=[True, False, True])
+    dominant = dominant.drop_duplicates("cluster_id").set_index("cluster_id")
+    dominant = dominant[(dominant["hint"] != "") & (dominant["share"] >= min_hint_share)]
     first_cluster_of_hint = dominant.reset_index().groupby("hint")["cluster_id"].min()
     merged_into = dominant["hint"].map(first_cluster_of_hint)
     merged = clustered.copy()
@@ -124,7 +137,12 @@ def number_clusters_by_size(clustered: pd.DataFrame) -> pd.DataFrame:
     depend on the order DBSCAN visited the points in.
     """
     in_clusters = clustered[clustered["cluster_id"] >= 0]
-    sizes = in_clusters.groupby("cluster_id").agg(count=("cleaned", "size"), first=("cleaned", "min"))
+    sizes = pd.DataFrame(
+        {
+            "count": _weights(in_clusters).groupby(in_clusters["cluster_id"]).sum(),
+            "first": in_clusters.groupby("cluster_id")["cleaned"].min(),
+        }
+    )
     order = sizes.sort_values(["count", "first"], ascending=[False, True]).index
     renumber = {old: new for new, old in enumerate(order)}
     numbered = clustered.copy()
@@ -134,11 +152,31 @@ def number_clusters_by_size(clustered: pd.DataFrame) -> pd.DataFrame:
     return numbered
 
 
+def variant_hint_rows(corpus: Corpus) -> pd.DataFrame:
+    """One row per (variant, hint) the day's events carry, with `n_events`, the variant's `cleaned`
+    text and the hint's cleaned text (`hint`): the events, grouped as clustering can tell them apart."""
+    rows = corpus.events.groupby(["variant", "hint"]).size().rename("n_events").reset_index()
+    rows["cleaned"] = corpus.variants["cleaned"].to_numpy()[rows["variant"].to_numpy()]
+    rows["hint_id"] = rows["hint"]
+    rows["hint"] = corpus.hints["cleaned"].to_numpy()[rows["hint_id"].to_numpy()]
+    return rows
+
+
 def label_events(
-    corpus: pd.DataFrame, document_vectors: DocumentVectors, labels: np.ndarray, merge_by_hint: bool = True
+    corpus: Corpus, document_vectors: DocumentVectors, labels: np.ndarray, merge_by_hint: bool = True
 ) -> pd.DataFrame:
-    """Every event with its final group: its template's DBSCAN cluster, hint-merged, numbered by size."""
-    clustered = assign_clusters(corpus, document_vectors, labels)
+    """Every event with its final group: its template's DBSCAN cluster, hint-merged, numbered by size.
+
+    One row per event (`row_id`, `event_index`, `variant`, `hint`, `cluster_id`), in the corpus's
+    order; the work is done once per variant and hint, not once per event.
+    """
+    clustered = assign_clusters(variant_hint_rows(corpus), document_vectors, labels)
     if merge_by_hint:
         clustered = merge_clusters_sharing_hint(clustered)
-    return number_clusters_by_size(clustered)
+    clustered = number_clusters_by_size(clustered)
+    # A variant's rows share its cleaned text, so its cluster, whatever their hints.
+    cluster_of_variant = np.full(len(corpus.variants), NO_TEXT, dtype=np.int64)
+    cluster_of_variant[clustered["variant"].to_numpy()] = clustered["cluster_id"].to_numpy()
+    events = corpus.events.copy()
+    events["cluster_id"] = cluster_of_variant[events["variant"].to_numpy()]
+    return events

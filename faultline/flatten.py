@@ -5,9 +5,10 @@ or event that cannot be read is quarantined with its row id and the reason; noth
 without a count.
 """
 
+import dataclasses
 import json
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -224,5 +225,39 @@ def flatten_batches(
         n_rows=len(dump),
         n_events_read=n_events_read,
         n_non_error_events=sum(non_error_states.values()),
+        non_error_states=dict(non_error_states),
+    )
+
+
+def flatten_part(
+    dump: pd.DataFrame,
+    error_states: Iterable[str] = DEFAULT_ERROR_STATES,
+    max_message_chars: int = DEFAULT_MAX_MESSAGE_CHARS,
+) -> tuple[pd.DataFrame, FlattenedEvents]:
+    """`flatten_batches` on one part of a dump: its events, and the rest with no events in it.
+
+    The events are written beside the part; the rest (quarantine and counts) is small, and the parts'
+    rests add up with `add_flattened_parts`.
+    """
+    flattened = flatten_batches(dump, error_states, max_message_chars)
+    return flattened.events, dataclasses.replace(flattened, events=flattened.events.iloc[:0])
+
+
+def add_flattened_parts(parts: Sequence[FlattenedEvents]) -> FlattenedEvents:
+    """The quarantine and counts of a whole dump from those of its parts, in order (no events)."""
+    non_error_states: Counter[str] = Counter()
+    for part in parts:
+        non_error_states.update(part.non_error_states)
+    quarantines = [part.quarantine for part in parts if len(part.quarantine)]
+    return FlattenedEvents(
+        events=pd.DataFrame(columns=EVENT_COLUMNS),
+        quarantine=(
+            pd.concat(quarantines, ignore_index=True)
+            if quarantines
+            else pd.DataFrame(columns=QUARANTINE_COLUMNS).astype({"event_index": "Int64"})
+        ),
+        n_rows=sum(part.n_rows for part in parts),
+        n_events_read=sum(part.n_events_read for part in parts),
+        n_non_error_events=sum(part.n_non_error_events for part in parts),
         non_error_states=dict(non_error_states),
     )

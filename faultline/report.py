@@ -10,9 +10,10 @@ import re
 from collections import Counter
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 
-from faultline.cleaning import PLACEHOLDER_WORDS, extract_hint, mask_variable_parts, strip_framing
+from faultline.cleaning import PLACEHOLDER_WORDS, Corpus, extract_hint, mask_variable_parts, strip_framing
 from faultline.clustering import NO_TEXT, NOISE
 
 WILDCARD = "<*>"
@@ -50,11 +51,20 @@ def _fold(template: list[str], tokens: list[str]) -> list[str]:
     return folded
 
 
-def message_template(messages: pd.Series) -> str:
-    """What the messages share, variable parts as `<*>` (most frequent messages weigh first)."""
+def _weights(rows: pd.DataFrame) -> pd.Series:
+    """How many events each row stands for: its `n_events`, else one (a row per event)."""
+    return rows["n_events"] if "n_events" in rows else pd.Series(1, index=rows.index, dtype=np.int64)
+
+
+def message_template(messages: pd.Series, counts: pd.Series | None = None) -> str:
+    """What the messages share, variable parts as `<*>` (most frequent messages weigh first).
+
+    Each message counts once, or `counts` times where given (a row standing for many events).
+    """
+    weights = pd.Series(1, index=messages.index, dtype=np.int64) if counts is None else counts
     # Masked once per distinct message, then counted per masked line. Lines seen as often go in the
     # order they first appear (a stable sort), so the label never depends on a sort's tie-breaking.
-    message_counts = messages.value_counts(sort=False)
+    message_counts = weights.groupby(messages, sort=False).sum()
     lines = message_counts.index.map(
         lambda text: mask_variable_parts(_first_line(text), placeholder=WILDCARD)
     )
@@ -75,12 +85,12 @@ def message_template(messages: pd.Series) -> str:
 
 def distinctive_terms(clustered: pd.DataFrame, n_terms: int = 5) -> dict[int, list[str]]:
     """Per cluster, the words most specific to it (class-based TF-IDF over the cleaned texts)."""
+    in_clusters = clustered[clustered["cluster_id"] >= 0]
+    text_counts = _weights(in_clusters).groupby([in_clusters["cluster_id"], in_clusters["cleaned"]]).sum()
     term_counts: dict[int, Counter[str]] = {}
-    for cluster_id, texts in clustered[clustered["cluster_id"] >= 0].groupby("cluster_id")["cleaned"]:
-        counts: Counter[str] = Counter()
-        for text, n in texts.value_counts().items():
-            counts.update({word: n for word in text.split() if word not in PLACEHOLDER_WORDS})
-        term_counts[int(cluster_id)] = counts
+    for (cluster_id, text), n in text_counts.items():
+        counts = term_counts.setdefault(int(cluster_id), Counter())
+        counts.update({word: n for word in text.split() if word not in PLACEHOLDER_WORDS})
     if not term_counts:
         return {}
     overall: Counter[str] = Counter()
@@ -107,34 +117,58 @@ def _examples(members: pd.DataFrame, n_examples: int = 3) -> list[str]:
     """Raw (redacted) messages of the group's most frequent variants, one per variant."""
     raw = members["message"] if "message" in members else members["error_text"]
     first_of_variant = raw.groupby(members["error_text"], sort=False).first()
-    variants = members["error_text"].value_counts().index[:n_examples]
+    variants = (
+        _weights(members)
+        .groupby(members["error_text"], sort=False)
+        .sum()
+        .sort_values(ascending=False, kind="stable")
+        .index[:n_examples]
+    )
     return [_shorten(first_of_variant[variant], _MAX_EXAMPLE_CHARS) for variant in variants]
 
 
 def _hint_template(members: pd.DataFrame) -> str:
     """What the members' hints share: merged clusters are often worded apart but diagnosed alike."""
-    if "message" not in members:
+    if "hint_text" in members:
+        hints = members["hint_text"]
+    elif "message" in members:
+        hints = members["message"].map(extract_hint)
+    else:
         return ""
-    hints = members["message"].map(extract_hint)
-    return message_template(hints[hints != ""])
+    given = hints != ""
+    return message_template(hints[given], _weights(members)[given])
+
+
+def report_rows(corpus: Corpus, clusters: pd.DataFrame) -> pd.DataFrame:
+    """The clustered events as one row per variant, hint and cluster, with `n_events`: what the report
+    needs (the variant's `error_text`, `cleaned` text and first `message`, the raw `hint_text`)."""
+    rows = clusters.groupby(["variant", "hint", "cluster_id"]).size().rename("n_events").reset_index()
+    variant, hint = rows["variant"].to_numpy(), rows["hint"].to_numpy()
+    for column in ("error_text", "cleaned", "message"):
+        rows[column] = corpus.variants[column].to_numpy()[variant]
+    rows["hint_text"] = corpus.hints["hint"].to_numpy()[hint]
+    return rows
 
 
 def build_cluster_report(clustered: pd.DataFrame) -> ClusterReport:
-    """Summarize events with `cluster_id`, `error_text` and `cleaned` into the report's groups."""
-    n_events = len(clustered)
+    """Summarize rows with `cluster_id`, `error_text` and `cleaned` (and `message`, `hint_text`) into
+    the report's groups. A row is one event, or stands for `n_events` events."""
+    weights = _weights(clustered)
+    n_events = int(weights.sum())
     terms = distinctive_terms(clustered)
     rows = []
     for cluster_id, members in clustered.groupby("cluster_id"):
         cluster_id = int(cluster_id)
         is_cluster = cluster_id >= 0
         name = {NOISE: "noise", NO_TEXT: "no text after cleaning"}.get(cluster_id, f"cluster {cluster_id}")
+        size = int(_weights(members).sum())
         rows.append(
             (
                 cluster_id,
                 name,
-                round(100.0 * len(members) / n_events, 2),
-                len(members),
-                message_template(members["error_text"]) if is_cluster else "",
+                round(100.0 * size / n_events, 2),
+                size,
+                message_template(members["error_text"], _weights(members)) if is_cluster else "",
                 _hint_template(members) if is_cluster else "",
                 _examples(members),
                 terms.get(cluster_id, []),
@@ -147,11 +181,12 @@ def build_cluster_report(clustered: pd.DataFrame) -> ClusterReport:
     # Noise, then empty texts, last whatever their size: they qualify the clusters' shares.
     others = groups[groups["cluster_id"] < 0].sort_values("cluster_id", ascending=False)
     groups = pd.concat([clusters, others], ignore_index=True)
+    noise = int(weights[clustered["cluster_id"] == NOISE].sum())
     return ClusterReport(
         groups=groups,
         n_events=n_events,
         n_clusters=len(clusters),
-        noise_share=float((clustered["cluster_id"] == NOISE).mean()) if n_events else 0.0,
+        noise_share=noise / n_events if n_events else 0.0,
         top_cluster_share=float(clusters["n_events"].max() / n_events) if len(clusters) else 0.0,
     )
 

@@ -4,7 +4,7 @@ Contract: a table (default `deployment_events`) with `id` (primary key), `create
 timestamp) and `payload` (text: a JSON array of events, one row per batch).
 """
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime
 
 import dagster as dg
@@ -38,8 +38,14 @@ class DeploymentEventStore(dg.ConfigurableResource):
     def _table(self) -> sa.Table:
         return _events_table(validate_identifier(self.table, "table"))
 
-    def read_batches(self, start: datetime, end: datetime) -> pd.DataFrame:
-        """Rows with start <= created_at < end, as stored; payloads as bytes where text may be invalid."""
+    def iter_batches(self, start: datetime, end: datetime, rows_per_part: int) -> Iterator[pd.DataFrame]:
+        """Rows with start <= created_at < end, as stored, `rows_per_part` at a time in id order.
+
+        Streamed (a server-side cursor on PostgreSQL), so a day of any size is read in bounded
+        memory. Payloads come as bytes where the text may be invalid, for the pipeline to quarantine.
+        """
+        if rows_per_part < 1:
+            raise ValueError(f"rows_per_part must be at least 1, got {rows_per_part}")
         table = self._table()
         with connect(self.url, "deployment-events store") as connection:
             # SQLite hands back whatever bytes were stored; reading them as a BLOB lets the pipeline
@@ -52,10 +58,18 @@ class DeploymentEventStore(dg.ConfigurableResource):
                 .where(table.c.created_at >= to_utc(start), table.c.created_at < to_utc(end))
                 .order_by(table.c.id)
             )
-            rows = connection.execute(query).all()
-        dump = pd.DataFrame(rows, columns=DUMP_COLUMNS)
-        dump["created_at"] = pd.to_datetime(dump["created_at"].map(to_utc), utc=True)
-        return dump
+            streamed = connection.execution_options(stream_results=True, yield_per=rows_per_part)
+            for rows in streamed.execute(query).partitions():
+                part = pd.DataFrame(rows, columns=DUMP_COLUMNS)
+                part["created_at"] = pd.to_datetime(part["created_at"].map(to_utc), utc=True)
+                yield part
+
+    def read_batches(self, start: datetime, end: datetime) -> pd.DataFrame:
+        """The same rows as one DataFrame: for a small day, or a look at one."""
+        parts = list(self.iter_batches(start, end, rows_per_part=10_000))
+        if not parts:
+            return pd.DataFrame(columns=DUMP_COLUMNS).astype({"created_at": "datetime64[ns, UTC]"})
+        return pd.concat(parts, ignore_index=True)
 
     def create_table(self, replace: bool = False) -> None:
         table = self._table()

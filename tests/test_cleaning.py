@@ -10,6 +10,8 @@ from faultline.cleaning import _replace_name as replace_name
 from faultline.cleaning import (
     build_corpus,
     clean_messages,
+    combine_corpus_parts,
+    corpus_part,
     extract_hint,
     is_non_empty,
     lowercase,
@@ -157,12 +159,37 @@ def test_messages_differing_only_in_variable_parts_clean_to_the_same_text():
     assert clean_messages(series(first, second)).nunique() == 1
 
 
-def test_corpus_keeps_the_raw_message_beside_the_cleaned_text():
-    events = pd.DataFrame({"message": [FRAMED, "\u274c\u274c", "---------- 123"]})
+def test_corpus_gives_each_event_a_variant_kept_once_with_its_count_and_first_message():
+    other_execution = FRAMED.replace("0548486d-0605-4b64-8049-24954ceec8e0-13-1625428767", "e-2-7")
+    events = pd.DataFrame(
+        {"row_id": [10, 10, 11, 12], "event_index": [0, 1, 0, 0]}
+        | {"message": [FRAMED, "\u274c\u274c", other_execution, "---------- 123"]}
+    )
     corpus = build_corpus(events)
-    assert corpus["message"].tolist() == events["message"].tolist()
-    assert corpus["has_text"].tolist() == [True, False, False]
-    assert corpus.loc[0, "error_text"].startswith("Qovery can't build")
+    assert corpus.events[["row_id", "event_index"]].values.tolist() == [[10, 0], [10, 1], [11, 0], [12, 0]]
+    # The two framed messages differ in their execution id only, which the user-facing text drops.
+    assert corpus.events["variant"].tolist() == [0, 1, 0, 2]
+    assert corpus.variants["n_events"].tolist() == [2, 1, 1]
+    assert corpus.variants["has_text"].tolist() == [True, False, False]
+    assert corpus.variants.loc[0, "message"] == FRAMED
+    assert corpus.variants.loc[0, "error_text"].startswith("Qovery can't build your container image app (id)")
+
+
+def test_a_corpus_combined_from_parts_equals_the_corpus_of_the_whole():
+    messages = [
+        "pod api-7f9c restarted after 3 failures",
+        "disk full on /var",
+        "pod web-1a2b restarted after 12 failures",
+        FRAMED,
+        "disk full on /data",
+        "pod worker restarted after 1 failures",
+    ]
+    events = pd.DataFrame({"row_id": range(6), "event_index": 0, "message": messages})
+    whole = build_corpus(events)
+    in_parts = combine_corpus_parts([corpus_part(events.iloc[:2]), corpus_part(events.iloc[2:])])
+    pd.testing.assert_frame_equal(in_parts.events, whole.events)
+    pd.testing.assert_frame_equal(in_parts.variants, whole.variants)
+    pd.testing.assert_frame_equal(in_parts.hints, whole.hints)
 
 
 def test_the_hint_is_extracted_from_the_framing():
@@ -173,9 +200,14 @@ def test_the_hint_is_extracted_from_the_framing():
     assert extract_hint("no framing, no hint") == ""
 
 
-def test_corpus_carries_the_cleaned_hint():
-    corpus = build_corpus(pd.DataFrame({"message": [FRAMED, "disk full"]}))
-    assert corpus["hint"].tolist() == ["none builders supports application built providing dockerfile", ""]
+def test_corpus_carries_the_raw_and_cleaned_hint_of_each_event():
+    corpus = build_corpus(pd.DataFrame({"message": [FRAMED, "disk full", FRAMED]})).per_event()
+    assert corpus["hint_cleaned"].tolist() == [
+        "none builders supports application built providing dockerfile",
+        "",
+    ] + ["none builders supports application built providing dockerfile"]
+    assert corpus["hint_hint"][0] == extract_hint(FRAMED)
+    assert corpus["hint_n_events"].tolist() == [2, 1, 2]
 
 
 def test_quantities_with_units_are_masked_whole():
@@ -205,15 +237,15 @@ def test_messages_differing_in_their_variable_parts_share_a_template_and_a_clean
                 ]
             }
         )
-    )
-    assert corpus["template"].nunique() == 1
-    assert corpus.loc[0, "template"] == "pod <*> restarted after <*> failures on <*>"
-    assert corpus["cleaned"].tolist() == ["pod var restarted var failures var"] * 3
+    ).per_event()
+    assert corpus["variant_template"].nunique() == 1
+    assert corpus.loc[0, "variant_template"] == "pod <*> restarted after <*> failures on <*>"
+    assert corpus["variant_cleaned"].tolist() == ["pod var restarted var failures var"] * 3
 
 
 def test_a_message_of_nothing_but_variables_has_no_text():
     corpus = build_corpus(pd.DataFrame({"message": ["12 34.5 10.0.0.1", "disk full"]}))
-    assert corpus["has_text"].tolist() == [False, True]
+    assert corpus.per_event()["variant_has_text"].tolist() == [False, True]
 
 
 @given(

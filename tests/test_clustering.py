@@ -3,12 +3,14 @@
 import numpy as np
 import pandas as pd
 
+from faultline.cleaning import build_corpus
 from faultline.clustering import (
     NO_TEXT,
     NOISE,
     DocumentVectors,
     assign_clusters,
     cluster_vectors,
+    label_events,
     merge_clusters_sharing_hint,
     number_clusters_by_size,
     vectorize_texts,
@@ -112,3 +114,43 @@ def test_centering_separates_vectors_that_share_one_common_direction():
     assert len(set(cluster_vectors(vectors, eps=0.2, min_samples=2).tolist())) == 1
     labels = cluster_vectors(vectors, eps=0.2, min_samples=2, center=True)
     assert labels[0] == labels[1] and len({labels[0], labels[2], labels[3]}) == 3
+
+
+def test_rows_standing_for_many_events_weigh_their_count():
+    clustered = pd.DataFrame(
+        [(3, "liveness", "check port", 3), (3, "liveness", "other", 1), (1, "readiness", "check port", 1)]
+        + [(2, "heap", "", 5)],
+        columns=["cluster_id", "cleaned", "hint", "n_events"],
+    )
+    # Cluster 3's events carry "check port" 3 times in 4: it joins cluster 1, whose hint it is.
+    merged = merge_clusters_sharing_hint(clustered)
+    assert merged["cluster_id"].tolist() == [1, 1, 1, 2]
+    # 5 events each: the tie goes to the smaller text, "heap".
+    assert number_clusters_by_size(merged)["cluster_id"].tolist() == [1, 1, 1, 0]
+
+
+def test_texts_are_vectorized_once_with_the_events_their_rows_stand_for():
+    texts = pd.Series(["disk full", "probe failed", "disk full", ""])
+    vectors = vectorize_texts(texts, pd.Series([2, 5, 1, 9]), vector_size=8, epochs=5)
+    assert vectors.texts == ["disk full", "probe failed"]
+    assert vectors.counts.tolist() == [3, 5]
+
+
+def test_every_event_gets_the_cluster_of_its_variant_in_the_corpus_order():
+    messages = [
+        "disk full on /a",
+        "probe failed",
+        "disk full on /b",
+        "---",
+        "probe failed",
+        "disk full on /c",
+    ]
+    corpus = build_corpus(pd.DataFrame({"row_id": range(6), "event_index": 0, "message": messages}))
+    assert corpus.variants["cleaned"].tolist() == ["disk full var", "probe failed", ""]
+    vectors = vectors_of([(1, 0), (0, 1)], counts=[3, 2])
+    vectors = DocumentVectors(
+        texts=["disk full var", "probe failed"], counts=vectors.counts, vectors=vectors.vectors
+    )
+    clusters = label_events(corpus, vectors, np.array([0, NOISE]), merge_by_hint=False)
+    assert clusters["row_id"].tolist() == list(range(6))
+    assert clusters["cluster_id"].tolist() == [0, NOISE, 0, NO_TEXT, NOISE, 0]

@@ -30,6 +30,7 @@ from resources.alert_sinks import AlertSinks
 from resources.alert_store import AlertStore
 from resources.event_store import DeploymentEventStore
 from resources.io_manager import AtomicFilesystemIOManager, AtomicPickleIOManager
+from resources.part_store import PartStore
 from resources.report_store import ReportStore
 from resources.workflow import SqlWorkflowService
 
@@ -115,6 +116,7 @@ def materialize_day(home: str, events_url: str, reports: str) -> bool:
             partition_key=DEMO_DAY,
             resources={
                 "io_manager": AtomicFilesystemIOManager(),  # the code location's, as in production
+                "part_store": PartStore(),
                 "event_store": DeploymentEventStore(url=events_url),
                 "report_store": MeetingReportStore(directory=reports),
             },
@@ -357,4 +359,3 @@ def test_two_refreshes_of_one_day_at_once_leave_one_whole_set_of_limits(store_ur
         ).one()
     reader.dispose()
     assert tuple(per_day) == (2, 2)
-

@@ -11,6 +11,7 @@ from sklearn.metrics import adjusted_rand_score
 
 from assets import error_clusters
 from faultline.demo_data.deployment_events import generate_deployment_batches
+from resources.part_store import PartStore
 from resources.report_store import ReportStore
 
 ASSETS = dg.load_assets_from_modules([error_clusters])
@@ -21,7 +22,7 @@ def materialize_day(instance, event_store, report_store, day: str = DEMO_DAY, ru
         ASSETS,
         instance=instance,
         partition_key=day,
-        resources={"event_store": event_store, "report_store": report_store},
+        resources={"event_store": event_store, "report_store": report_store, "part_store": PartStore()},
         run_config=run_config,
     )
 
@@ -66,6 +67,29 @@ def test_top_five_root_causes_get_a_cluster_with_their_true_share(demo_rows, dem
         matching_cluster = clusters.loc[clusters["truth"] == cause, "cluster_id"].mode()[0]
         assert matching_cluster >= 0, f"{cause} fell into noise"
         assert abs(report.loc[matching_cluster, "share_pct"] - 100 * true_share) <= 2.0, cause
+
+
+def test_a_day_read_in_many_parts_on_two_processes_gives_the_result_of_one_part(
+    tmp_path: Path, instance, demo_rows, demo_day_result
+):
+    in_parts = {
+        "deployment_events_dump": {"config": {"rows_per_part": 15}},
+        "flatten_events": {"config": {"workers": 2}},
+        "cleaned_corpus": {"config": {"workers": 2}},
+    }
+    store, reports = seeded_event_store(tmp_path, demo_rows), ReportStore(directory=str(tmp_path / "reports"))
+    result = materialize_day(instance, store, reports, run_config={"ops": in_parts})
+    one_part, folder = demo_day_result
+    assert result.asset_value("deployment_events_dump").n_parts > 10
+    assert one_part.asset_value("deployment_events_dump").n_parts == 1
+    pd.testing.assert_frame_equal(
+        result.asset_value("error_clusters"), one_part.asset_value("error_clusters")
+    )
+    pd.testing.assert_frame_equal(
+        result.asset_value("error_cluster_report").groups, one_part.asset_value("error_cluster_report").groups
+    )
+    name = f"error_clusters_{DEMO_DAY}.md"
+    assert (tmp_path / "reports" / name).read_text() == (folder / "reports" / name).read_text()
 
 
 def test_report_ranks_groups_with_shares_of_all_error_events(demo_rows, demo_day_result):
@@ -114,7 +138,10 @@ def test_non_error_events_are_left_out_and_counted(demo_rows, demo_day_result):
         metadata["events_read"].value
         == metadata["non_error_events"].value + metadata["dagster/row_count"].value
     )
-    assert set(result.asset_value("flattened_events")["state"]) == {"BUILD_ERROR", "DEPLOYMENT_ERROR"}
+    assert set(result.asset_value("flattened_events").to_frame()["state"]) == {
+        "BUILD_ERROR",
+        "DEPLOYMENT_ERROR",
+    }
 
 
 def test_the_same_day_twice_gives_the_same_clusters(tmp_path: Path, instance, report_store):

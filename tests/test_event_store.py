@@ -61,3 +61,17 @@ def test_sqlite_payload_bytes_that_are_not_utf8_reach_the_pipeline_as_bytes(tmp_
     assert store.read_batches(DAY, DAY + timedelta(days=1))["payload"].tolist() == [
         b'[{"message": "caf\xe9"}]'
     ]
+
+
+def test_a_day_is_streamed_in_parts_of_at_most_the_rows_asked_for_in_id_order(store_url):
+    store = DeploymentEventStore(url=store_url)
+    store.create_table()
+    store.write_batches(
+        {"id": n, "created_at": DAY + timedelta(minutes=n), "payload": f"[{n}]"}
+        for n in (5, 1, 4, 2, 3, 9, 7)
+    )
+    parts = list(store.iter_batches(DAY, DAY + timedelta(days=1), rows_per_part=3))
+    assert [part["id"].tolist() for part in parts] == [[1, 2, 3], [4, 5, 7], [9]]
+    assert list(store.iter_batches(DAY + timedelta(days=1), DAY + timedelta(days=2), rows_per_part=3)) == []
+    with pytest.raises(ValueError, match="rows_per_part must be at least 1"):
+        next(store.iter_batches(DAY, DAY, rows_per_part=0))

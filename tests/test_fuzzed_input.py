@@ -5,8 +5,9 @@ Property-based (hypothesis, derandomized so CI sees the same examples every run)
 - flatten_batches: n_rows == rows whose payload is a JSON array + rows quarantined whole (event_index
   empty); n_events_read == the events in those arrays == kept + non-error + events quarantined; no
   record is both kept and quarantined; `extra` is valid JSON.
-- build_corpus: one corpus row per event, in order; cleaned text is ASCII; `has_text` iff it is
-  non-empty, and only such rows have a template.
+- build_corpus: one corpus row per event, in order; variants and hints count every event once; a
+  variant's example is its first event's message; cleaned text is ASCII; `has_text` iff it is
+  non-empty; every variant has a template.
 - build_cluster_report / report_markdown: every event in exactly one group; one table row per line.
 - screen_task_runs: len(runs) == valid + rejected, each rejection with a known reason, each valid
   run plausible (start not after now, finished runs with a positive finite duration).
@@ -29,10 +30,10 @@ import sqlalchemy as sa
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from faultline.cleaning import build_corpus
+from faultline.cleaning import Corpus, build_corpus
 from faultline.durations import screen_task_runs
 from faultline.flatten import DEFAULT_ERROR_STATES, QUARANTINE_COLUMNS, flatten_batches
-from faultline.report import build_cluster_report, report_markdown
+from faultline.report import build_cluster_report, report_markdown, report_rows
 from resources.workflow import SqlWorkflowService
 
 settings.register_profile(
@@ -61,9 +62,13 @@ json_values = st.recursive(
 states = st.sampled_from([*DEFAULT_ERROR_STATES, "DEPLOYED", "BUILDING"]) | json_values
 events = st.one_of(
     st.fixed_dictionaries(
-        {"scope": st.sampled_from(["APPLICATION", "ENVIRONMENT"]) | json_values, "state": states,
-         "message": any_text | st.text(min_size=MAX_MESSAGE_CHARS, max_size=3 * MAX_MESSAGE_CHARS)
-         | json_values},
+        {
+            "scope": st.sampled_from(["APPLICATION", "ENVIRONMENT"]) | json_values,
+            "state": states,
+            "message": any_text
+            | st.text(min_size=MAX_MESSAGE_CHARS, max_size=3 * MAX_MESSAGE_CHARS)
+            | json_values,
+        },
         optional={"execution_id": json_values, "extra": json_values, "password": json_values},
     ),  # fmt: skip
     st.dictionaries(st.sampled_from(["scope", "state", "message", "x"]), json_values, max_size=4),
@@ -140,7 +145,7 @@ messages = st.one_of(
 )
 
 
-def corpus_of(message_list: list[str]) -> pd.DataFrame:
+def corpus_of(message_list: list[str]) -> Corpus:
     events = pd.DataFrame(
         {"row_id": range(len(message_list)), "event_index": 0, "created_at": DAY, "scope": "APP",
          "state": "BUILD_ERROR", "message": message_list, "extra": "{}"}
@@ -152,11 +157,16 @@ def corpus_of(message_list: list[str]) -> pd.DataFrame:
 @given(st.lists(messages, max_size=12))
 def test_cleaning_fuzzed_messages_keeps_every_event_and_never_raises(message_list):
     corpus = corpus_of(message_list)
-    assert corpus["message"].tolist() == message_list
-    assert corpus["cleaned"].map(str.isascii).all()
-    assert (corpus["has_text"] == corpus["cleaned"].str.len().gt(0)).all()
+    assert corpus.events["row_id"].tolist() == list(range(len(message_list)))
+    variants = corpus.variants
+    assert variants["n_events"].sum() == len(message_list) == corpus.hints["n_events"].sum()
+    # Each variant's example is the message of its first event, as it was.
+    first_event = corpus.events.drop_duplicates("variant").set_index("variant")["row_id"]
+    assert [message_list[first_event[variant]] for variant in variants.index] == variants["message"].tolist()
+    assert variants["cleaned"].map(str.isascii).all()
+    assert (variants["has_text"] == variants["cleaned"].str.len().gt(0)).all()
     # Every event has its template, even one of nothing but variables (`<*>`), which has no text.
-    assert corpus["template"].map(lambda template: isinstance(template, str)).all()
+    assert variants["template"].map(lambda template: isinstance(template, str)).all()
 
 
 @settings(FUZZ, max_examples=40)
@@ -164,8 +174,8 @@ def test_cleaning_fuzzed_messages_keeps_every_event_and_never_raises(message_lis
 @example([("a\\|b", 0), ("x\r\ny\u2028z", -1), ("nul\x00 bell\x07", 1), ("| a | b |", -2)])
 def test_a_report_of_fuzzed_messages_counts_every_event_once_and_keeps_its_table_whole(rows):
     corpus = corpus_of([message for message, _ in rows])
-    corpus["cluster_id"] = [cluster for _, cluster in rows]
-    report = build_cluster_report(corpus)
+    clusters = corpus.events.assign(cluster_id=[cluster for _, cluster in rows])
+    report = build_cluster_report(report_rows(corpus, clusters))
     assert report.groups["n_events"].sum() == report.n_events == len(rows)
     json.dumps(report.groups.to_dict(orient="records"))
     markdown = report_markdown(report, title="fuzz")
@@ -225,8 +235,17 @@ _IN_WINDOW = st.datetimes(min_value=datetime(2026, 11, 6), max_value=datetime(20
 sqlite_times = st.one_of(
     _IN_WINDOW.map(lambda d: (d.isoformat(sep=" "), "in")),
     st.sampled_from([("1999-01-01 00:00:00", "out"), ("9999-12-31 23:59:59", "out")]),
-    st.sampled_from([("yesterday-ish", "bad"), ("", "bad"), ("2026-13-45 99:99", "bad"), ("now", "bad"),
-                     (2461000.5, "bad"), (float("inf"), "bad"), (b"\x00\xff", "bad")]),  # fmt: skip
+    st.sampled_from(
+        [
+            ("yesterday-ish", "bad"),
+            ("", "bad"),
+            ("2026-13-45 99:99", "bad"),
+            ("now", "bad"),
+            (2461000.5, "bad"),
+            (float("inf"), "bad"),
+            (b"\x00\xff", "bad"),
+        ]
+    ),  # fmt: skip
     st.just((None, "null")),
 )
 # No column types: SQLite keeps whatever it is given, as in a table another tool wrote.
@@ -318,9 +337,7 @@ def postgres_runs_url(postgres_url: str) -> str:
         max_size=10,
     )
 )  # fmt: skip
-def test_fuzzed_rows_with_infinite_and_far_dates_in_postgresql_are_all_accounted_for(
-    postgres_runs_url, rows
-):
+def test_fuzzed_rows_with_infinite_and_far_dates_in_postgresql_are_all_accounted_for(postgres_runs_url, rows):
     records = [
         {"run_id": f"r{n}", "task_type": task_type, "started_at": started[0], "ended_at": ended[0],
          "status": status, "started_kind": started[1], "ended_kind": ended[1]}

@@ -25,6 +25,7 @@ from faultline.demo_data.deployment_events import frame_message, generate_deploy
 from resources.alert_sinks import AlertSinks
 from resources.alert_store import AlertStore
 from resources.event_store import DeploymentEventStore
+from resources.part_store import PartStore
 from resources.report_store import ReportStore
 from resources.workflow import SqlWorkflowService
 
@@ -53,7 +54,7 @@ WORKFLOW_SETTINGS = [
 # Data that has broken pipelines elsewhere: quotes, SQL, line breaks, control characters, markdown,
 # right-to-left and combining marks, emoji, a backslash before a pipe, a long value.
 HOSTILE = [
-    "it's \"quoted\" `x`",
+    'it\'s "quoted" `x`',
     "'; DROP TABLE task_runs; --",
     'x"); DELETE FROM alerts; --',
     "line one\nline two\r\nline three\rfour\u2028five\x85six",
@@ -323,15 +324,21 @@ def test_hostile_messages_stay_data_in_the_corpus_and_never_break_the_reports(st
         dg.load_assets_from_modules([error_clusters]),
         instance=instance,
         partition_key=DEMO_DAY,
-        resources={"event_store": store, "report_store": ReportStore(directory=str(reports))},
+        resources={
+            "event_store": store,
+            "report_store": ReportStore(directory=str(reports)),
+            "part_store": PartStore(),
+        },
     )
     assert result.success
 
     sent = json.loads(planted[0]["payload"])
-    corpus = result.asset_value("cleaned_corpus")
-    kept = corpus[corpus["row_id"] == 500_000]
+    events = result.asset_value("flattened_events").to_frame()
+    kept = events[events["row_id"] == 500_000]
     assert kept["message"].tolist() == [event["message"] for event in sent]
     assert kept["scope"].tolist() == [event["scope"] for event in sent]
+    corpus = result.asset_value("cleaned_corpus")
+    assert (corpus.events["row_id"] == 500_000).sum() == len(sent)
     quarantine = result.asset_value("event_quarantine")
     assert quarantine["row_id"].tolist() == [500_001]
 
@@ -339,8 +346,8 @@ def test_hostile_messages_stay_data_in_the_corpus_and_never_break_the_reports(st
     saved = json.loads((reports / f"error_clusters_{DEMO_DAY}.json").read_text())
     examples = {example for group in saved["groups"] for example in group["examples"]}
     # Exact, whatever they hold; an example over 2,000 characters is cut there and ends with "…".
-    cut = {message[:1999] + "…" for message in corpus["message"] if len(message) > 2000}
-    assert examples <= set(corpus["message"]) | cut
+    cut = {message[:1999] + "…" for message in events["message"] if len(message) > 2000}
+    assert examples <= set(events["message"]) | cut
     assert examples & {event["message"] for event in sent}
     markdown = (reports / f"error_clusters_{DEMO_DAY}.md").read_text()
     n_clusters = int((report.groups["cluster_id"] >= 0).sum())

@@ -2,8 +2,9 @@
 
 import pandas as pd
 
+from faultline.cleaning import build_corpus
 from faultline.clustering import NO_TEXT, NOISE
-from faultline.report import build_cluster_report, message_template, report_markdown
+from faultline.report import build_cluster_report, message_template, report_markdown, report_rows
 
 
 def clustered(rows: list[tuple[int, str, str]]) -> pd.DataFrame:
@@ -90,3 +91,23 @@ def test_an_empty_day_gives_a_report_that_says_so():
     report = build_cluster_report(clustered([]))
     assert report.n_events == 0 and report.groups.empty
     assert "No error events on this day" in report_markdown(report, title="Errors")
+
+
+def test_a_report_of_variants_counts_each_event_and_shows_one_example_per_variant():
+    messages = [
+        "push denied for image shop:1",
+        "push denied for image shop:2",
+        "push denied: quota exceeded for image api:3",
+        "odd one",
+        "push denied for image shop:4",
+    ]
+    corpus = build_corpus(pd.DataFrame({"row_id": range(5), "event_index": 0, "message": messages}))
+    clusters = corpus.events.assign(cluster_id=[0, 0, 0, NOISE, 0])
+    rows = report_rows(corpus, clusters)
+    assert len(rows) == 3 and rows["n_events"].tolist() == [3, 1, 1]
+    report = build_cluster_report(rows)
+    assert report.n_events == 5 and report.groups["n_events"].tolist() == [4, 1]
+    assert report.noise_share == 0.2 and report.top_cluster_share == 0.8
+    # The variant of three events first, with its first message; then the other.
+    assert report.groups.loc[0, "examples"] == [messages[0], messages[2]]
+    assert report.groups.loc[0, "label"] == "push <*> for image <*>"

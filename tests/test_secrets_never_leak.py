@@ -31,6 +31,7 @@ from faultline.demo_data.deployment_events import frame_message, generate_deploy
 from faultline.redaction import SECRET_KINDS, redact_secrets
 from resources.alert_sinks import AlertSinks
 from resources.alert_store import AlertStore
+from resources.part_store import PartStore
 from resources.report_store import ReportStore
 from resources.workflow import SqlWorkflowService
 
@@ -172,13 +173,17 @@ def test_secrets_in_the_days_events_reach_no_corpus_report_metadata_storage_or_l
             dg.load_assets_from_modules([error_clusters]),
             instance=instance,
             partition_key=DEMO_DAY,
-            resources={"event_store": event_store, "report_store": ReportStore(directory=str(reports))},
+            resources={
+                "event_store": event_store,
+                "report_store": ReportStore(directory=str(reports)),
+                "part_store": PartStore(),
+            },
         )
         assert result.success
         event_log_leaks = leaks_in_event_logs(instance)
 
     # The planted secrets went through the pipeline: redacted where they were, not dropped.
-    events = result.asset_value("flattened_events")
+    events = result.asset_value("flattened_events").to_frame()
     messages = "\n".join(events["message"])
     assert {kind for kind in SECRET_KINDS if f"<{kind}>" not in messages} == set()
     assert "<assigned_secret>" in "\n".join(events["extra"]) and "<email>" in "\n".join(events["scope"])
@@ -191,9 +196,18 @@ def test_secrets_in_the_days_events_reach_no_corpus_report_metadata_storage_or_l
     report = json.loads((reports / f"error_clusters_{DEMO_DAY}.json").read_text())
     assert "<url_credentials>" in json.dumps(report["groups"])
 
+    corpus = result.asset_value("cleaned_corpus")
+    tables = {
+        "flattened_events": events,
+        "event_quarantine": quarantine,
+        "cleaned_corpus events": corpus.events,
+        "cleaned_corpus variants": corpus.variants,
+        "cleaned_corpus hints": corpus.hints,
+        "error_clusters": result.asset_value("error_clusters"),
+    }
     found = []
-    for name in ("flattened_events", "event_quarantine", "cleaned_corpus", "error_clusters"):
-        found += leaks(name, result.asset_value(name).astype(str).to_csv())
+    for name, table in tables.items():
+        found += leaks(name, table.astype(str).to_csv())
     report_groups = result.asset_value("error_cluster_report").groups
     found += leaks("error_cluster_report", report_groups.astype(str).to_csv())
     for event in result.get_asset_materialization_events():

@@ -25,6 +25,7 @@ from resources import sql
 from resources.alert_sinks import AlertSinks
 from resources.alert_store import AlertStore
 from resources.event_store import DeploymentEventStore
+from resources.part_store import PartStore
 from resources.report_store import ReportStore
 from resources.sql import SourceUnavailableError
 from resources.workflow import SqlWorkflowService
@@ -76,7 +77,7 @@ def materialize_dump(instance: dg.DagsterInstance, url: str):
         [deployment_events_dump],
         instance=instance,
         partition_key=DEMO_DAY,
-        resources={"event_store": DeploymentEventStore(url=url)},
+        resources={"event_store": DeploymentEventStore(url=url), "part_store": PartStore()},
         raise_on_error=False,
     )
 
@@ -171,7 +172,11 @@ def test_rerunning_the_day_after_the_store_recovers_gives_the_undisturbed_result
             ERROR_CLUSTER_ASSETS,
             instance=instance,
             partition_key=DEMO_DAY,
-            resources={"event_store": DeploymentEventStore(url=url), "report_store": reports},
+            resources={
+                "event_store": DeploymentEventStore(url=url),
+                "report_store": reports,
+                "part_store": PartStore(),
+            },
             raise_on_error=False,
         )
         if not result.success:
@@ -179,7 +184,8 @@ def test_rerunning_the_day_after_the_store_recovers_gives_the_undisturbed_result
         # Read now: the next run of the same partition overwrites the stored values.
         return {
             "success": True,
-            **{key: result.asset_value(key) for key in ("deployment_events_dump", "error_clusters")},
+            "deployment_events_dump": result.asset_value("deployment_events_dump").to_frame(),
+            "error_clusters": result.asset_value("error_clusters"),
             "report": result.asset_value("error_cluster_report"),
         }
 

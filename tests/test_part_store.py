@@ -1,0 +1,96 @@
+"""Tables kept in parts: written and read a part at a time, generations replaced safely, parts
+processed in worker processes exactly as in one."""
+
+import functools
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from faultline.flatten import flatten_part
+from resources.part_store import PartStore, map_parts
+
+
+def frames(sizes: list[int]) -> list[pd.DataFrame]:
+    first = 0
+    parts = []
+    for size in sizes:
+        parts.append(pd.DataFrame({"n": range(first, first + size), "text": [f"t{i}" for i in range(size)]}))
+        first += size
+    return parts
+
+
+def test_a_table_written_in_parts_reads_back_part_by_part_and_whole(tmp_path: Path):
+    store = PartStore(directory=str(tmp_path))
+    table = store.write("events", "2026-11-21", frames([3, 0, 2]), ["n", "text"])
+    assert (table.n_parts, table.n_rows, table.row_counts) == (3, 5, (3, 0, 2))
+    assert [len(part) for part in table.frames()] == [3, 0, 2]
+    assert table.to_frame()["n"].tolist() == [0, 1, 2, 3, 4]
+    empty = store.write("events", "2026-11-22", [], ["n", "text"])
+    assert empty.n_rows == 0 and list(empty.to_frame().columns) == ["n", "text"]
+
+
+def test_a_write_that_fails_or_is_never_committed_leaves_no_parts_behind(tmp_path: Path):
+    store = PartStore(directory=str(tmp_path))
+
+    def failing_source():
+        yield from frames([2])
+        raise ConnectionError("store went away")
+
+    with pytest.raises(ConnectionError):
+        store.write("dump", "day", failing_source(), ["n", "text"])
+    with pytest.raises(RuntimeError, match="never committed"):
+        with store.writer("dump", "day", ["n", "text"]) as writer:
+            writer.write(frames([1])[0])
+    assert list((tmp_path / "dump" / "day.parts").iterdir()) == []
+
+
+def test_a_replaced_generation_stays_readable_for_a_while_then_is_removed(tmp_path: Path):
+    store = PartStore(directory=str(tmp_path), keep_replaced_minutes=0)
+    first = store.write("events", "day", frames([2]), ["n", "text"])
+    second = store.write("events", "day", frames([3]), ["n", "text"])
+    # A run still reading the first generation finds it whole: it was replaced only now.
+    assert first.to_frame()["n"].tolist() == [0, 1]
+    third = store.write("events", "day", frames([4]), ["n", "text"])
+    with pytest.raises(FileNotFoundError, match="replaced it and the old parts were removed"):
+        first.to_frame()
+    assert second.n_rows == 3 and third.to_frame()["n"].tolist() == [0, 1, 2, 3]
+    kept = PartStore(directory=str(tmp_path), keep_replaced_minutes=60)
+    kept.write("events", "day", frames([1]), ["n", "text"])
+    assert second.to_frame()["n"].tolist() == [0, 1, 2]
+
+
+def dump_part(rows: range) -> pd.DataFrame:
+    # Rows of one error event and one event that is no object; every third row, a progress event.
+    payload = '[{"scope": "A", "state": "BUILD_ERROR", "message": "m%d password=hunter%d"}, 7]'
+    return pd.DataFrame(
+        {
+            "id": list(rows),
+            "created_at": pd.Timestamp("2026-11-21", tz="UTC"),
+            "payload": [
+                payload % (i, i) if i % 3 else '[{"scope": "A", "state": "X", "message": "ok"}]' for i in rows
+            ],
+        }
+    )
+
+
+def test_parts_flattened_in_worker_processes_give_what_one_process_gives(tmp_path: Path):
+    store = PartStore(directory=str(tmp_path))
+    dump = store.write("dump", "day", [dump_part(range(k * 10, k * 10 + 10)) for k in range(4)], ["id"])
+    flatten = functools.partial(flatten_part, error_states=("BUILD_ERROR",), max_message_chars=1000)
+    results = {}
+    for workers in (1, 2):
+        with store.writer("events", f"workers-{workers}", ["row_id"]) as writer:
+            summaries = map_parts(flatten, dump, workers, target=writer)
+            results[workers] = (writer.commit().to_frame(), summaries)
+    (one_events, one_summaries), (two_events, two_summaries) = results[1], results[2]
+    pd.testing.assert_frame_equal(one_events, two_events)
+    assert len(two_events) == 26 and two_events["message"].str.contains("<assigned_secret>").all()
+    assert sum(len(summary.quarantine) for summary in two_summaries) == 26
+    for one, two in zip(one_summaries, two_summaries, strict=True):
+        pd.testing.assert_frame_equal(one.quarantine, two.quarantine)
+        assert (one.n_rows, one.n_events_read, one.non_error_states) == (
+            two.n_rows,
+            two.n_events_read,
+            two.non_error_states,
+        )
