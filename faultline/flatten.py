@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
+from faultline.caching import cached
 from faultline.redaction import NAMED_SECRET, names_a_secret, redact_secrets
 
 REQUIRED_EVENT_FIELDS = ("scope", "state", "message")
@@ -45,16 +46,29 @@ def _excerpt(text: str) -> str:
 
 def _redact_strings(value: object, named_secret: bool = False) -> object:
     """Every string in a JSON value redacted; every scalar under a key that names a secret replaced."""
+    if isinstance(value, str):  # the common case first
+        return NAMED_SECRET if named_secret else redact_secrets(value)
     if isinstance(value, dict):
-        return {
-            redact_secrets(str(key)): _redact_strings(item, named_secret or names_a_secret(str(key)))
-            for key, item in value.items()
-        }
+        redacted = {}
+        for key, item in value.items():
+            redacted_key, names_secret = _judged_keys.get(key) or _judge_key(key)
+            redacted[redacted_key] = _redact_strings(item, named_secret or names_secret)
+        return redacted
     if isinstance(value, list):
         return [_redact_strings(item, named_secret) for item in value]
-    if named_secret and isinstance(value, str | int | float) and not isinstance(value, bool):
+    if named_secret and isinstance(value, int | float) and not isinstance(value, bool):
         return NAMED_SECRET
-    return redact_secrets(value) if isinstance(value, str) else value
+    return value
+
+
+def _key_judged(key: str) -> tuple[str, bool]:
+    """A field's name redacted, and whether the name says its value is a secret."""
+    return redact_secrets(key), names_a_secret(key)
+
+
+# Events repeat their field names, so each is judged once.
+_judged_keys: dict[str, tuple[str, bool]] = {}
+_judge_key = cached(_judged_keys, _key_judged, max_entries=4_096, max_key_chars=200)
 
 
 # What json.dumps(value, default=str) writes, without building an encoder for each event.
@@ -240,7 +254,8 @@ def flatten_part(
     rests add up with `add_flattened_parts`.
     """
     flattened = flatten_batches(dump, error_states, max_message_chars)
-    return flattened.events, dataclasses.replace(flattened, events=flattened.events.iloc[:0])
+    # A new empty frame, not a slice of the events, which would keep all of them alive.
+    return flattened.events, dataclasses.replace(flattened, events=pd.DataFrame(columns=EVENT_COLUMNS))
 
 
 def add_flattened_parts(parts: Sequence[FlattenedEvents]) -> FlattenedEvents:

@@ -7,6 +7,8 @@ and the logs downstream only ever see the placeholders.
 import functools
 import re
 
+from faultline.caching import cached
+
 # Names that say a field or an assignment holds a secret (`DB_PASSWORD`, `api_key`, `auth-token`).
 _SECRET_NAMES = (
     r"password|passwd|pwd|secret|token|api[_-]?key|apikey|access[_-]?key|client[_-]?secret|auth[_-]?token"
@@ -55,52 +57,74 @@ SECRET_KINDS: frozenset[str] = frozenset(kind for kind, _, _ in _SECRET_RULES)
 # table of predicates: a call per rule cost more than the checks themselves.
 #
 # Four dotted numbers, eight colon-separated hex groups: versions (`1.2.3`) and times (`12:30:45`)
-# do not trigger the costly IP rules. No re.I, which would cost these patterns their fast scan.
+# do not trigger the costly IP rules. No re.I, which would cost these patterns their fast scan. Each
+# is looked for only where a shorter pattern starting with its punctuation is found first: a pattern
+# that starts with a literal character is searched at C speed, one starting with a class is not.
 _DOTTED_QUAD = re.compile(r"\d{1,3}\.\d{1,3}\.\d{1,3}\.\d")
+_DOT_NUMBER_DOT = re.compile(r"\.\d{1,3}\.\d")  # inside every dotted quad
 _EIGHT_HEX_GROUPS = re.compile(r"(?:[0-9a-fA-F]{1,4}:){7}[0-9a-fA-F]")
-_GITHUB_PREFIX = re.compile(r"gh[pousr]_|github_pat_")
+_COLON_HEX_COLON = re.compile(r":[0-9a-fA-F]{1,4}:[0-9a-fA-F]")  # inside every eight hex groups
+_GITHUB_PREFIX = re.compile(rb"gh[pousr]_")
+# Whether any of the substring triggers below occurs at all: in a short line (most lines) one scan
+# is faster than a dozen substring checks, each of which costs a fixed setup.
+_ANY_RAW_TRIGGER = re.compile(rb"-----BEGIN |@|github_pat_|gh[pousr]_|glpat-|xox|AKIA|ASIA|eyJ|::")
+_ANY_FOLDED_TRIGGER = re.compile(rb"bearer|basic|pass|pwd|secret|token|key")
+_SHORT_LINE_BYTES = 256
 _RULE = {kind: [i for i, (k, _, _) in enumerate(_SECRET_RULES) if k == kind] for kind in SECRET_KINDS}
 _IPV4, _IPV6_FULL, _IPV6_SHORT = _RULE["ip_address"]
 
 
-def _rules_triggered(raw: str, folded: str) -> tuple[int, ...]:
-    """The rules whose trigger `raw` holds; `folded` is `raw` case-folded, for the rules that ignore case."""
+def _rules_triggered(text: str, raw: bytes, folded: bytes) -> tuple[int, ...]:
+    """The rules whose trigger `text` holds. `raw` is its UTF-8, `folded` that case-folded (for the
+    rules that ignore case): substrings are looked for in bytes, which is several times faster than in
+    text holding an emoji (four bytes a character), and the same for the ASCII triggers."""
     rules: list[int] = []
-    if "-----BEGIN " in raw:
+    if (
+        len(raw) > _SHORT_LINE_BYTES
+        or _ANY_RAW_TRIGGER.search(raw) is not None
+        or _ANY_FOLDED_TRIGGER.search(folded) is not None
+    ):
+        rules += _substring_rules(raw, folded)
+    # On the text, not its bytes: \d matches every script's digits, as in the IP rule.
+    if _DOT_NUMBER_DOT.search(text) and _DOTTED_QUAD.search(text):
+        rules.append(_IPV4)
+    if _COLON_HEX_COLON.search(text) and _EIGHT_HEX_GROUPS.search(text):
+        rules.append(_IPV6_FULL)
+    return tuple(sorted(rules))
+
+
+def _substring_rules(raw: bytes, folded: bytes) -> list[int]:
+    rules: list[int] = []
+    if b"-----BEGIN " in raw:
         rules += _RULE["private_key"]
-    if "://" in raw and "@" in raw:
+    if b"://" in raw and b"@" in raw:
         rules += _RULE["url_credentials"]
-    if "bearer" in folded:
+    if b"bearer" in folded:
         rules += _RULE["bearer_token"]
-    if "basic" in folded:
+    if b"basic" in folded:
         rules += _RULE["basic_auth"]
-    if _GITHUB_PREFIX.search(raw):
+    if b"github_pat_" in raw or (b"gh" in raw and _GITHUB_PREFIX.search(raw)):
         rules += _RULE["github_token"]
-    if "glpat-" in raw:
+    if b"glpat-" in raw:
         rules += _RULE["gitlab_token"]
-    if "xox" in raw:
+    if b"xox" in raw:
         rules += _RULE["slack_token"]
-    if "AKIA" in raw or "ASIA" in raw:
+    if b"AKIA" in raw or b"ASIA" in raw:
         rules += _RULE["aws_access_key"]
-    if "eyJ" in raw:
+    if b"eyJ" in raw:
         rules += _RULE["jwt"]
     # Every name in _SECRET_NAMES holds one of these.
-    if "pass" in folded or "pwd" in folded or "secret" in folded or "token" in folded or "key" in folded:
+    if b"pass" in folded or b"pwd" in folded or b"secret" in folded or b"token" in folded or b"key" in folded:
         rules += _RULE["assigned_secret"]
-    if "@" in raw:
+    if b"@" in raw:
         rules += _RULE["email"]
-    if raw.count(".") >= 3 and _DOTTED_QUAD.search(raw):
-        rules.append(_IPV4)
-    if raw.count(":") >= 7 and _EIGHT_HEX_GROUPS.search(raw):
-        rules.append(_IPV6_FULL)
-    if "::" in raw:
+    if b"::" in raw:
         rules.append(_IPV6_SHORT)
-    return tuple(sorted(rules))
+    return rules
 
 
 # Under re.IGNORECASE these four match an ASCII letter, though str.lower() does not make them one
 # (found by matching [a-z] against every code point): fold them first, so no trigger misses them.
-_CASE_TWINS = re.compile("[\u0130\u0131\u017f\u212a]")
 _FOLD_TWINS = str.maketrans({"\u0130": "i", "\u0131": "i", "\u017f": "s", "\u212a": "k"})
 
 
@@ -135,28 +159,31 @@ def _redact_scan(text: str, rules: tuple[int, ...]) -> str:
 
 def _triggered_rules(text: str) -> tuple[int, ...]:
     """The rules that could match in `text` (a rule whose trigger is absent matches nowhere)."""
-    folded = (
-        text.translate(_FOLD_TWINS) if not text.isascii() and _CASE_TWINS.search(text) else text
-    ).lower()
-    return _rules_triggered(text, folded)
+    raw = text.encode("utf-8", "surrogatepass")
+    # The twins' UTF-8 begins C4 (İ, ı), C5 BF (ſ) or E2 84 AA (K); C4 also begins other letters,
+    # which the slower path folds just as well.
+    if b"\xc4" in raw or b"\xc5\xbf" in raw or b"\xe2\x84\xaa" in raw:
+        folded = text.translate(_FOLD_TWINS).lower().encode("utf-8", "surrogatepass")
+    else:
+        # Outside the twins, no character's lower case holds an ASCII letter (checked over every
+        # code point), so lowering the ASCII bytes finds the same triggers as str.lower().
+        folded = raw.lower()
+    return _rules_triggered(text, raw, folded)
 
 
 def _redact_any_line(line: str) -> tuple[str, bool]:
     """The line redacted, and whether a secret could start at its end and go on in the next line."""
     rules = _triggered_rules(line)
+    if not rules:
+        return line, False
     opens = any(_SECRET_RULES[i][0] in _OPENING_KINDS for i in rules)
     return _redact_scan(line, rules), opens and _OPEN_LINE_END.search(line) is not None
 
 
 # Lines that recur (the framing, the hints) are short; a long line is most likely unique, and
-# caching lines of any length could hold gigabytes (a message may have 100,000 characters). So the
-# cache holds at most 16,384 lines of at most 1,000 characters.
-_CACHED_LINE_CHARS = 1_000
-_redact_short_line = functools.lru_cache(maxsize=16_384)(_redact_any_line)
-
-
-def _redact_line(line: str) -> tuple[str, bool]:
-    return _redact_short_line(line) if len(line) <= _CACHED_LINE_CHARS else _redact_any_line(line)
+# caching lines of any length could hold gigabytes (a message may have 100,000 characters).
+_redacted_lines: dict[str, tuple[str, bool]] = {}
+_redact_line = cached(_redacted_lines, _redact_any_line, max_entries=16_384, max_key_chars=1_000)
 
 
 def redact_secrets(text: str) -> str:
@@ -169,10 +196,11 @@ def redact_secrets(text: str) -> str:
     """
     if _SPANS_LINES in text:
         return _redact_scan(text, _triggered_rules(text))
-    lines = [_redact_line(line) for line in text.split("\n")]
+    cached = _redacted_lines.get
+    lines = [cached(line) or _redact_line(line) for line in text.split("\n")]
     if any(opens for _, opens in lines[:-1]):
         return _redact_scan(text, _triggered_rules(text))
-    return "\n".join(redacted for redacted, _ in lines)
+    return "\n".join([redacted for redacted, _ in lines])
 
 
 def redact_secrets_in_one_scan(text: str) -> str:
