@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 
+from faultline.caching import cached
 from faultline.redaction import SECRET_KINDS
 from faultline.templates import (
     DEFAULT_MAX_CONSTANT_VALUES,
@@ -71,13 +72,15 @@ STOP_WORDS: frozenset[str] = frozenset(ENGLISH_STOP_WORDS - _MEANINGFUL_IN_ERROR
 
 # Qovery's framing: a section for the platform team (execution id, scope, rollback message), a
 # dashed rule, then the user's section whose "Need help" line is the same support text everywhere.
-_TEAM_SECTION = re.compile(r"\A.*?message for the user[^\n]*(?:\n|\Z)", re.I | re.S)
+# Each pattern but the scope's finds its match within one line, so the framing is taken apart line
+# by line, and the lines that recur (all but the error message and the execution id) are judged once.
+_TEAM_SECTION_END = re.compile(r"message for the user", re.I)  # the line that ends the team section
 _SCOPE_NAME = re.compile(r"scope:[^'\n]*'([^'\n]+)'(?:\s+with id\s+'([^'\n]+)')?", re.I)
 _NEED_HELP_LINE = re.compile(r"^[^\n]*need help:[^\n]*$", re.I | re.M)
 # The labels follow an emoji, and some emoji (ℹ) count as letters to `re`: allow a few characters.
 _SECTION_LABEL = re.compile(r"^[^\n]{0,6}?(?:error message|hint):\s*", re.I | re.M)
 _RULE_LINE = re.compile(r"-{5,}")
-_HINT = re.compile(r"^[^\n]{0,6}?hint:[ \t]*(.*)\Z", re.I | re.M | re.S)
+_HINT_LABEL = re.compile(r"[^\n]{0,6}?hint:[ \t]*", re.I)  # the hint is all that follows it
 
 # Variable parts, each replaced by a word naming its kind, so that messages that differ only in
 # them become the same text. Most specific first: a URL holds a path, a UUID holds hex.
@@ -120,17 +123,80 @@ _PUNCTUATION = re.compile(r"[^\w\s]|_")
 _WHITESPACE = re.compile(r"\s+")
 
 
+def _framing_line(line: str) -> tuple[bool, bool, int, str, bool]:
+    """What the framing's patterns find in one line: whether it ends the team section; whether it
+    holds the hint's label, and where the hint starts after it; the line as the user's section keeps
+    it; whether its label's trailing whitespace reaches the end of the line (and could go on)."""
+    # Plain substring checks where they find what the case-insensitive patterns find: no character
+    # outside ASCII matches these letters under re.I but the long s (ſ, an "s"), whose lines go
+    # through the pattern; and lowering only turns İ and the Kelvin sign into ASCII (i, k), which
+    # these words do not hold.
+    folded = line.lower()
+    if "\u017f" in line:
+        ends_team_section = _TEAM_SECTION_END.search(line) is not None
+    else:
+        ends_team_section = "message for the user" in folded
+    hint_label = _HINT_LABEL.match(line) if "hint:" in folded or not line.isascii() else None
+    kept = "" if "need help:" in folded else line
+    label = _SECTION_LABEL.match(kept)
+    if label:
+        kept = kept[label.end() :]
+    return (
+        ends_team_section,
+        hint_label is not None,
+        hint_label.end() if hint_label else -1,
+        _RULE_LINE.sub(" ", kept) if "-----" in kept else kept,
+        label is not None and not kept,
+    )
+
+
+_framing_lines: dict[str, tuple[bool, bool, int, str, bool]] = {}
+_judge_framing_line = cached(_framing_lines, _framing_line, max_entries=16_384, max_key_chars=1_000)
+
+
+def _user_text_and_hint(message: str) -> tuple[str, str]:
+    r"""The user's section without its labels, support line and rules; and the hint.
+
+    Line by line, what these regexes give on the whole text: the team section is everything up to
+    and including the first line naming "message for the user"; then the support line is emptied,
+    each line's label dropped and each dashed rule made a space. One case spans lines: a label
+    followed by nothing but whitespace, which the label's `\s*` extends into the next line; that
+    text goes through the regexes whole.
+    """
+    lines = message.split("\n")
+    get = _framing_lines.get
+    ends_team, has_hint, hint_starts, kept, runs_on = zip(
+        *[get(line) or _judge_framing_line(line) for line in lines], strict=True
+    )
+    first = ends_team.index(True) + 1 if True in ends_team else 0
+    if True in runs_on[first:-1]:
+        text = "\n".join(lines[first:])
+        text = _RULE_LINE.sub(" ", _SECTION_LABEL.sub("", _NEED_HELP_LINE.sub("", text)))
+    else:
+        text = "\n".join(kept[first:])
+    if True not in has_hint:
+        return text, ""
+    hint = has_hint.index(True)
+    return text, "\n".join([lines[hint][hint_starts[hint] :], *lines[hint + 1 :]]).strip()
+
+
+def user_text_and_hint(message: str) -> tuple[str, str]:
+    """`strip_framing(message)` and `extract_hint(message)`, the message's lines split once."""
+    text, hint = _user_text_and_hint(message)
+    return _named_by_their_kind(message, text), hint
+
+
 def strip_framing(message: str) -> str:
     """The part of a framed message a user reads: error message and hint, without the support text.
 
     Messages without the framing come back unchanged. The application named in the team section's
     scope line is replaced by `app` wherever it appears, since every message names its own.
     """
+    return user_text_and_hint(message)[0]
+
+
+def _named_by_their_kind(message: str, text: str) -> str:
     scope = _SCOPE_NAME.search(message)
-    text = _TEAM_SECTION.sub("", message, count=1)
-    text = _NEED_HELP_LINE.sub("", text)
-    text = _SECTION_LABEL.sub("", text)
-    text = _RULE_LINE.sub(" ", text)
     if scope:
         for value, word in zip(scope.groups(), ("app", "id"), strict=True):
             if value:
@@ -166,8 +232,7 @@ def _replace_name(text: str, name: str, word: str) -> str:
 
 def extract_hint(message: str) -> str:
     """The framing's hint (the engine's diagnosis, the last section), or "" when there is none."""
-    found = _HINT.search(message)
-    return found.group(1).strip() if found else ""
+    return _user_text_and_hint(message)[1]
 
 
 def mask_variable_parts(text: str, placeholder: str | None = None) -> str:
@@ -277,7 +342,7 @@ def corpus_part(events: pd.DataFrame) -> CorpusPart:
     variants = np.empty(len(events), dtype=np.int32)
     hints = np.empty(len(events), dtype=np.int32)
     for position, message in enumerate(events["message"].astype(str)):
-        text = strip_framing(message)
+        text, hint = user_text_and_hint(message)
         tokens = template_tokens(text)
         variant = variant_of.get(tokens)
         if variant is None:
@@ -287,7 +352,7 @@ def corpus_part(events: pd.DataFrame) -> CorpusPart:
             first_texts.append(text)
         counts[variant] += 1
         variants[position] = variant
-        hints[position] = hint_of.setdefault(extract_hint(message), len(hint_of))
+        hints[position] = hint_of.setdefault(hint, len(hint_of))
     return CorpusPart(
         row_id=_column(events, "row_id", np.arange(len(events))),
         event_index=_column(events, "event_index", np.zeros(len(events))),

@@ -6,6 +6,7 @@ import pandas as pd
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from faultline import cleaning
 from faultline.cleaning import _replace_name as replace_name
 from faultline.cleaning import (
     build_corpus,
@@ -23,6 +24,7 @@ from faultline.cleaning import (
     remove_unicode,
     remove_whitespace,
     strip_framing,
+    user_text_and_hint,
 )
 
 FRAMED = (
@@ -258,3 +260,50 @@ def test_a_message_of_nothing_but_variables_has_no_text():
 def test_the_application_name_is_replaced_as_the_whole_word_regex_would(text, name):
     expected = re.sub(rf"(?<![\w-]){re.escape(name)}(?![\w-])", "app", text, flags=re.I)
     assert replace_name(text, name, "app") == expected
+
+
+# The framing as one scan of each regex over the whole message: what strip_framing and extract_hint
+# do line by line must equal it.
+_TEAM_SECTION = re.compile(r"\A.*?message for the user[^\n]*(?:\n|\Z)", re.I | re.S)
+_HINT = re.compile(r"^[^\n]{0,6}?hint:[ \t]*(.*)\Z", re.I | re.M | re.S)
+
+
+def strip_framing_in_whole_scans(message: str) -> str:
+    scope = cleaning._SCOPE_NAME.search(message)
+    text = _TEAM_SECTION.sub("", message, count=1)
+    text = cleaning._NEED_HELP_LINE.sub("", text)
+    text = cleaning._SECTION_LABEL.sub("", text)
+    text = cleaning._RULE_LINE.sub(" ", text)
+    if scope:
+        for value, word in zip(scope.groups(), ("app", "id"), strict=True):
+            if value:
+                text = replace_name(text, value, word)
+    return text.strip()
+
+
+def extract_hint_in_one_scan(message: str) -> str:
+    found = _HINT.search(message)
+    return found.group(1).strip() if found else ""
+
+
+_FRAMING_PIECES = [
+    "MESSAGE FOR THE USER", "message for the user", "meſſage for the uſer", "MESSAGE FOR QOVERY TEAM:",
+    " * Scope: Build platform 'beta-build' with id 'ze9e19029'", "Scope: 'a'", " with id ", "'b'",
+    "Need help: see", "NEED HELP:", "need help", " \u2709\ufe0f Error message: ", "error message:",
+    "\u2139\ufe0f Hint: ", "hint:", "HİNT:", "hınt:", "Hint:\t", "-----", "------------", "----",
+    "beta-build", "ze9e19029", "app", "\n", "\n\n", " ", "\t", "\r", "\u2028", "\x85", "\u274c", "x", "é",
+]  # fmt: skip
+
+
+@given(st.lists(st.sampled_from(_FRAMING_PIECES) | st.text(max_size=3), max_size=16).map("".join))
+@settings(max_examples=3000, derandomize=True, database=None, deadline=None)
+def test_the_framing_taken_apart_line_by_line_equals_whole_scans_of_its_regexes(message):
+    assert strip_framing(message) == strip_framing_in_whole_scans(message)
+    assert extract_hint(message) == extract_hint_in_one_scan(message)
+    assert user_text_and_hint(message) == (strip_framing(message), extract_hint(message))
+
+
+def test_a_label_followed_by_nothing_takes_the_next_lines_whitespace_as_in_one_scan():
+    for message in ["Hint:\n  \n  check the port", "x\n Error message: \t\nfailed\nHint:", FRAMED]:
+        assert strip_framing(message) == strip_framing_in_whole_scans(message)
+        assert extract_hint(message) == extract_hint_in_one_scan(message)
