@@ -2,6 +2,7 @@
 
 import numpy as np
 import pandas as pd
+from gensim.models.doc2vec import Doc2Vec, TaggedDocument
 
 from faultline.cleaning import build_corpus
 from faultline.clustering import (
@@ -13,6 +14,7 @@ from faultline.clustering import (
     label_events,
     merge_clusters_sharing_hint,
     number_clusters_by_size,
+    train_doc2vec,
     vectorize_texts,
 )
 
@@ -154,3 +156,13 @@ def test_every_event_gets_the_cluster_of_its_variant_in_the_corpus_order():
     clusters = label_events(corpus, vectors, np.array([0, NOISE]), merge_by_hint=False)
     assert clusters["row_id"].tolist() == list(range(6))
     assert clusters["cluster_id"].tolist() == [0, NOISE, 0, NO_TEXT, NOISE, 0]
+
+
+def test_training_in_one_pass_gives_the_vectors_of_gensims_epochs():
+    texts = [f"probe failed port {n % 7} pod {n % 5} not ready" for n in range(40)] + ["disk full"]
+    documents = [TaggedDocument(text.split(), [n]) for n, text in enumerate(sorted(set(texts)))]
+    parameters = {"vector_size": 16, "window": 2, "min_count": 1, "dm": 1, "seed": 42}
+    fast = train_doc2vec(documents, epochs=60, **parameters)
+    gensim = Doc2Vec(documents, epochs=60, workers=1, **parameters)
+    np.testing.assert_array_equal(fast.dv.vectors, gensim.dv.vectors)
+    np.testing.assert_array_equal(fast.wv.vectors, gensim.wv.vectors)
