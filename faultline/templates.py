@@ -19,9 +19,11 @@ Three steps, on the user-facing text of each message (framing stripped, secrets 
    name, a path) takes many values. Positions where any message carries a wildcard stay variable.
 """
 
-import functools
 import re
 from collections import defaultdict
+from itertools import chain
+
+from faultline.caching import cached
 
 WILDCARD = "<*>"
 # Drain3's default similarity threshold is 0.4; half the positions is a little stricter.
@@ -57,24 +59,39 @@ def _variable_parts_replaced(token: str) -> str:
 
 # Words recur across messages, so each is done once; a long token (a path, a blob) rarely recurs,
 # and caching it would only hold memory.
-_CACHED_TOKEN_CHARS = 200
-_cached_template_token = functools.lru_cache(maxsize=65_536)(_variable_parts_replaced)
+_template_tokens_done: dict[str, str] = {}
+_template_token = cached(
+    _template_tokens_done, _variable_parts_replaced, max_entries=65_536, max_key_chars=200
+)
 
 
-def _template_token(token: str) -> str:
-    return (
-        _cached_template_token(token)
-        if len(token) <= _CACHED_TOKEN_CHARS
-        else _variable_parts_replaced(token)
-    )
+def _line_tokens(line: str) -> tuple[bool, Tokens]:
+    """Whether the line holds a clock, and else its tokens."""
+    folded = line.lower()
+    if _CLOCK.search(folded):
+        return True, ()
+    get = _template_tokens_done.get
+    return False, tuple([get(token) or _template_token(token) for token in folded.split()])
+
+
+# A message's lines recur (its hint, a common error), so each line is done once too.
+_lines_done: dict[str, tuple[bool, Tokens]] = {}
+_tokens_of_line = cached(_lines_done, _line_tokens, max_entries=16_384, max_key_chars=1_000)
 
 
 def template_tokens(text: str) -> Tokens:
-    """The message's tokens for template mining, with its evidently variable parts as `<*>`."""
-    text = text.lower()
-    if _CLOCK.search(text):
-        text = _ASCTIME.sub(WILDCARD, text)
-    return tuple(map(_template_token, text.split()))
+    """The message's tokens for template mining, with its evidently variable parts as `<*>`.
+
+    Line by line, which gives the tokens of the whole text (a line break is whitespace), except where
+    a clock is: an asctime date may run over a line break, so such text is done whole.
+    """
+    get = _lines_done.get
+    lines = [get(line) or _tokens_of_line(line) for line in text.split("\n")]
+    if any(clock for clock, _ in lines):
+        text = _ASCTIME.sub(WILDCARD, text.lower())
+        get_token = _template_tokens_done.get
+        return tuple([get_token(token) or _template_token(token) for token in text.split()])
+    return tuple(chain.from_iterable(tokens for _, tokens in lines))
 
 
 def _drain(token_counts: dict[Tokens, int], similarity: float) -> list[list[Tokens]]:
