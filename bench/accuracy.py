@@ -85,7 +85,7 @@ def faultline_groups(messages: pd.Series, configs: dict[str, object] | None = No
         cleaning.template_similarity,
         cleaning.max_constant_values,
     )
-    vectors = vectorize_texts(corpus["cleaned"], **doc2vec.model_dump())
+    vectors = vectorize_texts(corpus.variants["cleaned"], corpus.variants["n_events"], **doc2vec.model_dump())
     labels = cluster_vectors(vectors, dbscan.eps, dbscan.min_samples, dbscan.metric, dbscan.center_vectors)
     clustered = label_events(corpus, vectors, labels, dbscan.merge_clusters_sharing_hint)
     return clustered["cluster_id"].to_numpy(dtype=np.int64)

@@ -33,7 +33,7 @@ def day_figures(events: pd.DataFrame, configs: dict[str, object]) -> dict[str, f
     cleaning, doc2vec, dbscan = configs["cleaning"], configs["doc2vec"], configs["dbscan"]
     truth = events["extra"].map(lambda extra: json.loads(extra)["root_cause"]).to_numpy()
     corpus = build_corpus(events, cleaning.template_similarity, cleaning.max_constant_values)
-    vectors = vectorize_texts(corpus["cleaned"], **doc2vec.model_dump())
+    vectors = vectorize_texts(corpus.variants["cleaned"], corpus.variants["n_events"], **doc2vec.model_dump())
     labels = cluster_vectors(vectors, dbscan.eps, dbscan.min_samples, dbscan.metric, dbscan.center_vectors)
     clusters = label_events(corpus, vectors, labels, dbscan.merge_clusters_sharing_hint)["cluster_id"]
     frame = pd.DataFrame({"truth": truth, "cluster": clusters.to_numpy()})
