@@ -33,7 +33,8 @@ from faultline.flatten import (
 from faultline.report import ClusterReport, build_cluster_report, markdown_table, report_markdown, report_rows
 from faultline.templates import DEFAULT_MAX_CONSTANT_VALUES, DEFAULT_SIMILARITY
 from resources.event_store import DUMP_COLUMNS, DeploymentEventStore
-from resources.part_store import FrameParts, PartStore, available_cores, map_parts
+from resources.frame_parts import FrameParts, available_cores, map_parts
+from resources.part_store import PartStore
 from resources.report_store import ReportStore
 
 GROUP = "error_clusters"

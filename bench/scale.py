@@ -182,7 +182,8 @@ def run_pipeline(folder: Path, workers: int) -> dict[str, object]:
     from faultline.clustering import cluster_vectors, label_events, vectorize_texts
     from faultline.flatten import EVENT_COLUMNS, add_flattened_parts, flatten_part
     from faultline.report import build_cluster_report, report_rows
-    from resources.part_store import PartStore, available_cores, map_parts
+    from resources.frame_parts import available_cores, map_parts
+    from resources.part_store import PartStore
 
     workers = workers or available_cores()
     dump = pickle.loads((folder / "dump.pkl").read_bytes())

@@ -6,6 +6,7 @@ numbers and punctuation are stripped, because they need the message's structure 
 lines, the punctuation that makes a URL, a path or an IP address) to find what to remove.
 """
 
+import functools
 import re
 import unicodedata
 from collections import Counter
@@ -14,7 +15,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 
 from faultline.caching import cached
 from faultline.redaction import SECRET_KINDS
@@ -68,7 +68,16 @@ _MEANINGFUL_IN_ERRORS = {
     "off",
     "out",
 }
-STOP_WORDS: frozenset[str] = frozenset(ENGLISH_STOP_WORDS - _MEANINGFUL_IN_ERRORS)
+
+
+@functools.cache
+def stop_words() -> frozenset[str]:
+    """scikit-learn's English list less the words above. Loaded on first use: importing scikit-learn
+    takes most of a second, which the processes that only read the events' parts need not pay."""
+    from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
+
+    return frozenset(ENGLISH_STOP_WORDS - _MEANINGFUL_IN_ERRORS)
+
 
 # Qovery's framing: a section for the platform team (execution id, scope, rollback message), a
 # dashed rule, then the user's section whose "Need help" line is the same support text everywhere.
@@ -268,8 +277,9 @@ def remove_punctuation(messages: pd.Series) -> pd.Series:
 
 def remove_stop_words(messages: pd.Series) -> pd.Series:
     # Single letters are what punctuation leaves of contractions (`can't` -> `can t`).
+    stop = stop_words()
     return messages.map(
-        lambda text: " ".join(word for word in text.split() if len(word) > 1 and word not in STOP_WORDS)
+        lambda text: " ".join(word for word in text.split() if len(word) > 1 and word not in stop)
     )
 
 

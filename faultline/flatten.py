@@ -104,6 +104,16 @@ def _decode_payload(payload: object) -> tuple[str | None, str, str]:
     return None, "payload_not_text", f"payload is {type(payload).__name__}, expected text"
 
 
+def _why_unreadable(event: object) -> tuple[str, str]:
+    """Why an event is not an object with text `scope`, `state` and `message`: the reason and detail."""
+    if not isinstance(event, dict):
+        return "event_not_an_object", f"event is a JSON {type(event).__name__}"
+    missing = [name for name in REQUIRED_EVENT_FIELDS if name not in event or event[name] is None]
+    if missing:
+        return "event_missing_field", f"missing {', '.join(missing)}"
+    return "event_field_not_text", "scope, state and message must be strings"
+
+
 def flatten_batches(
     dump: pd.DataFrame,
     error_states: Iterable[str] = DEFAULT_ERROR_STATES,
@@ -164,39 +174,15 @@ def flatten_batches(
 
         for event_index, event in enumerate(batch):
             n_events_read += 1
-            if not isinstance(event, dict):
+            if isinstance(event, dict):
+                scope, state, message = event.get("scope"), event.get("state"), event.get("message")
+                readable = isinstance(scope, str) and isinstance(state, str) and isinstance(message, str)
+            else:
+                readable = False
+            if not readable:
+                reason, detail = _why_unreadable(event)
                 quarantined.append(
-                    (
-                        row_id,
-                        event_index,
-                        "event_not_an_object",
-                        f"event is a JSON {type(event).__name__}",
-                        _excerpt(_redacted_json(event) or ""),
-                    )
-                )
-                continue
-            missing = [name for name in REQUIRED_EVENT_FIELDS if name not in event or event[name] is None]
-            if missing:
-                quarantined.append(
-                    (
-                        row_id,
-                        event_index,
-                        "event_missing_field",
-                        f"missing {', '.join(missing)}",
-                        _excerpt(_redacted_json(event) or ""),
-                    )
-                )
-                continue
-            message, state, scope = event["message"], event["state"], event["scope"]
-            if not all(isinstance(value, str) for value in (message, state, scope)):
-                quarantined.append(
-                    (
-                        row_id,
-                        event_index,
-                        "event_field_not_text",
-                        "scope, state and message must be strings",
-                        _excerpt(_redacted_json(event) or ""),
-                    )
+                    (row_id, event_index, reason, detail, _excerpt(_redacted_json(event) or ""))
                 )
                 continue
             if state not in wanted_states:

@@ -196,11 +196,11 @@ def redact_secrets(text: str) -> str:
     """
     if _SPANS_LINES in text:
         return _redact_scan(text, _triggered_rules(text))
-    cached = _redacted_lines.get
-    lines = [cached(line) or _redact_line(line) for line in text.split("\n")]
-    if any(opens for _, opens in lines[:-1]):
+    get = _redacted_lines.get
+    redacted, opens = zip(*[get(line) or _redact_line(line) for line in text.split("\n")], strict=True)
+    if True in opens[:-1]:
         return _redact_scan(text, _triggered_rules(text))
-    return "\n".join([redacted for redacted, _ in lines])
+    return "\n".join(redacted)
 
 
 def redact_secrets_in_one_scan(text: str) -> str:

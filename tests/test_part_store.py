@@ -8,7 +8,8 @@ import pandas as pd
 import pytest
 
 from faultline.flatten import flatten_part
-from resources.part_store import PartStore, map_parts
+from resources.frame_parts import map_parts
+from resources.part_store import PartStore
 
 
 def frames(sizes: list[int]) -> list[pd.DataFrame]:
