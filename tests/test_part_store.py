@@ -2,6 +2,8 @@
 processed in worker processes exactly as in one."""
 
 import functools
+import os
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -95,3 +97,16 @@ def test_parts_flattened_in_worker_processes_give_what_one_process_gives(tmp_pat
             two.n_events_read,
             two.non_error_states,
         )
+
+
+def test_parts_a_dead_run_left_uncommitted_are_removed_after_a_day_not_before(tmp_path: Path):
+    store = PartStore(directory=str(tmp_path))
+    table = tmp_path / "events" / "day.parts"
+    abandoned, in_progress = table / "20261101T000000-dead", table / "20261121T000000-busy"
+    for folder in (abandoned, in_progress):
+        folder.mkdir(parents=True)
+        (folder / "part-00000.pkl").write_bytes(b"partial")
+    day_ago = time.time() - 25 * 3600
+    os.utime(abandoned, (day_ago, day_ago))
+    store.write("events", "day", frames([1]), ["n", "text"])
+    assert not abandoned.exists() and in_progress.exists()
