@@ -8,7 +8,8 @@ reads one part at a time, on as many processes as there are cores.
 Each materialization writes a generation folder of its own, so two runs of one partition never
 write into each other's parts; the asset's value (a small `FrameParts`, pickled by the IO manager)
 points at one generation. A generation replaced by a newer one is kept for `keep_replaced_minutes`
-after that, for a step of an older run that may still be reading it, then removed.
+after that, for a step of an older run that may still be reading it, and removed at the asset's
+first write (of any partition) past that wait.
 """
 
 import shutil
@@ -37,26 +38,35 @@ def _stamp(path: Path) -> float | None:
         return None
 
 
-def _remove_replaced(table_dir: Path, current: Path, keep_s: float) -> None:
-    """Mark the generations `current` replaces; remove those replaced more than `keep_s` ago."""
-    now = time.time()
-    committed = _stamp(current / COMMITTED) or now
+def _sweep(table_dir: Path, keep_s: float, now: float) -> None:
+    """In one table's folder (an asset's partition), mark the generations the newest committed one
+    replaced, and remove those replaced more than `keep_s` ago and those abandoned uncommitted.
+
+    Another run may be sweeping or writing the same folder: a generation gone meanwhile is skipped.
+    """
+    committed: list[tuple[float, Path]] = []
     for generation in table_dir.iterdir():
-        if generation == current or not generation.is_dir():
-            continue
-        done = _stamp(generation / COMMITTED)
-        if done is None:
-            # Still being written by a concurrent run, or abandoned by one that died.
-            if now - generation.stat().st_mtime > _ABANDONED_AFTER_S:
+        try:
+            if not generation.is_dir():
+                continue
+            done = _stamp(generation / COMMITTED)
+            if done is not None:
+                committed.append((done, generation))
+            elif now - generation.stat().st_mtime > _ABANDONED_AFTER_S:
+                # Still being written by a concurrent run, or abandoned by one that died.
                 shutil.rmtree(generation, ignore_errors=True)
+        except FileNotFoundError:
             continue
-        if done > committed:
-            continue  # newer than ours: a concurrent run committed after us
-        replaced = _stamp(generation / _REPLACED)
-        if replaced is None:
-            (generation / _REPLACED).write_text(repr(now))
-        elif now - replaced > keep_s:
-            shutil.rmtree(generation, ignore_errors=True)
+    committed.sort()
+    for _, generation in committed[:-1]:
+        try:
+            replaced = _stamp(generation / _REPLACED)
+            if replaced is None:
+                (generation / _REPLACED).write_text(repr(now))
+            elif now - replaced > keep_s:
+                shutil.rmtree(generation, ignore_errors=True)
+        except FileNotFoundError:
+            continue
 
 
 class PartStore(dg.ConfigurableResource):
@@ -69,7 +79,8 @@ class PartStore(dg.ConfigurableResource):
     )
     keep_replaced_minutes: float = Field(
         default=60.0,
-        description="How long a replaced generation stays readable for a step of an older run.",
+        description="How long a replaced generation stays readable for a step of an older run; it is "
+        "removed at the asset's first write after that.",
     )
     _instance_storage: Path | None = PrivateAttr(default=None)
 
@@ -81,7 +92,8 @@ class PartStore(dg.ConfigurableResource):
         base = Path(self.directory) if self.directory else self._instance_storage
         if base is None:
             raise RuntimeError("PartStore has no folder: set `directory` (FAULTLINE_PARTS_DIR)")
-        return base / asset / f"{partition or '__all__'}.parts"
+        # Absolute, as the asset value keeps it: a later step may run in another working directory.
+        return base.resolve() / asset / f"{partition or '__all__'}.parts"
 
     @contextmanager
     def writer(self, asset: str, partition: str | None, columns: Sequence[str]) -> Iterator[PartWriter]:
@@ -102,7 +114,11 @@ class PartStore(dg.ConfigurableResource):
         if not (generation / COMMITTED).exists():
             shutil.rmtree(generation, ignore_errors=True)
             raise RuntimeError(f"the parts written to {generation} were never committed")
-        _remove_replaced(table_dir, generation, self.keep_replaced_minutes * 60)
+        # Every partition of the asset, not only this one: a day materialized again and never since
+        # still has its replaced parts removed, at the asset's next write past the wait.
+        now = time.time()
+        for partition_dir in table_dir.parent.glob("*.parts"):
+            _sweep(partition_dir, self.keep_replaced_minutes * 60, now)
 
     def write(
         self, asset: str, partition: str | None, frames: Iterable[pd.DataFrame], columns: Sequence[str]

@@ -3,6 +3,7 @@ processed in worker processes exactly as in one."""
 
 import functools
 import os
+import shutil
 import time
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import pandas as pd
 import pytest
 
 from faultline.flatten import flatten_part
+from resources import part_store
 from resources.frame_parts import map_parts
 from resources.part_store import PartStore
 
@@ -110,3 +112,54 @@ def test_parts_a_dead_run_left_uncommitted_are_removed_after_a_day_not_before(tm
     os.utime(abandoned, (day_ago, day_ago))
     store.write("events", "day", frames([1]), ["n", "text"])
     assert not abandoned.exists() and in_progress.exists()
+
+
+def test_a_day_materialized_again_loses_its_replaced_parts_at_the_next_write_of_any_day(tmp_path: Path):
+    store = PartStore(directory=str(tmp_path), keep_replaced_minutes=0)
+    first = store.write("events", "2026-11-20", frames([2]), ["n", "text"])
+    store.write("events", "2026-11-20", frames([3]), ["n", "text"])  # replaces the first: marked
+    time.sleep(0.01)
+    store.write("events", "2026-11-21", frames([1]), ["n", "text"])  # another day's write sweeps it
+    assert not Path(first.directory).exists()
+    assert len(list((tmp_path / "events" / "2026-11-20.parts").iterdir())) == 1
+
+
+def test_a_generation_another_run_removes_during_the_sweep_is_skipped(tmp_path: Path, monkeypatch):
+    store = PartStore(directory=str(tmp_path), keep_replaced_minutes=0)
+    gone = Path(store.write("events", "day", frames([1]), ["n", "text"]).directory)
+    stamp = part_store._stamp
+
+    def removed_by_another_run(path: Path) -> float | None:
+        if path.parent == gone:
+            shutil.rmtree(gone, ignore_errors=True)
+        return stamp(path)
+
+    monkeypatch.setattr(part_store, "_stamp", removed_by_another_run)
+    assert store.write("events", "day", frames([2]), ["n", "text"]).to_frame()["n"].tolist() == [0, 1]
+
+
+def test_a_relative_folder_is_kept_absolute_in_the_value(tmp_path: Path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    table = PartStore(directory="parts").write("events", "day", frames([2]), ["n", "text"])
+    assert Path(table.directory).is_absolute()
+    monkeypatch.chdir("/")
+    assert table.n_rows == len(table.to_frame()) == 2
+
+
+def fails_on_the_first_part(frame: pd.DataFrame, ran: Path) -> int:
+    (ran / str(frame["n"].iloc[0])).touch()
+    if frame["n"].iloc[0] == 0:
+        raise ValueError("part 0 is broken")
+    time.sleep(0.3)
+    return len(frame)
+
+
+def test_a_part_that_fails_stops_the_map_without_running_every_other_part(tmp_path: Path):
+    table = PartStore(directory=str(tmp_path)).write("events", "day", frames([1] * 12), ["n", "text"])
+    ran = tmp_path / "ran"
+    ran.mkdir()
+    with pytest.raises(ValueError, match="part 0 is broken"):
+        map_parts(functools.partial(fails_on_the_first_part, ran=ran), table, workers=2)
+    # Executor.map cancels what is pending once a result raises: the parts already handed to the two
+    # processes (and the few the pool queues ahead) may still run, the others never start.
+    assert len(list(ran.iterdir())) <= 6
