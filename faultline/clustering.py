@@ -84,11 +84,12 @@ def train_doc2vec(documents: list[TaggedDocument], epochs: int, **parameters) ->
     epoch's words fit in one job (gensim's `batch_words`), as they do for up to some 10,000 words,
     one pass over the documents repeated `epochs` times, each repetition a job, trains the same jobs
     in the same order with the same learning rates and random draws: the very same vectors. Larger
-    corpora train epoch by epoch as gensim does.
+    corpora, and any holding a document of no words, train epoch by epoch as gensim does.
     """
     words = sum(len(document.words) for document in documents)
     model = Doc2Vec(epochs=epochs, workers=1, **parameters)
-    if words > model.batch_words:
+    # A document of no words would end a repetition's job early and shift every later one.
+    if words > model.batch_words or not all(document.words for document in documents):
         return Doc2Vec(documents, epochs=epochs, workers=1, **parameters)
     model.build_vocab(documents)
     model.batch_words = words  # a job ends where a repetition does

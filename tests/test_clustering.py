@@ -166,3 +166,8 @@ def test_training_in_one_pass_gives_the_vectors_of_gensims_epochs():
     gensim = Doc2Vec(documents, epochs=60, workers=1, **parameters)
     np.testing.assert_array_equal(fast.dv.vectors, gensim.dv.vectors)
     np.testing.assert_array_equal(fast.wv.vectors, gensim.wv.vectors)
+    with_an_empty_document = [TaggedDocument([], [len(documents)]), *documents]
+    np.testing.assert_array_equal(
+        train_doc2vec(with_an_empty_document, epochs=60, **parameters).dv.vectors,
+        Doc2Vec(with_an_empty_document, epochs=60, workers=1, **parameters).dv.vectors,
+    )
