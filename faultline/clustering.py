@@ -126,6 +126,13 @@ def _weights(rows: pd.DataFrame) -> pd.Series:
     return rows["n_events"] if "n_events" in rows else pd.Series(1, index=rows.index, dtype=np.int64)
 
 
+def _first_events(rows: pd.DataFrame) -> pd.Series:
+    """Where each row's first event stands in the day: its `first_event`, else its own position."""
+    if "first_event" in rows:
+        return rows["first_event"]
+    return pd.Series(np.arange(len(rows)), index=rows.index)
+
+
 def assign_clusters(
     rows: pd.DataFrame, document_vectors: DocumentVectors, labels: np.ndarray
 ) -> pd.DataFrame:
@@ -142,16 +149,25 @@ def merge_clusters_sharing_hint(clustered: pd.DataFrame, min_hint_share: float =
     Qovery's engine ends a message with a hint that names its diagnosis. Variants of one failure
     (a liveness and a readiness probe failing, a Java and a Node heap running out) word the error
     differently but carry the same hint; a person reading the clusters merges them, as the seed's
-    author did by hand. A cluster whose most common hint (ties: the first in text order) is empty
-    or carried by fewer than `min_hint_share` of its events stays as it is. Noise stays noise.
-    Rows are events, or carry how many events they stand for in `n_events`.
+    author did by hand. A cluster whose most common hint (of two as common, the one seen first) is
+    empty or carried by fewer than `min_hint_share` of its events stays as it is. Noise stays noise.
+    Rows are events in their order, or carry how many events they stand for in `n_events` and the
+    position of the first of them in `first_event`.
     """
     in_clusters = clustered[clustered["cluster_id"] >= 0]
     if in_clusters.empty:
         return clustered
-    events = _weights(in_clusters).groupby([in_clusters["cluster_id"], in_clusters["hint"]]).sum()
-    shares = (events / events.groupby(level="cluster_id").transform("sum")).rename("share").reset_index()
-    dominant = shares.sort_values(["cluster_id", "share", "hint"], ascending=[True, False, True])
+    keys = [in_clusters["cluster_id"], in_clusters["hint"]]
+    hints = pd.DataFrame(
+        {
+            "events": _weights(in_clusters).groupby(keys).sum(),
+            "first_event": _first_events(in_clusters).groupby(keys).min(),
+        }
+    )
+    hints["share"] = hints["events"] / hints.groupby(level="cluster_id")["events"].transform("sum")
+    dominant = hints.reset_index().sort_values(
+        ["cluster_id", "share", "first_event"], ascending=[True, False, True]
+    )
     dominant = dominant.drop_duplicates("cluster_id").set_index("cluster_id")
     dominant = dominant[(dominant["hint"] != "") & (dominant["share"] >= min_hint_share)]
     first_cluster_of_hint = dominant.reset_index().groupby("hint")["cluster_id"].min()
@@ -184,9 +200,13 @@ def number_clusters_by_size(clustered: pd.DataFrame) -> pd.DataFrame:
 
 
 def variant_hint_rows(corpus: Corpus) -> pd.DataFrame:
-    """One row per (variant, hint) the day's events carry, with `n_events`, the variant's `cleaned`
-    text and the hint's cleaned text (`hint`): the events, grouped as clustering can tell them apart."""
-    rows = corpus.events.groupby(["variant", "hint"]).size().rename("n_events").reset_index()
+    """One row per (variant, hint) the day's events carry, with `n_events`, the position of the first
+    (`first_event`), the variant's `cleaned` text and the hint's cleaned text (`hint`): the events,
+    grouped as clustering can tell them apart."""
+    events = corpus.events.assign(position=np.arange(len(corpus.events)))
+    rows = (
+        events.groupby(["variant", "hint"])["position"].agg(n_events="size", first_event="min").reset_index()
+    )
     rows["cleaned"] = corpus.variants["cleaned"].to_numpy()[rows["variant"].to_numpy()]
     rows["hint_id"] = rows["hint"]
     rows["hint"] = corpus.hints["cleaned"].to_numpy()[rows["hint_id"].to_numpy()]

@@ -171,3 +171,13 @@ def test_training_in_one_pass_gives_the_vectors_of_gensims_epochs():
         train_doc2vec(with_an_empty_document, epochs=60, **parameters).dv.vectors,
         Doc2Vec(with_an_empty_document, epochs=60, workers=1, **parameters).dv.vectors,
     )
+
+
+def test_of_two_hints_as_common_in_a_cluster_the_one_seen_first_decides():
+    zeta_first = events([(0, "a", "zeta"), (0, "b", "alpha"), (1, "c", "zeta"), (2, "d", "alpha")])
+    assert merge_clusters_sharing_hint(zeta_first)["cluster_id"].tolist() == [0, 0, 0, 2]
+    alpha_first = events([(0, "b", "alpha"), (0, "a", "zeta"), (1, "c", "zeta"), (2, "d", "alpha")])
+    assert merge_clusters_sharing_hint(alpha_first)["cluster_id"].tolist() == [0, 0, 1, 0]
+    # Rows standing for many events: by where the first of them stands, not by the rows' order.
+    rows = zeta_first.assign(n_events=[2, 2, 1, 1], first_event=[7, 3, 0, 1])
+    assert merge_clusters_sharing_hint(rows)["cluster_id"].tolist() == [0, 0, 1, 0]
