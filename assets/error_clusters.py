@@ -10,7 +10,6 @@ import functools
 import json
 
 import dagster as dg
-import pandas as pd
 from pydantic import Field
 
 from dagster_project.partitions import daily_partitions
@@ -30,7 +29,14 @@ from faultline.flatten import (
     add_flattened_parts,
     flatten_part,
 )
-from faultline.report import ClusterReport, build_cluster_report, markdown_table, report_markdown, report_rows
+from faultline.report import (
+    ClusteredEvents,
+    ClusterReport,
+    build_cluster_report,
+    markdown_table,
+    report_markdown,
+    report_rows,
+)
 from faultline.templates import DEFAULT_MAX_CONSTANT_VALUES, DEFAULT_SIMILARITY
 from resources.event_store import DUMP_COLUMNS, DeploymentEventStore
 from resources.frame_parts import FrameParts, available_cores, map_parts
@@ -251,7 +257,8 @@ def error_vectors(config: Doc2VecConfig, cleaned_corpus: Corpus) -> dg.Materiali
     check_specs=[dg.AssetCheckSpec("noise_share_is_normal", asset="error_clusters")],
 )
 def error_clusters(config: DBSCANConfig, cleaned_corpus: Corpus, error_vectors: DocumentVectors):
-    """Every error event with its cluster (0 is the biggest), noise (-1) or no text (-2)."""
+    """Every error event with its cluster (0 is the biggest), noise (-1) or no text (-2), and the
+    same by variant with what the report shows of them."""
     labels = cluster_vectors(
         error_vectors, config.eps, config.min_samples, config.metric, config.center_vectors
     )
@@ -261,7 +268,7 @@ def error_clusters(config: DBSCANConfig, cleaned_corpus: Corpus, error_vectors: 
     noise_share = float((clustered["cluster_id"] == NOISE).mean()) if len(clustered) else 0.0
     n_clusters = int(clustered.loc[clustered["cluster_id"] >= 0, "cluster_id"].nunique())
     return dg.MaterializeResult(
-        value=clustered,
+        value=ClusteredEvents(events=clustered, report_rows=report_rows(cleaned_corpus, clustered)),
         metadata={
             "dagster/row_count": len(clustered),
             "n_clusters": n_clusters,
@@ -282,14 +289,11 @@ def error_clusters(config: DBSCANConfig, cleaned_corpus: Corpus, error_vectors: 
 
 @dg.asset(partitions_def=daily_partitions, group_name=GROUP)
 def error_cluster_report(
-    context: dg.AssetExecutionContext,
-    cleaned_corpus: Corpus,
-    error_clusters: pd.DataFrame,
-    report_store: ReportStore,
+    context: dg.AssetExecutionContext, error_clusters: ClusteredEvents, report_store: ReportStore
 ) -> dg.MaterializeResult[ClusterReport]:
     """The day's error groups, biggest first, with their share of all error events."""
     day = context.partition_key
-    report = build_cluster_report(report_rows(cleaned_corpus, error_clusters))
+    report = build_cluster_report(error_clusters.report_rows)
     markdown = report_markdown(report, title=f"Deployment errors on {day}")
     path = report_store.write_text(f"error_clusters_{day}.md", markdown)
     report_store.write_text(

@@ -160,7 +160,7 @@ def _framing_line(line: str) -> tuple[bool, bool, int, str, bool]:
 
 
 _framing_lines: dict[str, tuple[bool, bool, int, str, bool]] = {}
-_judge_framing_line = cached(_framing_lines, _framing_line, max_entries=16_384, max_key_chars=1_000)
+_judge_framing_line = cached(_framing_lines, _framing_line, max_entries=16_384, max_key_chars=500)
 
 
 def _user_text_and_hint(message: str) -> tuple[str, str]:
@@ -237,6 +237,11 @@ def _replace_name(text: str, name: str, word: str) -> str:
         else:
             at = folded_text.find(folded_name, at + 1)
     return "".join(pieces) + text[kept_from:] if pieces else text
+
+
+def first_line(text: str) -> str:
+    """The first line of `text` that holds more than whitespace, stripped."""
+    return next((line.strip() for line in text.splitlines() if line.strip()), "")
 
 
 def extract_hint(message: str) -> str:
@@ -327,8 +332,10 @@ class CorpusPart:
     """One part of the events reduced to what grouping needs: each event's variant and hint.
 
     A variant is a distinct list of template tokens (the user-facing text, evident variables as
-    `<*>`): a day of a million messages has a few thousand. Each keeps its event count, its first
-    raw message and the user-facing text of that message, for the report.
+    `<*>`): a day of a million messages has a few thousand. Each keeps, for the report, its event
+    count, its first raw message and the user-facing text of that message (each cut at
+    `_KEPT_TEXT_CHARS`), and the distinct first lines of its first events' user-facing texts (a few,
+    so that a label shows as `<*>` what varies within the variant).
     """
 
     row_id: np.ndarray
@@ -339,7 +346,15 @@ class CorpusPart:
     variant_counts: list[int]
     variant_messages: list[str]
     variant_texts: list[str]
+    variant_lines: list[list[str]]
     hints: list[str]
+
+
+# What a variant keeps of its events for the report: its first message and user-facing text (the
+# report shows 2,000 characters of an example; a message may have 100,000), and up to 8 distinct
+# first lines (a label is at most 240 characters), sought among its first 64 events.
+_KEPT_TEXT_CHARS = 10_000
+_KEPT_LINES, _KEPT_LINE_CHARS, _LINES_SOUGHT_IN = 8, 1_000, 64
 
 
 def corpus_part(events: pd.DataFrame) -> CorpusPart:
@@ -349,6 +364,7 @@ def corpus_part(events: pd.DataFrame) -> CorpusPart:
     counts: list[int] = []
     first_messages: list[str] = []
     first_texts: list[str] = []
+    lines: list[list[str]] = []
     variants = np.empty(len(events), dtype=np.int32)
     hints = np.empty(len(events), dtype=np.int32)
     for position, message in enumerate(events["message"].astype(str)):
@@ -358,9 +374,14 @@ def corpus_part(events: pd.DataFrame) -> CorpusPart:
         if variant is None:
             variant = variant_of[tokens] = len(counts)
             counts.append(0)
-            first_messages.append(message)
-            first_texts.append(text)
+            first_messages.append(message[:_KEPT_TEXT_CHARS])
+            first_texts.append(text[:_KEPT_TEXT_CHARS])
+            lines.append([])
         counts[variant] += 1
+        if counts[variant] <= _LINES_SOUGHT_IN and len(lines[variant]) < _KEPT_LINES:
+            line = first_line(text)[:_KEPT_LINE_CHARS]
+            if line not in lines[variant]:
+                lines[variant].append(line)
         variants[position] = variant
         hints[position] = hint_of.setdefault(hint, len(hint_of))
     return CorpusPart(
@@ -372,6 +393,7 @@ def corpus_part(events: pd.DataFrame) -> CorpusPart:
         variant_counts=counts,
         variant_messages=first_messages,
         variant_texts=first_texts,
+        variant_lines=lines,
         hints=list(hint_of),
     )
 
@@ -380,7 +402,7 @@ def _column(events: pd.DataFrame, name: str, default: np.ndarray) -> np.ndarray:
     return (events[name] if name in events else pd.Series(default)).to_numpy(dtype=np.int64)
 
 
-VARIANT_COLUMNS = ["template", "cleaned", "has_text", "n_events", "error_text", "message"]
+VARIANT_COLUMNS = ["template", "cleaned", "has_text", "n_events", "error_text", "message", "first_lines"]
 HINT_COLUMNS = ["hint", "cleaned", "n_events"]
 
 
@@ -393,8 +415,9 @@ class Corpus:
     (`<*>` for the variable parts, see `faultline.templates`), `cleaned` (the template through the
     cleaning steps: the text the vectorizer sees, so cleaning runs once per template, not once per
     message), `has_text` (False where cleaning left nothing: the seed's non-empty step; such events
-    stay counted but are not vectorized), `n_events`, and its first event's user-facing text
-    (`error_text`) and raw (redacted) `message`. `hints`: per distinct hint (the framing's last
+    stay counted but are not vectorized), `n_events`, its first event's user-facing text
+    (`error_text`) and raw (redacted) `message`, and a few distinct first lines of its events'
+    user-facing texts (`first_lines`). `hints`: per distinct hint (the framing's last
     section, the engine's diagnosis), the raw text, its cleaned text and `n_events`.
     """
 
@@ -420,6 +443,7 @@ def combine_corpus_parts(
     counts: list[int] = []
     messages: list[str] = []
     texts: list[str] = []
+    lines: list[list[str]] = []
     hint_counts: Counter[int] = Counter()
     events: list[pd.DataFrame] = []
     for part in parts:
@@ -431,7 +455,12 @@ def combine_corpus_parts(
                 counts.append(0)
                 messages.append(part.variant_messages[local])
                 texts.append(part.variant_texts[local])
+                lines.append([])
             counts[variant] += part.variant_counts[local]
+            kept = lines[variant]
+            kept += [line for line in part.variant_lines[local] if line not in kept][
+                : _KEPT_LINES - len(kept)
+            ]
             global_variant[local] = variant
         global_hint = np.array(
             [hint_of.setdefault(hint, len(hint_of)) for hint in part.hints], dtype=np.int32
@@ -464,6 +493,7 @@ def combine_corpus_parts(
             "n_events": pd.Series(counts, dtype=np.int64),
             "error_text": pd.Series(texts, dtype=object),
             "message": pd.Series(messages, dtype=object),
+            "first_lines": pd.Series([tuple(kept) for kept in lines], dtype=object),
         }
     )
     variants.insert(2, "has_text", variants["cleaned"].str.len() > 0)

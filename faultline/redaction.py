@@ -183,7 +183,7 @@ def _redact_any_line(line: str) -> tuple[str, bool]:
 # Lines that recur (the framing, the hints) are short; a long line is most likely unique, and
 # caching lines of any length could hold gigabytes (a message may have 100,000 characters).
 _redacted_lines: dict[str, tuple[str, bool]] = {}
-_redact_line = cached(_redacted_lines, _redact_any_line, max_entries=16_384, max_key_chars=1_000)
+_redact_line = cached(_redacted_lines, _redact_any_line, max_entries=16_384, max_key_chars=500)
 
 
 def redact_secrets(text: str) -> str:

@@ -13,7 +13,14 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from faultline.cleaning import PLACEHOLDER_WORDS, Corpus, extract_hint, mask_variable_parts, strip_framing
+from faultline.cleaning import (
+    PLACEHOLDER_WORDS,
+    Corpus,
+    extract_hint,
+    first_line,
+    mask_variable_parts,
+    strip_framing,
+)
 from faultline.clustering import NO_TEXT, NOISE
 
 WILDCARD = "<*>"
@@ -33,10 +40,6 @@ class ClusterReport:
     n_clusters: int
     noise_share: float
     top_cluster_share: float
-
-
-def _first_line(text: str) -> str:
-    return next((line.strip() for line in text.splitlines() if line.strip()), "")
 
 
 def _fold(template: list[str], tokens: list[str]) -> list[str]:
@@ -65,9 +68,7 @@ def message_template(messages: pd.Series, counts: pd.Series | None = None) -> st
     # Masked once per distinct message, then counted per masked line. Lines seen as often go in the
     # order they first appear (a stable sort), so the label never depends on a sort's tie-breaking.
     message_counts = weights.groupby(messages, sort=False).sum()
-    lines = message_counts.index.map(
-        lambda text: mask_variable_parts(_first_line(text), placeholder=WILDCARD)
-    )
+    lines = message_counts.index.map(lambda text: mask_variable_parts(first_line(text), placeholder=WILDCARD))
     distinct = (
         message_counts.groupby(lines, sort=False)
         .sum()
@@ -141,18 +142,39 @@ def _hint_template(members: pd.DataFrame) -> str:
 
 def report_rows(corpus: Corpus, clusters: pd.DataFrame) -> pd.DataFrame:
     """The clustered events as one row per variant, hint and cluster, with `n_events`: what the report
-    needs (the variant's `error_text`, `cleaned` text and first `message`, the raw `hint_text`)."""
+    needs (the variant's `error_text`, `cleaned` text, first `message` and `first_lines`, the raw
+    `hint_text`)."""
     rows = clusters.groupby(["variant", "hint", "cluster_id"]).size().rename("n_events").reset_index()
     variant, hint = rows["variant"].to_numpy(), rows["hint"].to_numpy()
-    for column in ("error_text", "cleaned", "message"):
+    for column in ("error_text", "cleaned", "message", "first_lines"):
         rows[column] = corpus.variants[column].to_numpy()[variant]
     rows["hint_text"] = corpus.hints["hint"].to_numpy()[hint]
     return rows
 
 
+@dataclass(frozen=True)
+class ClusteredEvents:
+    """The day's events with their cluster (`events`: `row_id`, `event_index`, `variant`, `hint`,
+    `cluster_id`), and the same as `report_rows` for the report. Made in one step from one corpus,
+    so a report never pairs clusters with the variants of another materialization of the corpus."""
+
+    events: pd.DataFrame
+    report_rows: pd.DataFrame
+
+
+def _label(members: pd.DataFrame) -> str:
+    """What the members' user-facing texts share: a few first lines of each variant where known,
+    each weighing its share of the variant's events; else each row's text."""
+    if "first_lines" not in members:
+        return message_template(members["error_text"], _weights(members))
+    lines = members["first_lines"].explode()
+    weights = (_weights(members) / members["first_lines"].map(len)).reindex(lines.index)
+    return message_template(lines.astype(str).reset_index(drop=True), weights.reset_index(drop=True))
+
+
 def build_cluster_report(clustered: pd.DataFrame) -> ClusterReport:
-    """Summarize rows with `cluster_id`, `error_text` and `cleaned` (and `message`, `hint_text`) into
-    the report's groups. A row is one event, or stands for `n_events` events."""
+    """Summarize rows with `cluster_id`, `error_text` and `cleaned` (and `message`, `hint_text`,
+    `first_lines`) into the report's groups. A row is one event, or stands for `n_events` events."""
     weights = _weights(clustered)
     n_events = int(weights.sum())
     terms = distinctive_terms(clustered)
@@ -168,7 +190,7 @@ def build_cluster_report(clustered: pd.DataFrame) -> ClusterReport:
                 name,
                 round(100.0 * size / n_events, 2),
                 size,
-                message_template(members["error_text"], _weights(members)) if is_cluster else "",
+                _label(members) if is_cluster else "",
                 _hint_template(members) if is_cluster else "",
                 _examples(members),
                 terms.get(cluster_id, []),

@@ -76,7 +76,7 @@ def _line_tokens(line: str) -> tuple[bool, Tokens]:
 
 # A message's lines recur (its hint, a common error), so each line is done once too.
 _lines_done: dict[str, tuple[bool, Tokens]] = {}
-_tokens_of_line = cached(_lines_done, _line_tokens, max_entries=16_384, max_key_chars=1_000)
+_tokens_of_line = cached(_lines_done, _line_tokens, max_entries=16_384, max_key_chars=500)
 
 
 def template_tokens(text: str) -> Tokens:

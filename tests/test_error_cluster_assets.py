@@ -53,7 +53,7 @@ def demo_day_result(tmp_path_factory, demo_rows):
 
 def test_clusters_recover_the_demo_root_causes(demo_rows, demo_day_result):
     result, _ = demo_day_result
-    clusters = result.asset_value("error_clusters")
+    clusters = result.asset_value("error_clusters").events
     truth = day_truth(demo_rows, DEMO_DAY)
     assert len(clusters) == len(truth) > 500
     assert adjusted_rand_score(truth, clusters["cluster_id"]) >= 0.9
@@ -61,7 +61,9 @@ def test_clusters_recover_the_demo_root_causes(demo_rows, demo_day_result):
 
 def test_top_five_root_causes_get_a_cluster_with_their_true_share(demo_rows, demo_day_result):
     result, _ = demo_day_result
-    clusters = result.asset_value("error_clusters").assign(truth=day_truth(demo_rows, DEMO_DAY).to_numpy())
+    clusters = result.asset_value("error_clusters").events.assign(
+        truth=day_truth(demo_rows, DEMO_DAY).to_numpy()
+    )
     report = result.asset_value("error_cluster_report").groups.set_index("cluster_id")
     for cause, true_share in clusters["truth"].value_counts(normalize=True).head(5).items():
         matching_cluster = clusters.loc[clusters["truth"] == cause, "cluster_id"].mode()[0]
@@ -83,7 +85,7 @@ def test_a_day_read_in_many_parts_on_two_processes_gives_the_result_of_one_part(
     assert result.asset_value("deployment_events_dump").n_parts > 10
     assert one_part.asset_value("deployment_events_dump").n_parts == 1
     pd.testing.assert_frame_equal(
-        result.asset_value("error_clusters"), one_part.asset_value("error_clusters")
+        result.asset_value("error_clusters").events, one_part.asset_value("error_clusters").events
     )
     pd.testing.assert_frame_equal(
         result.asset_value("error_cluster_report").groups, one_part.asset_value("error_cluster_report").groups
@@ -147,8 +149,8 @@ def test_non_error_events_are_left_out_and_counted(demo_rows, demo_day_result):
 def test_the_same_day_twice_gives_the_same_clusters(tmp_path: Path, instance, report_store):
     rows = generate_deployment_batches(end=DEMO_END, days=1, n_error_events=400, seed=5)
     store = seeded_event_store(tmp_path, rows)
-    first = materialize_day(instance, store, report_store).asset_value("error_clusters")
-    second = materialize_day(instance, store, report_store).asset_value("error_clusters")
+    first = materialize_day(instance, store, report_store).asset_value("error_clusters").events
+    second = materialize_day(instance, store, report_store).asset_value("error_clusters").events
     assert first["cluster_id"].nunique() > 5
     assert first["cluster_id"].tolist() == second["cluster_id"].tolist()
 
@@ -240,3 +242,8 @@ def test_the_seeds_dbscan_values_are_one_config_away_and_group_coarser(
 
     # The seed's eps 0.2 on raw vectors merges templates the default keeps apart.
     assert dbscan_clusters(result) < dbscan_clusters(default_result) / 2
+
+
+def test_the_report_reads_the_clusters_alone_so_it_never_pairs_them_with_another_corpus():
+    report = next(a for a in ASSETS if dg.AssetKey("error_cluster_report") in a.keys)
+    assert set(report.asset_deps[dg.AssetKey("error_cluster_report")]) == {dg.AssetKey("error_clusters")}

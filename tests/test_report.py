@@ -111,3 +111,13 @@ def test_a_report_of_variants_counts_each_event_and_shows_one_example_per_varian
     # The variant of three events first, with its first message; then the other.
     assert report.groups.loc[0, "examples"] == [messages[0], messages[2]]
     assert report.groups.loc[0, "label"] == "push <*> for image <*>"
+
+
+def test_a_label_shows_as_wildcards_what_varies_within_a_variant():
+    messages = [f"Container exited with exit code {code} on node worker-{node}" for code in (137, 1, 2, 139)
+                for node in range(1, 7)]  # fmt: skip
+    corpus = build_corpus(pd.DataFrame({"row_id": range(24), "event_index": 0, "message": messages}))
+    assert len(corpus.variants) == 1  # the digits make both variable parts `<*>` in the tokens
+    report = build_cluster_report(report_rows(corpus, corpus.events.assign(cluster_id=0)))
+    assert report.groups.loc[0, "label"] == "Container exited with exit code <*> on node <*>"
+    assert report.groups.loc[0, "examples"] == [messages[0]]

@@ -203,7 +203,8 @@ def test_secrets_in_the_days_events_reach_no_corpus_report_metadata_storage_or_l
         "cleaned_corpus events": corpus.events,
         "cleaned_corpus variants": corpus.variants,
         "cleaned_corpus hints": corpus.hints,
-        "error_clusters": result.asset_value("error_clusters"),
+        "error_clusters events": result.asset_value("error_clusters").events,
+        "error_clusters report rows": result.asset_value("error_clusters").report_rows,
     }
     found = []
     for name, table in tables.items():

@@ -185,7 +185,7 @@ def test_rerunning_the_day_after_the_store_recovers_gives_the_undisturbed_result
         return {
             "success": True,
             "deployment_events_dump": result.asset_value("deployment_events_dump").to_frame(),
-            "error_clusters": result.asset_value("error_clusters"),
+            "error_clusters": result.asset_value("error_clusters").events,
             "report": result.asset_value("error_cluster_report"),
         }
 
