@@ -1,5 +1,6 @@
 """Sensors: every 10 minutes, each running task past its learned limit raises one alert."""
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 import dagster as dg
@@ -13,8 +14,15 @@ from resources.alert_store import AlertStore
 from resources.workflow import WorkflowService
 
 
-def build_long_running_tasks_sensor(minimum_interval_seconds: int = CHECK_INTERVAL_S) -> dg.SensorDefinition:
-    """The sensor, ticking every `minimum_interval_seconds` (Amperity's 10 minutes by default).
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def build_long_running_tasks_sensor(
+    minimum_interval_seconds: int = CHECK_INTERVAL_S, clock: Callable[[], datetime] = _utc_now
+) -> dg.SensorDefinition:
+    """The sensor, ticking every `minimum_interval_seconds` (Amperity's 10 minutes by default);
+    `clock` tells it the time (tests pass a fixed one).
 
     A task shorter than the interval may start and end between two ticks and never be checked; the
     seed argues that is fine, since a short task running long costs little.
@@ -32,7 +40,7 @@ def build_long_running_tasks_sensor(minimum_interval_seconds: int = CHECK_INTERV
         alert_store: AlertStore,
         alert_sinks: AlertSinks,
     ):
-        now = datetime.now(UTC)
+        now = clock()
         as_of, baselines = alert_store.latest_baselines()
         running, unreadable = workflow.running_tasks(now)
         scan = find_overdue_tasks(running, baselines, now)
@@ -40,7 +48,7 @@ def build_long_running_tasks_sensor(minimum_interval_seconds: int = CHECK_INTERV
         new_alerts = alert_store.record_alerts(scan.overdue, raised_at=now)
         for alert in new_alerts.to_dict(orient="records"):
             context.log.warning(alert_text(alert))
-        delivery = deliver_pending_alerts(alert_store, alert_sinks)
+        delivery = deliver_pending_alerts(alert_store, alert_sinks, now)
         for sink, expired in delivery.expired.items():
             if expired:
                 context.log.info(

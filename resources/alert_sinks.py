@@ -79,15 +79,18 @@ def _failure_cause(error: Exception, timeout_seconds: float) -> str:
     return type(error).__name__
 
 
-def deliver_pending_alerts(store: AlertStore, sinks: AlertSinks) -> DeliveryReport:
+def deliver_pending_alerts(
+    store: AlertStore, sinks: AlertSinks, now: datetime | None = None
+) -> DeliveryReport:
     """Send every alert a configured sink has not received yet; record each success at once.
 
     A sink that fails on one alert is not tried again this round (it is likely down); its pending
     alerts wait for the next call. The failure's cause is kept without the sink's URL or token.
-    Alerts raised more than `max_alert_age_hours` ago are recorded as expired for the sink instead.
+    Alerts raised more than `max_alert_age_hours` before `now` (default: the clock's time) are recorded
+    as expired for the sink instead.
     """
     report = DeliveryReport()
-    now = datetime.now(UTC)
+    now = now or datetime.now(UTC)
     oldest = pd.Timestamp(now - timedelta(hours=sinks.max_alert_age_hours))
     for sink in sinks.sink_names():
         send = sinks.sender(sink)
