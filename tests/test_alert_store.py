@@ -72,3 +72,22 @@ def test_deliveries_are_per_sink_and_recorded_once(store):
     store.mark_delivered(first_id, "webhook", NOW + timedelta(minutes=1))
     assert store.undelivered("webhook")["run_id"].tolist() == ["r2"]
     assert store.undelivered("slack")["run_id"].tolist() == ["r1", "r2"]
+
+
+def test_runs_that_differ_only_in_a_secret_are_alerted_apart_and_shown_redacted(store):
+    """Both run ids redact to the same text, as do both task types: the alert is unique per run as
+    the workflow holds it, not per what a sink may show of it."""
+    runs = pd.concat(
+        [
+            overdue("deploy password=hunter2", "deploy password=swordfish"),
+            overdue("r1").assign(task_type="etl.orders token=ghp_first"),
+            overdue("r1").assign(task_type="etl.orders token=ghp_second"),
+        ],
+        ignore_index=True,
+    )
+    first = store.record_alerts(runs, raised_at=NOW)
+    again = store.record_alerts(runs, raised_at=NOW + timedelta(minutes=10))
+    alerts = store.alerts()
+    assert len(first) == len(alerts) == 4 and again.empty
+    assert alerts["run_id"].tolist() == ["deploy password=<assigned_secret>"] * 2 + ["r1", "r1"]
+    assert alerts["task_type"].tolist() == ["etl.orders"] * 2 + ["etl.orders token=<assigned_secret>"] * 2
