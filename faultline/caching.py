@@ -1,4 +1,5 @@
-"""Caches of what recurs line by line or token by token: the framing, the hints, the field names.
+"""Caches of what recurs line by line or token by token (the framing, the hints, the field names),
+each bounded, and all of them cleared and measured from here (`clear_all`, `cache_stats`).
 
 A plain dict, bounded by emptying it when full: its lookups are most of what a cached line costs,
 and an LRU's bookkeeping on every hit cost more than the rare misses after a clear. Only short keys
@@ -7,26 +8,87 @@ line caches hold at most 16,384 lines of at most 500 characters, with what was m
 65 MB each at worst (a line holding an emoji takes 4 bytes a character), in each process.
 """
 
-from collections.abc import Callable
+import weakref
+from collections.abc import Callable, Sized
+from dataclasses import dataclass
 from typing import TypeVar
 
+Key = TypeVar("Key", bound=Sized)
 Value = TypeVar("Value")
 
 
-def cached(
-    values: dict[str, Value], function: Callable[[str], Value], max_entries: int, max_key_chars: int
-) -> Callable[[str], Value]:
-    """`function` of one string, computing and keeping its result in `values`.
+@dataclass(frozen=True)
+class CacheStats:
+    """What a cache holds and what it cost since it was made or last cleared."""
 
-    Callers look in `values` first (`values.get(key) or compute(key)`), which spares a call on a hit.
+    entries: int
+    misses: int  # lookups that called the function; hits go uncounted, as counting costs every hit
+    not_kept: int  # misses whose key was longer than the cache keeps
+    full_clears: int  # times it emptied itself for being full
+    max_entries: int
+    max_key_length: int
+
+
+class BoundedCache(dict[Key, Value]):
+    """`cache[key]` is `function(key)`, kept while `key` is at most `max_key_length` long.
+
+    A dict whose `__missing__` computes: a hit is one subscript, as fast as the `get(key) or
+    compute(key)` it replaces (236 and 237 ns a line of the flattened demo's messages, split
+    included), and right for false values; a method call per lookup took 341 ns.
     """
 
-    def compute(key: str) -> Value:
-        value = function(key)
-        if len(key) <= max_key_chars:
-            if len(values) >= max_entries:
-                values.clear()
-            values[key] = value
+    def __init__(
+        self,
+        function: Callable[[Key], Value],
+        *,
+        max_entries: int,
+        max_key_length: int,
+        name: str | None = None,
+    ) -> None:
+        """`name` defaults to the function's `module.qualname` (a builtin has none: name it)."""
+        super().__init__()
+        self.function, self.max_entries, self.max_key_length = function, max_entries, max_key_length
+        self.name = name or f"{function.__module__}.{function.__qualname__}"
+        self.misses = self.not_kept = self.full_clears = 0
+        # By name, so a module imported anew replaces its caches rather than adding to them.
+        _caches[self.name] = self
+
+    def __missing__(self, key: Key) -> Value:
+        self.misses += 1
+        value = self.function(key)
+        if len(key) > self.max_key_length:
+            self.not_kept += 1
+        else:
+            if len(self) >= self.max_entries:
+                super().clear()
+                self.full_clears += 1
+            self[key] = value
         return value
 
-    return compute
+    def clear(self) -> None:
+        """Empty the cache and start its counts again."""
+        super().clear()
+        self.misses = self.not_kept = self.full_clears = 0
+
+    def stats(self) -> CacheStats:
+        return CacheStats(
+            len(self), self.misses, self.not_kept, self.full_clears, self.max_entries, self.max_key_length
+        )
+
+    def __repr__(self) -> str:  # not the dict's, which would print every entry
+        return f"<BoundedCache {self.name}: {len(self)} of {self.max_entries} entries>"
+
+
+# Weakly, so a cache made and dropped (in a test) leaves the registry with it.
+_caches: weakref.WeakValueDictionary[str, BoundedCache] = weakref.WeakValueDictionary()
+
+
+def clear_all() -> None:
+    """Empty every cache of this process (a worker's caches are its own)."""
+    for cache in list(_caches.values()):
+        cache.clear()
+
+
+def cache_stats() -> dict[str, CacheStats]:
+    """Each cache of this process by name (`module.function`), with what it holds and its misses."""
+    return {name: cache.stats() for name, cache in sorted(_caches.items())}

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from faultline.caching import cached
+from faultline.caching import BoundedCache
 from faultline.redaction import SECRET_KINDS
 from faultline.templates import (
     DEFAULT_MAX_CONSTANT_VALUES,
@@ -159,8 +159,7 @@ def _framing_line(line: str) -> tuple[bool, bool, int, str, bool]:
     )
 
 
-_framing_lines: dict[str, tuple[bool, bool, int, str, bool]] = {}
-_judge_framing_line = cached(_framing_lines, _framing_line, max_entries=16_384, max_key_chars=500)
+_framing_lines = BoundedCache(_framing_line, max_entries=16_384, max_key_length=500)
 
 
 def _user_text_and_hint(message: str) -> tuple[str, str]:
@@ -173,9 +172,8 @@ def _user_text_and_hint(message: str) -> tuple[str, str]:
     text goes through the regexes whole.
     """
     lines = message.split("\n")
-    get = _framing_lines.get
     ends_team, has_hint, hint_starts, kept, runs_on = zip(
-        *[get(line) or _judge_framing_line(line) for line in lines], strict=True
+        *[_framing_lines[line] for line in lines], strict=True
     )
     first = ends_team.index(True) + 1 if True in ends_team else 0
     if True in runs_on[first:-1]:

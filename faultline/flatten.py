@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from faultline.caching import cached
+from faultline.caching import BoundedCache
 from faultline.redaction import NAMED_SECRET, names_a_secret, redact_secrets
 
 REQUIRED_EVENT_FIELDS = ("scope", "state", "message")
@@ -51,7 +51,7 @@ def _redact_strings(value: object, named_secret: bool = False) -> object:
     if isinstance(value, dict):
         redacted = {}
         for key, item in value.items():
-            redacted_key, names_secret = _judged_keys.get(key) or _judge_key(key)
+            redacted_key, names_secret = _judged_keys[key]
             redacted[redacted_key] = _redact_strings(item, named_secret or names_secret)
         return redacted
     if isinstance(value, list):
@@ -67,8 +67,7 @@ def _key_judged(key: str) -> tuple[str, bool]:
 
 
 # Events repeat their field names, so each is judged once.
-_judged_keys: dict[str, tuple[str, bool]] = {}
-_judge_key = cached(_judged_keys, _key_judged, max_entries=4_096, max_key_chars=200)
+_judged_keys = BoundedCache(_key_judged, max_entries=4_096, max_key_length=200)
 
 
 # What json.dumps(value, default=str) writes, without building an encoder for each event.

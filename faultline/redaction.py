@@ -4,10 +4,9 @@ Every message is redacted once, when it leaves its batch, so the corpus, the rep
 and the logs downstream only ever see the placeholders.
 """
 
-import functools
 import re
 
-from faultline.caching import cached
+from faultline.caching import BoundedCache
 
 # Names that say a field or an assignment holds a secret (`DB_PASSWORD`, `api_key`, `auth-token`).
 _SECRET_NAMES = (
@@ -128,12 +127,15 @@ def _substring_rules(raw: bytes, folded: bytes) -> list[int]:
 _FOLD_TWINS = str.maketrans({"\u0130": "i", "\u0131": "i", "\u017f": "s", "\u212a": "k"})
 
 
-@functools.lru_cache(maxsize=256)
 def _alternation(rules: tuple[int, ...]) -> re.Pattern[str]:
     """One pattern for these rules, in their order, so at one position the earlier rule still wins."""
     return re.compile(
         "|".join(f"(?P<p{i}>{_SECRET_RULES[i][1]})(?P<s{i}>{_SECRET_RULES[i][2]})" for i in rules), re.S
     )
+
+
+# Few sets of rules occur (most lines trigger none, or one or two).
+_alternations = BoundedCache(_alternation, max_entries=256, max_key_length=len(_SECRET_RULES))
 
 
 _KIND_OF_GROUP = {f"s{i}": kind for i, (kind, _, _) in enumerate(_SECRET_RULES)}
@@ -154,7 +156,7 @@ _OPEN_LINE_END = re.compile(rf"(?i:(?:bearer|basic|{_SECRET_NAMES})\\?[\"']?\s*(
 
 
 def _redact_scan(text: str, rules: tuple[int, ...]) -> str:
-    return _alternation(rules).sub(_placeholder, text) if rules else text
+    return _alternations[rules].sub(_placeholder, text) if rules else text
 
 
 def _triggered_rules(text: str) -> tuple[int, ...]:
@@ -182,8 +184,7 @@ def _redact_any_line(line: str) -> tuple[str, bool]:
 
 # Lines that recur (the framing, the hints) are short; a long line is most likely unique, and
 # caching lines of any length could hold gigabytes (a message may have 100,000 characters).
-_redacted_lines: dict[str, tuple[str, bool]] = {}
-_redact_line = cached(_redacted_lines, _redact_any_line, max_entries=16_384, max_key_chars=500)
+_redacted_lines = BoundedCache(_redact_any_line, max_entries=16_384, max_key_length=500)
 
 
 def redact_secrets(text: str) -> str:
@@ -196,8 +197,7 @@ def redact_secrets(text: str) -> str:
     """
     if _SPANS_LINES in text:
         return _redact_scan(text, _triggered_rules(text))
-    get = _redacted_lines.get
-    redacted, opens = zip(*[get(line) or _redact_line(line) for line in text.split("\n")], strict=True)
+    redacted, opens = zip(*[_redacted_lines[line] for line in text.split("\n")], strict=True)
     if True in opens[:-1]:
         return _redact_scan(text, _triggered_rules(text))
     return "\n".join(redacted)

@@ -23,7 +23,7 @@ import re
 from collections import defaultdict
 from itertools import chain
 
-from faultline.caching import cached
+from faultline.caching import BoundedCache
 
 WILDCARD = "<*>"
 # Drain3's default similarity threshold is 0.4; half the positions is a little stricter.
@@ -59,10 +59,7 @@ def _variable_parts_replaced(token: str) -> str:
 
 # Words recur across messages, so each is done once; a long token (a path, a blob) rarely recurs,
 # and caching it would only hold memory.
-_template_tokens_done: dict[str, str] = {}
-_template_token = cached(
-    _template_tokens_done, _variable_parts_replaced, max_entries=65_536, max_key_chars=200
-)
+_templated_tokens = BoundedCache(_variable_parts_replaced, max_entries=65_536, max_key_length=200)
 
 
 def _line_tokens(line: str) -> tuple[bool, Tokens]:
@@ -70,13 +67,11 @@ def _line_tokens(line: str) -> tuple[bool, Tokens]:
     folded = line.lower()
     if _CLOCK.search(folded):
         return True, ()
-    get = _template_tokens_done.get
-    return False, tuple([get(token) or _template_token(token) for token in folded.split()])
+    return False, tuple([_templated_tokens[token] for token in folded.split()])
 
 
 # A message's lines recur (its hint, a common error), so each line is done once too.
-_lines_done: dict[str, tuple[bool, Tokens]] = {}
-_tokens_of_line = cached(_lines_done, _line_tokens, max_entries=16_384, max_key_chars=500)
+_templated_lines = BoundedCache(_line_tokens, max_entries=16_384, max_key_length=500)
 
 
 def template_tokens(text: str) -> Tokens:
@@ -85,12 +80,10 @@ def template_tokens(text: str) -> Tokens:
     Line by line, which gives the tokens of the whole text (a line break is whitespace), except where
     a clock is: an asctime date may run over a line break, so such text is done whole.
     """
-    get = _lines_done.get
-    lines = [get(line) or _tokens_of_line(line) for line in text.split("\n")]
+    lines = [_templated_lines[line] for line in text.split("\n")]
     if any(clock for clock, _ in lines):
         text = _ASCTIME.sub(WILDCARD, text.lower())
-        get_token = _template_tokens_done.get
-        return tuple([get_token(token) or _template_token(token) for token in text.split()])
+        return tuple([_templated_tokens[token] for token in text.split()])
     return tuple(chain.from_iterable(tokens for _, tokens in lines))
 
 
