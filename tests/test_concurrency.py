@@ -61,6 +61,36 @@ def test_concurrent_writers_of_one_report_leave_one_whole_version_and_no_tempora
     assert [path.name for path in tmp_path.iterdir()] == ["report.md"]
 
 
+def test_a_report_replaced_while_it_is_read_is_always_read_whole(tmp_path: Path):
+    """A person or a program opens the report while two runs rewrite it: every read is one version,
+    never an empty, cut or mixed file. The writers start once the reader has read, and it reads
+    until they are done."""
+    store = ReportStore(directory=str(tmp_path))
+    versions = [f"version {n}\n" * 100_000 for n in range(3)]
+    store.write_text("report.md", versions[0])
+    whole = {version.encode() for version in versions}
+    reading = threading.Event()
+
+    def write(version: str) -> None:
+        assert reading.wait(timeout=PATIENCE_S)
+        for _ in range(10):
+            store.write_text("report.md", version)
+
+    writers = [threading.Thread(target=write, args=(version,)) for version in versions[1:]]
+    for writer in writers:
+        writer.start()
+    torn = []
+    while not reading.is_set() or any(writer.is_alive() for writer in writers):
+        read = (tmp_path / "report.md").read_bytes()
+        reading.set()
+        if read not in whole:
+            torn.append(f"{len(read)} bytes")
+    for writer in writers:
+        writer.join()
+    assert torn == []
+    assert (tmp_path / "report.md").read_text() in versions[1:]
+
+
 def test_an_asset_value_rewritten_while_it_is_read_is_always_read_whole(tmp_path: Path):
     """Two runs of one partition rewrite the same pickle while a step of one of them reads it."""
     io_manager = AtomicPickleIOManager(base_path=UPath(tmp_path))
