@@ -219,6 +219,33 @@ def pause_before(
         sa.event.remove(sa.engine.Engine, "before_cursor_execute", before_execute)
 
 
+def until(condition: Callable[[], object]) -> bool:
+    """Whether `condition` comes true within PATIENCE_S (asked every hundredth of a second)."""
+    deadline = time.monotonic() + PATIENCE_S
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+def waiting_for_a_lock(engine: sa.Engine) -> bool:
+    """Whether a session on the test's PostgreSQL database waits for a lock another session holds."""
+    with engine.connect() as connection:
+        waiting = connection.execute(
+            sa.text(
+                "SELECT count(*) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            )
+        ).scalar()
+    return bool(waiting)
+
+
+def seen_waiting_for_a_lock(engine: sa.Engine, thread: threading.Thread) -> bool:
+    """Whether `thread` is seen waiting for a lock on the test's PostgreSQL database before it ends."""
+    return until(lambda: waiting_for_a_lock(engine) or not thread.is_alive()) and thread.is_alive()
+
+
 def on_signal(thread: Callable[[], bool], statement_part: str, signal: threading.Event):
     """In that thread, set `signal` once a statement holding `statement_part` has run."""
 
@@ -343,23 +370,16 @@ def test_two_refreshes_of_one_day_at_once_leave_one_whole_set_of_limits(store_ur
     in_first = lambda: threading.current_thread() is first  # noqa: E731
     engine = sa.create_engine(store_url)
 
+    seen_queued = []
+
     def watch_the_queue() -> None:
         """Release the first writer once the second is about to write (SQLite serializes writers) or,
-        on PostgreSQL, is waiting for a lock the first holds."""
+        on PostgreSQL, is waiting for a lock the first holds; say whether that was seen."""
         assert first_paused.wait(timeout=PATIENCE_S)
-        deadline = time.monotonic() + PATIENCE_S
-        while time.monotonic() < deadline:
-            if engine.dialect.name == "sqlite":
-                if second_started.is_set():
-                    break
-            else:
-                with engine.connect() as connection:
-                    waiting = connection.execute(
-                        sa.text("SELECT count(*) FROM pg_locks WHERE NOT granted")
-                    ).scalar()
-                if waiting:
-                    break
-            time.sleep(0.05)
+        if engine.dialect.name == "sqlite":
+            seen_queued.append(until(second_started.is_set))
+        else:
+            seen_queued.append(seen_waiting_for_a_lock(engine, second_thread))
         second_queued.set()
 
     second_started = threading.Event()
@@ -376,7 +396,7 @@ def test_two_refreshes_of_one_day_at_once_leave_one_whole_set_of_limits(store_ur
     finally:
         sa.event.remove(sa.engine.Engine, "before_cursor_execute", before_execute)
         engine.dispose()
-    assert first_paused.is_set() and second_queued.is_set()
+    assert first_paused.is_set() and seen_queued == [True]
     assert first_failures == [] and second_failures == []
 
     as_of, latest = alert_store.latest_baselines()
@@ -389,3 +409,40 @@ def test_two_refreshes_of_one_day_at_once_leave_one_whole_set_of_limits(store_ur
         ).one()
     reader.dispose()
     assert tuple(per_day) == (2, 2)
+
+
+def test_two_saves_of_one_days_limits_at_once_queue_and_leave_the_second_set_whole(postgres_url):
+    """AlertStore.save_baselines itself, on PostgreSQL, with no retry around it. The first save has
+    deleted the day's limits and waits, before inserting its own, until the second is seen waiting
+    for a lock; then both go on. Queued behind the first, the second replaces the first's set whole;
+    unqueued, its DELETE would find nothing it can see and its INSERT collide with the first's rows."""
+    store = AlertStore(url=postgres_url)
+    store.save_baselines(AS_OF, limits(("etl.a", 400.0), ("etl.old", 60.0)))
+    failures = []
+
+    def save(baselines: pd.DataFrame) -> None:
+        try:
+            store.save_baselines(AS_OF, baselines)
+        except Exception as error:  # noqa: BLE001 - every failure is what the test reports
+            failures.append(repr(error))
+
+    first = threading.Thread(target=save, args=(limits(("etl.a", 500.0), ("etl.b", 50.0)),))
+    second = threading.Thread(target=save, args=(limits(("etl.a", 700.0), ("etl.c", 5.0)),))
+    first_paused, second_queued = threading.Event(), threading.Event()
+    in_first = lambda: threading.current_thread() is first  # noqa: E731
+    engine = sa.create_engine(postgres_url)
+    try:
+        with pause_before(in_first, "INSERT INTO task_duration_baselines", second_queued, first_paused):
+            first.start()
+            assert first_paused.wait(timeout=PATIENCE_S)
+            second.start()
+            seen_queued = seen_waiting_for_a_lock(engine, second)
+            second_queued.set()
+            first.join(timeout=PATIENCE_S)
+            second.join(timeout=PATIENCE_S)
+    finally:
+        engine.dispose()
+    assert seen_queued and failures == []
+    as_of, latest = store.latest_baselines()
+    assert as_of == AS_OF
+    assert latest[["task_type", "upper_limit_s"]].values.tolist() == [["etl.a", 700.0], ["etl.c", 5.0]]
