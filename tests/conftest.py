@@ -25,6 +25,14 @@ os.environ.setdefault("FAULTLINE_SOURCE_RETRY_DELAY_S", "0.01")
 
 DEMO_END = datetime(2026, 11, 22, tzinfo=UTC)
 DEMO_DAY = "2026-11-21"
+# The tests' clock, wherever the code under test is told the time (the sensor's `clock`, a partition
+# key, demo data's `end`): a fixed instant, so a run that crosses UTC midnight sees one day throughout.
+FIXED_NOW = datetime(2026, 11, 22, 6, tzinfo=UTC)
+FIXED_TODAY = datetime(2026, 11, 22, tzinfo=UTC)
+
+
+def fixed_clock() -> datetime:
+    return FIXED_NOW
 
 
 def seeded_event_store(folder: Path, rows: list[dict]) -> DeploymentEventStore:

@@ -19,12 +19,12 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 import sqlalchemy as sa
-from conftest import DEMO_DAY, DEMO_END
+from conftest import DEMO_DAY, DEMO_END, FIXED_NOW, FIXED_TODAY, fixed_clock
 from upath import UPath
 
 from assets import error_clusters
 from assets.task_durations import task_duration_baselines
-from dagster_project.sensors import long_running_tasks_sensor
+from dagster_project.sensors import build_long_running_tasks_sensor
 from faultline.demo_data.deployment_events import generate_deployment_batches
 from resources.alert_sinks import AlertSinks
 from resources.alert_store import AlertStore
@@ -256,8 +256,9 @@ def on_signal(thread: Callable[[], bool], statement_part: str, signal: threading
     return after_execute
 
 
-TODAY = pd.Timestamp.now(tz="UTC").floor("D")
-AS_OF = TODAY.to_pydatetime()
+TODAY = pd.Timestamp(FIXED_TODAY)
+AS_OF = FIXED_TODAY
+long_running_tasks_sensor = build_long_running_tasks_sensor(clock=fixed_clock)
 
 
 def limits(*rows: tuple[str, float]) -> pd.DataFrame:
@@ -270,7 +271,7 @@ def limits(*rows: tuple[str, float]) -> pd.DataFrame:
 def workflow_with_history(url: str) -> SqlWorkflowService:
     """History: etl.a runs 1500-2300 s (limit about 2532 s), etl.b 90-110 s (about 116 s). Running for
     1000 s: r-a (etl.a), r-b (etl.b) and r-c (etl.c)."""
-    ended, now = TODAY - pd.Timedelta(days=2), pd.Timestamp.now(tz="UTC")
+    ended, now = TODAY - pd.Timedelta(days=2), pd.Timestamp(FIXED_NOW)
     rows = [
         {"run_id": f"{task_type}-{i}", "task_type": task_type, "status": "success",
          "started_at": ended - pd.Timedelta(seconds=seconds), "ended_at": ended}
