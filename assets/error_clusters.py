@@ -12,8 +12,7 @@ import json
 import dagster as dg
 from pydantic import Field
 
-from dagster_project.partitions import daily_partitions
-from dagster_project.settings import source_retry_policy
+from assets.settings import DEFAULT_DAILY_PARTITIONS, retried_on_outage
 from faultline.cleaning import Corpus, combine_corpus_parts, corpus_part
 from faultline.clustering import (
     NOISE,
@@ -120,12 +119,9 @@ class DBSCANConfig(dg.Config):
 
 
 @dg.asset(
-    partitions_def=daily_partitions,
+    partitions_def=DEFAULT_DAILY_PARTITIONS,
     group_name=GROUP,
     check_specs=[dg.AssetCheckSpec("dump_has_rows", asset="deployment_events_dump")],
-    # The store may be down or drop the connection: retried, and safe to retry, since a failed read
-    # keeps no parts at all and the day's rows are selected again from scratch.
-    retry_policy=source_retry_policy(),
 )
 # No return annotation: with check_specs Dagster would read one as the type of every output.
 def deployment_events_dump(
@@ -136,12 +132,15 @@ def deployment_events_dump(
 ):
     """The day's rows copied out of the events store as they are, so production is read once."""
     window = context.partition_time_window
-    dump = part_store.write(
-        "deployment_events_dump",
-        context.partition_key,
-        event_store.iter_batches(window.start, window.end, config.rows_per_part),
-        DUMP_COLUMNS,
-    )
+    # The store may be down or drop the connection: retried, and safe to retry, since a failed read
+    # keeps no parts at all and the day's rows are selected again from scratch.
+    with retried_on_outage(context, event_store):
+        dump = part_store.write(
+            "deployment_events_dump",
+            context.partition_key,
+            event_store.iter_batches(window.start, window.end, config.rows_per_part),
+            DUMP_COLUMNS,
+        )
     return dg.MaterializeResult(
         value=dump,
         metadata={"dagster/row_count": dump.n_rows, "parts": dump.n_parts},
@@ -158,7 +157,7 @@ def deployment_events_dump(
 
 
 @dg.multi_asset(
-    partitions_def=daily_partitions,
+    partitions_def=DEFAULT_DAILY_PARTITIONS,
     group_name=GROUP,
     outs={
         "flattened_events": dg.AssetOut(description="One row per error event, batches exploded."),
@@ -216,7 +215,7 @@ def flatten_events(
     )
 
 
-@dg.asset(partitions_def=daily_partitions, group_name=GROUP)
+@dg.asset(partitions_def=DEFAULT_DAILY_PARTITIONS, group_name=GROUP)
 def cleaned_corpus(config: CleaningConfig, flattened_events: FrameParts) -> dg.MaterializeResult[Corpus]:
     """Each error event's variant (its message's template tokens) and hint; per variant its template,
     the cleaned text the vectorizer sees, its count and an example message."""
@@ -239,7 +238,7 @@ def cleaned_corpus(config: CleaningConfig, flattened_events: FrameParts) -> dg.M
     )
 
 
-@dg.asset(partitions_def=daily_partitions, group_name=GROUP)
+@dg.asset(partitions_def=DEFAULT_DAILY_PARTITIONS, group_name=GROUP)
 def error_vectors(config: Doc2VecConfig, cleaned_corpus: Corpus) -> dg.MaterializeResult[DocumentVectors]:
     """A Doc2Vec vector per distinct template, with the number of events that carry it."""
     variants = cleaned_corpus.variants
@@ -252,7 +251,7 @@ def error_vectors(config: Doc2VecConfig, cleaned_corpus: Corpus) -> dg.Materiali
 
 
 @dg.asset(
-    partitions_def=daily_partitions,
+    partitions_def=DEFAULT_DAILY_PARTITIONS,
     group_name=GROUP,
     check_specs=[dg.AssetCheckSpec("noise_share_is_normal", asset="error_clusters")],
 )
@@ -287,7 +286,7 @@ def error_clusters(config: DBSCANConfig, cleaned_corpus: Corpus, error_vectors: 
     )
 
 
-@dg.asset(partitions_def=daily_partitions, group_name=GROUP)
+@dg.asset(partitions_def=DEFAULT_DAILY_PARTITIONS, group_name=GROUP)
 def error_cluster_report(
     context: dg.AssetExecutionContext, error_clusters: ClusteredEvents, report_store: ReportStore
 ) -> dg.MaterializeResult[ClusterReport]:

@@ -11,8 +11,7 @@ import dagster as dg
 import pandas as pd
 from pydantic import Field
 
-from dagster_project.partitions import daily_partitions
-from dagster_project.settings import source_retry_policy
+from assets.settings import DEFAULT_DAILY_PARTITIONS, retried_on_outage
 from faultline.backtest import backtest
 from faultline.durations import (
     CHECK_INTERVAL_S,
@@ -64,7 +63,7 @@ class BacktestConfig(dg.Config):
 
 # The workflow database may be down: retried, and safe to retry, since the limits of a day are
 # replaced as a whole in one transaction.
-@dg.asset(partitions_def=daily_partitions, group_name=GROUP, retry_policy=source_retry_policy())
+@dg.asset(partitions_def=DEFAULT_DAILY_PARTITIONS, group_name=GROUP)
 def task_duration_baselines(
     context: dg.AssetExecutionContext,
     config: BaselineConfig,
@@ -80,16 +79,18 @@ def task_duration_baselines(
     start = end - timedelta(days=config.window_days)
     estimator = estimator_named(config.estimator)
     k = DEFAULT_K[estimator] if config.k is None else config.k
-    if estimator is Estimator.MEAN_STD:
-        # Aggregated in the database: months of history never have to be loaded.
-        baselines = baselines_from_moments(
-            workflow.duration_moments(start, end), k=k, min_runs=config.min_runs
-        )
-    else:
-        runs = workflow.successful_runs(start, end)
-        baselines = baselines_from_durations(runs, estimator=estimator, k=k, min_runs=config.min_runs)
-    rejected = workflow.rejected_runs(start, end)
-    alert_store.save_baselines(end, baselines)
+    with retried_on_outage(context, workflow):
+        if estimator is Estimator.MEAN_STD:
+            # Aggregated in the database: months of history never have to be loaded.
+            baselines = baselines_from_moments(
+                workflow.duration_moments(start, end), k=k, min_runs=config.min_runs
+            )
+        else:
+            runs = workflow.successful_runs(start, end)
+            baselines = baselines_from_durations(runs, estimator=estimator, k=k, min_runs=config.min_runs)
+        rejected = workflow.rejected_runs(start, end)
+    with retried_on_outage(context, alert_store):
+        alert_store.save_baselines(end, baselines)
 
     # The store keeps task types as the workflow does: the sensor matches running tasks to their limit
     # by them. What leaves for the UI and Dagster's storage has their secrets redacted.

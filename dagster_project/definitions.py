@@ -1,17 +1,41 @@
-"""The code location: every asset, check, job, schedule and sensor of faultline, with its resources."""
+"""The code location: every asset, check, job, schedule and sensor of faultline, with its resources.
+
+The deployment's settings are read here, once, when the definitions are built; `build_definitions`
+takes them as an argument, so the demo and the tests build definitions of their own without touching
+the environment.
+"""
 
 import dagster as dg
 
 from assets import error_clusters, task_durations
-from dagster_project.jobs import error_clusters_job, task_duration_baselines_job
+from assets.settings import Settings, daily_partitions
+from dagster_project.jobs import build_error_clusters_job, build_task_duration_baselines_job
 from dagster_project.resources import build_resources
-from dagster_project.schedules import error_clusters_schedule, task_duration_baselines_schedule
-from dagster_project.sensors import long_running_tasks_sensor
+from dagster_project.schedules import build_schedules
+from dagster_project.sensors import build_long_running_tasks_sensor
 
-defs = dg.Definitions(
-    assets=dg.load_assets_from_modules([error_clusters, task_durations]),
-    jobs=[error_clusters_job, task_duration_baselines_job],
-    schedules=[error_clusters_schedule, task_duration_baselines_schedule],
-    sensors=[long_running_tasks_sensor],
-    resources=build_resources(),
-)
+
+def _on_calendar(assets: list, partitions: dg.PartitionsDefinition) -> list:
+    """The daily assets on the deployment's calendar (they are defined on the default one)."""
+    return [
+        asset.map_asset_specs(lambda spec: spec.replace_attributes(partitions_def=partitions))
+        if isinstance(asset, dg.AssetsDefinition) and asset.partitions_def is not None
+        else asset
+        for asset in assets
+    ]
+
+
+def build_definitions(settings: Settings) -> dg.Definitions:
+    partitions = daily_partitions(settings.start_date)
+    error_clusters_job = build_error_clusters_job(partitions)
+    task_duration_baselines_job = build_task_duration_baselines_job(partitions, settings.estimator)
+    return dg.Definitions(
+        assets=_on_calendar(dg.load_assets_from_modules([error_clusters, task_durations]), partitions),
+        jobs=[error_clusters_job, task_duration_baselines_job],
+        schedules=build_schedules(error_clusters_job, task_duration_baselines_job),
+        sensors=[build_long_running_tasks_sensor(settings.sensor_interval_s)],
+        resources=build_resources(settings),
+    )
+
+
+defs = build_definitions(Settings.from_env())

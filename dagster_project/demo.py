@@ -7,11 +7,16 @@
 import os
 import textwrap
 import time
+from dataclasses import fields
 from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 import pandas as pd
 
+from assets.settings import Settings
+from assets.task_durations import duration_alert_backtest
+from dagster_project.definitions import build_definitions
+from dagster_project.sensors import build_long_running_tasks_sensor
 from faultline.alerting import alert_text
 from faultline.demo_data.deployment_events import generate_deployment_batches
 from faultline.demo_data.task_runs import generate_task_runs
@@ -25,26 +30,19 @@ DEMO_TASK_RUN_DAYS = 28
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 
-# What the demo never takes from the environment: a real store, a real alert sink, a real folder.
-_NOT_FOR_THE_DEMO = (
-    "FAULTLINE_DB_URL",
-    "FAULTLINE_EVENTS_DB_URL",
-    "FAULTLINE_WORKFLOW_DB_URL",
-    "FAULTLINE_ALERTS_DB_URL",
-    "FAULTLINE_WORKFLOW_SOURCE",
-    "FAULTLINE_REPORTS_DIR",
-    "FAULTLINE_SLACK_TOKEN",
-    "FAULTLINE_ALERT_WEBHOOK_URL",
-)
+def demo_definitions() -> dg.Definitions:
+    """The demo's own definitions: embedded stores, no alert sink, whatever the environment says.
 
-
-def _use_embedded_stores() -> None:
-    """The demo writes its own data and alerts no one: it ignores the deployment's settings."""
-    for name in _NOT_FOR_THE_DEMO:
-        if os.environ.pop(name, None):
+    The demo writes its own data and alerts no one, so it builds its definitions from the embedded
+    defaults (`Settings()`), never from the deployment's FAULTLINE_* variables.
+    """
+    for setting in fields(Settings):
+        name = setting.metadata["env"]
+        if os.environ.get(name, "").strip():
             print(f"{name} is set; the demo ignores it and keeps to {data_dir()}.")
     demo_store = data_dir() / "faultline.db"
     demo_store.unlink(missing_ok=True)
+    return build_definitions(Settings())
 
 
 def _prepare_dagster_home() -> None:
@@ -81,17 +79,13 @@ def _print_alerts(alerts: pd.DataFrame, planted: set[str]) -> None:
 
 
 def _run_duration_side(defs: dg.Definitions, instance: dg.DagsterInstance, day: str) -> None:
-    from assets.task_durations import duration_alert_backtest
-    from dagster_project.jobs import task_duration_baselines_job
-    from dagster_project.sensors import long_running_tasks_sensor
-
     now = pd.Timestamp.now(tz="UTC").floor("s")
     demo_runs = generate_task_runs(now, days=DEMO_TASK_RUN_DAYS)
     defs.resources["workflow"].write_runs(demo_runs.runs, replace=True)
     n_types = demo_runs.runs["task_type"].nunique()
     print(f"\nSeeded {len(demo_runs.runs)} task runs of {n_types} task types over {DEMO_TASK_RUN_DAYS} days.")
 
-    defs.resolve_job_def(task_duration_baselines_job.name).execute_in_process(
+    defs.resolve_job_def("task_duration_baselines_daily").execute_in_process(
         partition_key=day, instance=instance, run_config=QUIET
     )
     as_of, limits = defs.resources["alert_store"].latest_baselines()
@@ -102,7 +96,7 @@ def _run_duration_side(defs: dg.Definitions, instance: dg.DagsterInstance, day: 
         instance=instance,
         resources={key: defs.resources[key] for key in ("workflow", "alert_store", "alert_sinks")},
     )
-    long_running_tasks_sensor(context)
+    build_long_running_tasks_sensor()(context)
     _print_alerts(defs.resources["alert_store"].alerts(), demo_runs.expected_overdue_run_ids)
 
     backtest = dg.materialize(
@@ -116,12 +110,8 @@ def _run_duration_side(defs: dg.Definitions, instance: dg.DagsterInstance, day: 
 
 
 def main() -> None:
-    _use_embedded_stores()
+    defs = demo_definitions()
     _prepare_dagster_home()
-    # Imported after DAGSTER_HOME is set, so the definitions see the demo's environment.
-    from dagster_project.definitions import defs
-    from dagster_project.jobs import error_clusters_job
-
     started = time.monotonic()
     event_store = defs.resources["event_store"]
     end = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
@@ -137,7 +127,7 @@ def main() -> None:
     print(f"Materializing the error-cluster graph for {day} ...")
     instance = dg.DagsterInstance.get()
     # The step-by-step log is in the UI; the terminal gets the result.
-    result = defs.resolve_job_def(error_clusters_job.name).execute_in_process(
+    result = defs.resolve_job_def("error_clusters_daily").execute_in_process(
         partition_key=day, instance=instance, run_config=QUIET
     )
     report: ClusterReport = result.asset_value("error_cluster_report")

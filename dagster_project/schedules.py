@@ -2,18 +2,16 @@
 
 import dagster as dg
 
-from dagster_project.jobs import error_clusters_job, task_duration_baselines_job
 
-# 01:00 UTC leaves late batches of the previous day an hour to land in the store.
-error_clusters_schedule = dg.build_schedule_from_partitioned_job(
-    error_clusters_job,
-    hour_of_day=1,
-    default_status=dg.DefaultScheduleStatus.RUNNING,
-)
-
-# Right after midnight: the sensor checks against limits that include yesterday's runs.
-task_duration_baselines_schedule = dg.build_schedule_from_partitioned_job(
-    task_duration_baselines_job,
-    minute_of_hour=10,
-    default_status=dg.DefaultScheduleStatus.RUNNING,
-)
+def build_schedules(error_clusters_job, task_duration_baselines_job) -> list[dg.ScheduleDefinition]:
+    """A schedule for each partitioned job (what `dg.define_asset_job` returns)."""
+    return [
+        # 01:00 UTC leaves late batches of the previous day an hour to land in the store.
+        dg.build_schedule_from_partitioned_job(
+            error_clusters_job, hour_of_day=1, default_status=dg.DefaultScheduleStatus.RUNNING
+        ),
+        # Right after midnight: the sensor checks against limits that include yesterday's runs.
+        dg.build_schedule_from_partitioned_job(
+            task_duration_baselines_job, minute_of_hour=10, default_status=dg.DefaultScheduleStatus.RUNNING
+        ),
+    ]

@@ -5,7 +5,6 @@ from datetime import UTC, datetime
 
 import dagster as dg
 
-from dagster_project.settings import sensor_interval_s
 from faultline.alerting import alert_text, format_duration
 from faultline.durations import CHECK_INTERVAL_S, find_overdue_tasks
 from faultline.report import markdown_table
@@ -96,5 +95,5 @@ def build_long_running_tasks_sensor(
     return long_running_tasks
 
 
-# FAULTLINE_SENSOR_INTERVAL_S overrides the 10 minutes (the deployment tests tick every few seconds).
-long_running_tasks_sensor = build_long_running_tasks_sensor(sensor_interval_s(CHECK_INTERVAL_S))
+# At the seed's cadence; the code location builds its own from the deployment's settings.
+long_running_tasks_sensor = build_long_running_tasks_sensor()

@@ -5,7 +5,8 @@ alerts pending in the alert store; the next tick tries them again, and an alert 
 received is never sent to it twice.
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -53,19 +54,33 @@ class AlertSinks(dg.ConfigurableResource):
     def sink_names(self) -> list[str]:
         return [name for name, on in (("slack", self.slack_token), ("webhook", self.webhook_url)) if on]
 
-    def _send_to_slack(self, alert: dict) -> None:
+    def _slack_sender(self) -> Callable[[dict], None]:
         client = SlackResource(token=self.slack_token).get_client()
         client.base_url = self.slack_api_url
         # As given: int() made a timeout under a second 0, which urllib takes as "do not wait at all".
         client.timeout = self.timeout_seconds
-        client.chat_postMessage(channel=self.slack_channel, text=alert_text(alert))
 
-    def _send_to_webhook(self, alert: dict) -> None:
-        response = requests.post(self.webhook_url, json=alert_payload(alert), timeout=self.timeout_seconds)
-        response.raise_for_status()
+        def send(alert: dict) -> None:
+            client.chat_postMessage(channel=self.slack_channel, text=alert_text(alert))
 
-    def sender(self, sink: str) -> Callable[[dict], None]:
-        return {"slack": self._send_to_slack, "webhook": self._send_to_webhook}[sink]
+        return send
+
+    def _webhook_sender(self, session: requests.Session) -> Callable[[dict], None]:
+        def send(alert: dict) -> None:
+            response = session.post(self.webhook_url, json=alert_payload(alert), timeout=self.timeout_seconds)
+            response.raise_for_status()
+
+        return send
+
+    @contextmanager
+    def sender(self, sink: str) -> Iterator[Callable[[dict], None]]:
+        """A function sending one alert to `sink`, for one round: the webhook's round keeps its
+        connection open (a new TCP connection per alert was most of a round's time)."""
+        if sink == "slack":
+            yield self._slack_sender()
+            return
+        with requests.Session() as session:
+            yield self._webhook_sender(session)
 
 
 def _failure_cause(error: Exception, timeout_seconds: float) -> str:
@@ -82,32 +97,33 @@ def _failure_cause(error: Exception, timeout_seconds: float) -> str:
 def deliver_pending_alerts(
     store: AlertStore, sinks: AlertSinks, now: datetime | None = None
 ) -> DeliveryReport:
-    """Send every alert a configured sink has not received yet; record each success at once.
+    """Send every alert a configured sink has not received yet; record the round's deliveries.
 
     A sink that fails on one alert is not tried again this round (it is likely down); its pending
     alerts wait for the next call. The failure's cause is kept without the sink's URL or token.
     Alerts raised more than `max_alert_age_hours` before `now` (default: the clock's time) are recorded
-    as expired for the sink instead.
+    as expired for the sink instead. A sink's deliveries are recorded in one transaction after its
+    round, also when the round fails part-way; a process killed mid-round sends those alerts again.
     """
     report = DeliveryReport()
     now = now or datetime.now(UTC)
     oldest = pd.Timestamp(now - timedelta(hours=sinks.max_alert_age_hours))
     for sink in sinks.sink_names():
-        send = sinks.sender(sink)
         pending = store.undelivered(sink)
         stale = pending["raised_at"] < oldest
-        for alert_id in pending.loc[stale, "alert_id"]:
-            store.mark_delivered(alert_id, sink, now, outcome="expired")
+        store.mark_delivered(pending.loc[stale, "alert_id"], sink, now, outcome="expired")
         report.expired[sink] = int(stale.sum())
-        delivered = 0
-        for alert in pending[~stale].to_dict(orient="records"):
-            try:
-                send(alert)
-            except Exception as error:  # noqa: BLE001 - any failure leaves the alert pending
-                cause = _failure_cause(error, sinks.timeout_seconds)
-                report.failed[sink] = [f"alert {alert['alert_id']}: {cause}"]
-                break
-            store.mark_delivered(alert["alert_id"], sink, datetime.now(UTC))
-            delivered += 1
-        report.delivered[sink] = delivered
+        delivered: list[int] = []
+        alert_id = None
+        try:
+            with sinks.sender(sink) as send:
+                for alert in pending[~stale].to_dict(orient="records"):
+                    alert_id = alert["alert_id"]
+                    send(alert)
+                    delivered.append(alert_id)
+        except Exception as error:  # noqa: BLE001 - any failure leaves the sink's remaining alerts pending
+            report.failed[sink] = [f"alert {alert_id}: {_failure_cause(error, sinks.timeout_seconds)}"]
+        finally:
+            store.mark_delivered(delivered, sink, datetime.now(UTC))
+        report.delivered[sink] = len(delivered)
     return report

@@ -9,18 +9,18 @@ a redacted part are still told apart.
 
 import hashlib
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from typing import ClassVar
 
-import dagster as dg
 import pandas as pd
 import sqlalchemy as sa
-from pydantic import Field
+from pydantic import Field, PrivateAttr
 from sqlalchemy.dialects import postgresql, sqlite
 
 from faultline.redaction import redact_secrets
-from resources.sql import connect, to_utc
+from resources.sql import SqlResource, to_utc
 
 BASELINE_COLUMNS = ["task_type", "n_runs", "mean_s", "std_s", "upper_limit_s", "has_limit", "estimator"]
 ALERT_COLUMNS = [
@@ -88,17 +88,23 @@ def _alerts_frame(rows: list) -> pd.DataFrame:
     return alerts
 
 
-class AlertStore(dg.ConfigurableResource):
-    """Time limits, alerts and deliveries (FAULTLINE_WORKFLOW_DB_URL, tables created on first use)."""
+class AlertStore(SqlResource):
+    """Time limits, alerts and deliveries (FAULTLINE_ALERTS_DB_URL, tables created on first use)."""
 
     url: str = Field(description="SQLAlchemy URL of the database that keeps the alerts.")
+    _schema_ready: bool = PrivateAttr(default=False)
+
+    source_name: ClassVar[str] = "alert store"
+    settings_hint: ClassVar[str] = "FAULTLINE_ALERTS_DB_URL"
 
     @contextmanager
     def _connect(self) -> Iterator[sa.Connection]:
-        """A connection to the store, its tables created if this is the first use."""
-        with connect(self.url, "alert store") as connection:
-            _metadata.create_all(connection)
-            connection.commit()
+        """A pooled connection to the store, its tables created at the resource's first use."""
+        with self.connect() as connection:
+            if not self._schema_ready:
+                _metadata.create_all(connection)
+                connection.commit()
+                self._schema_ready = True
             yield connection
 
     def save_baselines(self, as_of: datetime, baselines: pd.DataFrame) -> None:
@@ -186,17 +192,16 @@ class AlertStore(dg.ConfigurableResource):
         return _alerts_frame(rows)
 
     def mark_delivered(
-        self, alert_id: int, sink: str, delivered_at: datetime, outcome: str = "delivered"
+        self, alert_ids: Iterable[int], sink: str, delivered_at: datetime, outcome: str = "delivered"
     ) -> None:
-        """Record that `sink` is done with the alert (sent, or expired); a second call changes nothing."""
+        """Record, in one transaction, that `sink` is done with these alerts (sent, or expired); an
+        alert already recorded for the sink is left as it was."""
+        rows = [
+            {"alert_id": int(i), "sink": sink, "delivered_at": to_utc(delivered_at), "outcome": outcome}
+            for i in alert_ids
+        ]
+        if not rows:
+            return
         with self._connect() as connection:
-            connection.execute(
-                _insert(connection, deliveries_table),
-                {
-                    "alert_id": int(alert_id),
-                    "sink": sink,
-                    "delivered_at": to_utc(delivered_at),
-                    "outcome": outcome,
-                },
-            )
+            connection.execute(_insert(connection, deliveries_table), rows)
             connection.commit()

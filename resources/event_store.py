@@ -6,13 +6,13 @@ timestamp) and `payload` (text: a JSON array of events, one row per batch).
 
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime
+from typing import ClassVar
 
-import dagster as dg
 import pandas as pd
 import sqlalchemy as sa
 from pydantic import Field
 
-from resources.sql import connect, table_reference, to_utc, validate_identifier
+from resources.sql import SqlResource, table_reference, to_utc, validate_identifier
 
 DUMP_COLUMNS = ["id", "created_at", "payload"]
 
@@ -29,11 +29,13 @@ def _events_table(name: str, metadata: sa.MetaData | None = None) -> sa.Table:
     )
 
 
-class DeploymentEventStore(dg.ConfigurableResource):
+class DeploymentEventStore(SqlResource):
     """Reads (and, for the demo and tests, writes) the deployment-events table."""
 
     url: str = Field(description="SQLAlchemy URL of the events database (FAULTLINE_EVENTS_DB_URL).")
     table: str = Field(default="deployment_events", description="Table holding one row per batch.")
+    source_name: ClassVar[str] = "deployment-events store"
+    settings_hint: ClassVar[str] = "FAULTLINE_EVENTS_DB_URL and the store's `table`"
 
     def _table(self) -> sa.Table:
         return _events_table(validate_identifier(self.table, "table"))
@@ -47,7 +49,7 @@ class DeploymentEventStore(dg.ConfigurableResource):
         if rows_per_part < 1:
             raise ValueError(f"rows_per_part must be at least 1, got {rows_per_part}")
         table = self._table()
-        with connect(self.url, "deployment-events store") as connection:
+        with self.connect() as connection:
             # SQLite hands back whatever bytes were stored; reading them as a BLOB lets the pipeline
             # quarantine a payload that is not UTF-8 instead of failing the whole day.
             payload = table.c.payload
@@ -73,7 +75,7 @@ class DeploymentEventStore(dg.ConfigurableResource):
 
     def create_table(self, replace: bool = False) -> None:
         table = self._table()
-        with connect(self.url, "deployment-events store") as connection:
+        with self.connect() as connection:
             if replace:
                 table.drop(connection, checkfirst=True)
             table.create(connection, checkfirst=True)
@@ -86,7 +88,7 @@ class DeploymentEventStore(dg.ConfigurableResource):
             {"id": row["id"], "created_at": to_utc(row["created_at"]), "payload": row["payload"]}
             for row in rows
         ]
-        with connect(self.url, "deployment-events store") as connection:
+        with self.connect() as connection:
             if records:
                 connection.execute(table.insert(), records)
             connection.commit()

@@ -9,6 +9,7 @@ never used.
 import gc
 from abc import ABC, abstractmethod
 from datetime import UTC, datetime
+from typing import ClassVar
 
 import dagster as dg
 import numpy as np
@@ -17,7 +18,8 @@ import sqlalchemy as sa
 from pydantic import Field, PrivateAttr
 
 from faultline.durations import screen_task_runs, to_utc_naive
-from resources.sql import connect, table_reference, to_utc, validate_identifier
+from resources.outages import RetriedOnOutage
+from resources.sql import SqlResource, table_reference, to_utc, validate_identifier
 
 MOMENT_COLUMNS = ["task_type", "n_runs", "mean_s", "mean_sq_s"]
 RUNNING_COLUMNS = ["run_id", "task_type", "started_at"]
@@ -28,7 +30,7 @@ _FIRST_INSTANT = datetime(1, 1, 1, tzinfo=UTC)
 _LAST_INSTANT = datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)
 
 
-class WorkflowService(dg.ConfigurableResource, ABC):
+class WorkflowService(RetriedOnOutage, ABC):
     """Where task runs come from."""
 
     @abstractmethod
@@ -48,7 +50,7 @@ class WorkflowService(dg.ConfigurableResource, ABC):
         """(running tasks: run_id, task_type, started_at; rejected rows: run_id, task_type, reason)."""
 
 
-class SqlWorkflowService(WorkflowService):
+class SqlWorkflowService(WorkflowService, SqlResource):
     """A table of task runs, read in place; names are Config so an existing table fits as it is.
 
     Defaults match the contract `task_runs(run_id, task_type, started_at, ended_at, status)` with the
@@ -71,6 +73,9 @@ class SqlWorkflowService(WorkflowService):
     running_statuses: list[str] = ["running"]
     failed_statuses: list[str] = ["failed"]
     aborted_statuses: list[str] = ["aborted"]
+
+    source_name: ClassVar[str] = "workflow database"
+    settings_hint: ClassVar[str] = "FAULTLINE_WORKFLOW_DB_URL and the service's table and column settings"
 
     def _columns(self) -> dict[str, list[str] | str]:
         def column(name: str, setting: str) -> str:
@@ -212,7 +217,7 @@ class SqlWorkflowService(WorkflowService):
                 orient="records"
             )
         ]
-        with connect(self.url, "workflow database") as connection:
+        with self.connect() as connection:
             if replace:
                 table.drop(connection, checkfirst=True)
             table.create(connection, checkfirst=True)
@@ -224,7 +229,7 @@ class SqlWorkflowService(WorkflowService):
     def duration_moments(self, start: datetime, end: datetime) -> pd.DataFrame:
         table = self._table()
         started, ended = table.c[self.started_at_column], table.c[self.ended_at_column]
-        with connect(self.url, "workflow database") as connection:
+        with self.connect() as connection:
             self._check_columns(connection)
             seconds = self._seconds(connection, started, ended)
             task_type = self._task_type(table)
@@ -262,7 +267,7 @@ class SqlWorkflowService(WorkflowService):
     def successful_runs(self, start: datetime, end: datetime) -> pd.DataFrame:
         table = self._table()
         started, ended = table.c[self.started_at_column], table.c[self.ended_at_column]
-        with connect(self.url, "workflow database") as connection:
+        with self.connect() as connection:
             self._check_columns(connection)
             seconds = self._seconds(connection, started, ended)
             task_type = self._task_type(table)
@@ -301,7 +306,7 @@ class SqlWorkflowService(WorkflowService):
             *self.aborted_statuses,
         ]
         finished = [*self.success_statuses, *self.failed_statuses, *self.aborted_statuses]
-        with connect(self.url, "workflow database") as connection:
+        with self.connect() as connection:
             self._check_columns(connection)
             seconds = self._seconds(connection, started, ended)
             task_type = self._task_type(table)
@@ -351,7 +356,7 @@ class SqlWorkflowService(WorkflowService):
 
     def running_tasks(self, now: datetime) -> tuple[pd.DataFrame, pd.DataFrame]:
         table = self._table()
-        with connect(self.url, "workflow database") as connection:
+        with self.connect() as connection:
             self._check_columns(connection)
             run_id = [table.c[name].label(f"run_id_{i}") for i, name in enumerate(self.run_id_columns)]
             times = []

@@ -68,8 +68,8 @@ def test_each_run_is_alerted_once_however_often_it_is_recorded(store):
 def test_deliveries_are_per_sink_and_recorded_once(store):
     store.record_alerts(overdue("r1", "r2"), raised_at=NOW)
     first_id = int(store.alerts()["alert_id"].iloc[0])
-    store.mark_delivered(first_id, "webhook", NOW)
-    store.mark_delivered(first_id, "webhook", NOW + timedelta(minutes=1))
+    store.mark_delivered([first_id], "webhook", NOW)
+    store.mark_delivered([first_id], "webhook", NOW + timedelta(minutes=1))
     assert store.undelivered("webhook")["run_id"].tolist() == ["r2"]
     assert store.undelivered("slack")["run_id"].tolist() == ["r1", "r2"]
 

@@ -1,8 +1,15 @@
 """The code location loads whole: every asset, check, job and schedule, resources from the environment."""
 
-import dagster as dg
+import os
+import re
+import subprocess
+import sys
 
-from dagster_project.definitions import defs
+import dagster as dg
+import pytest
+
+from assets.settings import Settings
+from dagster_project.definitions import build_definitions, defs
 from dagster_project.resources import build_resources
 
 ERROR_CLUSTER_ASSETS = {
@@ -36,35 +43,86 @@ def test_asset_checks_warn_about_empty_days_unreadable_records_and_noise():
     assert {"dump_has_rows", "quarantine_share_is_low", "noise_share_is_normal"} <= check_names
 
 
-def test_resources_read_their_urls_from_the_environment(monkeypatch):
-    monkeypatch.setenv("FAULTLINE_EVENTS_DB_URL", "postgresql://faultline:secret@db:5432/faultline")
-    monkeypatch.setenv("FAULTLINE_REPORTS_DIR", "/srv/reports")
-    resources = build_resources()
+def test_resources_read_their_urls_from_the_environment():
+    settings = Settings.from_env(
+        {
+            "FAULTLINE_EVENTS_DB_URL": "postgresql://faultline:secret@db:5432/faultline",
+            "FAULTLINE_REPORTS_DIR": "/srv/reports",
+        }
+    )
+    resources = build_resources(settings)
     assert resources["event_store"].url == dg.EnvVar("FAULTLINE_EVENTS_DB_URL")
     assert resources["report_store"].directory == dg.EnvVar("FAULTLINE_REPORTS_DIR")
 
 
-def test_resources_default_to_the_embedded_demo_store(monkeypatch):
-    monkeypatch.delenv("FAULTLINE_EVENTS_DB_URL", raising=False)
-    assert build_resources()["event_store"].url.startswith("sqlite:///")
+def test_resources_default_to_the_embedded_demo_store():
+    assert build_resources(Settings.from_env({}))["event_store"].url.startswith("sqlite:///")
 
 
-def test_the_scheduled_baselines_fit_the_estimator_the_environment_names(monkeypatch):
-    import importlib
+def test_the_environment_sets_the_calendar_the_estimator_the_cadence_and_the_retries():
+    settings = Settings.from_env(
+        {
+            "FAULTLINE_START_DATE": "2026-11-08",
+            "FAULTLINE_ESTIMATOR": "log_mad",
+            "FAULTLINE_SENSOR_INTERVAL_S": "5",
+            "FAULTLINE_SOURCE_RETRIES": "5",
+            "FAULTLINE_SOURCE_RETRY_DELAY_S": "12.5",
+        }
+    )
+    built = build_definitions(settings)
+    for job in ("error_clusters_daily", "task_duration_baselines_daily"):
+        assert built.resolve_job_def(job).partitions_def.get_first_partition_key() == "2026-11-08"
+    assert built.resolve_assets_def("cleaned_corpus").partitions_def.get_first_partition_key() == "2026-11-08"
+    job = built.resolve_job_def("task_duration_baselines_daily")
+    run_config = job.partitioned_config.get_run_config_for_partition_key("2026-11-09")
+    assert run_config["ops"]["task_duration_baselines"]["config"] == {"estimator": "log_mad"}
+    assert built.resolve_sensor_def("long_running_tasks").minimum_interval_seconds == 5
+    for source in ("event_store", "workflow"):
+        resource = built.resources[source]
+        assert (resource.outage_retries, resource.outage_retry_delay_s) == (5, 12.5)
 
-    import dagster_project.jobs as jobs
 
-    def scheduled_estimator(value: str | None) -> str:
-        if value:
-            monkeypatch.setenv("FAULTLINE_ESTIMATOR", value)
-        else:
-            monkeypatch.delenv("FAULTLINE_ESTIMATOR", raising=False)
-        job = importlib.reload(jobs).task_duration_baselines_job
-        return job.config["ops"]["task_duration_baselines"]["config"]["estimator"]
+def test_unset_or_empty_variables_keep_the_defaults():
+    # Empty, as docker-compose passes a variable its .env leaves unset.
+    settings = Settings.from_env({"FAULTLINE_SOURCE_RETRIES": "", "FAULTLINE_SENSOR_INTERVAL_S": " "})
+    assert settings == Settings()
+    built = build_definitions(settings)
+    assert built.resolve_sensor_def("long_running_tasks").minimum_interval_seconds == 600
+    partitions = built.resolve_job_def("error_clusters_daily").partitions_def
+    assert partitions.get_first_partition_key() == "2025-01-01"
+    assert built.resources["event_store"].outage_retries == 3
 
-    try:
-        assert scheduled_estimator("log_mad") == "log_mad"
-        assert scheduled_estimator(None) == "mean_std"
-    finally:
-        monkeypatch.delenv("FAULTLINE_ESTIMATOR", raising=False)
-        importlib.reload(jobs)
+
+@pytest.mark.parametrize(
+    ("name", "value", "error"),
+    [
+        ("FAULTLINE_SOURCE_RETRIES", "many", "FAULTLINE_SOURCE_RETRIES='many' is not an integer"),
+        ("FAULTLINE_SOURCE_RETRY_DELAY_S", "nan", "_DELAY_S='nan' must be a finite number"),
+        ("FAULTLINE_SOURCE_RETRY_DELAY_S", "inf", "_DELAY_S='inf' must be a finite number"),
+        ("FAULTLINE_SOURCE_RETRY_DELAY_S", "-1", "at least 0"),
+        ("FAULTLINE_SENSOR_INTERVAL_S", "0", "INTERVAL_S='0' must be a finite number, at least 1"),
+        ("FAULTLINE_ESTIMATOR", "median", "median"),
+        ("FAULTLINE_WORKFLOW_SOURCE", "airflow", "FAULTLINE_WORKFLOW_SOURCE='airflow'"),
+        ("FAULTLINE_START_DATE", "yesterday", "yesterday"),
+    ],
+)
+def test_a_wrong_setting_fails_the_code_location_naming_the_variable(name: str, value: str, error: str):
+    with pytest.raises(ValueError, match=re.escape(error)):
+        Settings.from_env({name: value})
+
+
+def test_importing_the_assets_and_jobs_reads_no_environment():
+    """Settings are resolved when definitions are built: a module that reads the environment at import
+    would make every later `build_definitions` inherit what was set then."""
+    code = (
+        "import os, dagster_project.definitions as d\n"
+        "from assets.settings import Settings\n"
+        "os.environ['FAULTLINE_START_DATE'] = '2026-01-05'\n"
+        "built = d.build_definitions(Settings.from_env())\n"
+        "print(built.resolve_job_def('error_clusters_daily').partitions_def.get_first_partition_key())\n"
+    )
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("FAULTLINE_")}
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=environment, check=True
+    )
+    assert result.stdout.strip() == "2026-01-05"

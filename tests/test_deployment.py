@@ -75,8 +75,10 @@ def start_service(name: str, env: dict[str, str], workspace: Path, logs: Path, *
                       "--port", str(options.get("webserver_port")), "--workspace", str(workspace)],
     }  # fmt: skip
     log = (logs / f"{options.get('log_name', name)}.log").open("wb")
+    # Not in the repository: the dagster CLI loads a `.env` from its working folder over `env`, and a
+    # user's .env (cp .env.example .env, as the README's deploy step says) must not change the test.
     process = subprocess.Popen(
-        commands[name], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        commands[name], cwd=logs, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
     )
     if name == "code_server":
         wait_for(

@@ -7,8 +7,6 @@ from pathlib import Path
 import pytest
 import yaml
 
-from dagster_project.settings import SENSOR_INTERVAL_ENV, SOURCE_RETRIES_ENV, SOURCE_RETRY_DELAY_ENV
-
 REPO = Path(__file__).resolve().parents[1]
 COMPOSE = yaml.safe_load((REPO / "docker-compose.yml").read_text())
 SERVICES = COMPOSE["services"]
@@ -36,7 +34,7 @@ def test_the_webserver_is_published_on_loopback_by_default():
 
 def test_the_retry_and_interval_settings_reach_the_services_and_default_when_unset():
     environment = COMPOSE["x-faultline-environment"]
-    for name in (SOURCE_RETRIES_ENV, SOURCE_RETRY_DELAY_ENV, SENSOR_INTERVAL_ENV):
+    for name in ("FAULTLINE_SOURCE_RETRIES", "FAULTLINE_SOURCE_RETRY_DELAY_S", "FAULTLINE_SENSOR_INTERVAL_S"):
         assert environment[name] == f"${{{name}:-}}"
 
 

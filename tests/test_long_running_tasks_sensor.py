@@ -11,7 +11,6 @@ import sqlalchemy as sa
 
 from assets.task_durations import task_duration_baselines
 from dagster_project.sensors import build_long_running_tasks_sensor, long_running_tasks_sensor
-from dagster_project.settings import SENSOR_INTERVAL_ENV, sensor_interval_s
 from resources.alert_sinks import AlertSinks
 from resources.alert_store import AlertStore
 from resources.workflow import SqlWorkflowService
@@ -101,16 +100,6 @@ def test_the_sensor_ticks_every_ten_minutes_and_is_on_by_default():
     assert long_running_tasks_sensor.minimum_interval_seconds == 600
     assert long_running_tasks_sensor.default_status == dg.DefaultSensorStatus.RUNNING
     assert build_long_running_tasks_sensor(minimum_interval_seconds=120).minimum_interval_seconds == 120
-
-
-def test_the_interval_comes_from_faultline_sensor_interval_s_and_defaults_when_empty(monkeypatch):
-    monkeypatch.setenv(SENSOR_INTERVAL_ENV, "5")
-    assert sensor_interval_s(600) == 5
-    monkeypatch.setenv(SENSOR_INTERVAL_ENV, "")  # as docker-compose passes it when .env leaves it out
-    assert sensor_interval_s(600) == 600
-    monkeypatch.setenv(SENSOR_INTERVAL_ENV, "0")
-    with pytest.raises(ValueError, match="FAULTLINE_SENSOR_INTERVAL_S='0' must be at least 1"):
-        sensor_interval_s(600)
 
 
 def test_the_baselines_hold_the_hand_computed_limit(stores):

@@ -5,6 +5,7 @@ or cuts each connection mid-result (PostgresProxy in conftest). Every URL carrie
 must show up in no error, event, log or file.
 """
 
+import random
 import traceback
 from pathlib import Path
 
@@ -16,8 +17,7 @@ from conftest import DEMO_DAY, DEMO_END
 from assets import error_clusters
 from assets.error_clusters import deployment_events_dump
 from assets.task_durations import task_duration_baselines
-from dagster_project.sensors import long_running_tasks_sensor
-from dagster_project.settings import SOURCE_RETRIES_ENV, SOURCE_RETRY_DELAY_ENV, source_retry_policy
+from dagster_project.sensors import build_long_running_tasks_sensor
 from faultline.demo_data.deployment_events import generate_deployment_batches
 from faultline.demo_data.task_runs import generate_task_runs
 from faultline.durations import baselines_from_durations, screen_task_runs, trailing_durations
@@ -31,8 +31,12 @@ from resources.sql import SourceUnavailableError
 from resources.workflow import SqlWorkflowService
 
 PASSWORD = "Pw-7f3c9e1b-do-not-print"
-TODAY = pd.Timestamp.now(tz="UTC").floor("D")
+NOW = pd.Timestamp("2026-11-22 13:45:10", tz="UTC")
+TODAY = NOW.floor("D")
 YESTERDAY = (TODAY - pd.Timedelta(days=1)).strftime("%Y-%m-%d")
+# Retries a hundredth of a second apart, not the production 30 s, 90 s and 210 s.
+FAST = {"outage_retry_delay_s": 0.01}
+long_running_tasks_sensor = build_long_running_tasks_sensor(clock=NOW.to_pydatetime)
 # Well past the connection's start-up and well short of a day's dump (about 200 kB below).
 CUT_AFTER_BYTES = 16_384
 ERROR_CLUSTER_ASSETS = dg.load_assets_from_modules([error_clusters])
@@ -77,7 +81,7 @@ def materialize_dump(instance: dg.DagsterInstance, url: str):
         [deployment_events_dump],
         instance=instance,
         partition_key=DEMO_DAY,
-        resources={"event_store": DeploymentEventStore(url=url), "part_store": PartStore()},
+        resources={"event_store": DeploymentEventStore(url=url, **FAST), "part_store": PartStore()},
         raise_on_error=False,
     )
 
@@ -98,20 +102,52 @@ def assert_cut_four_times_then_failed(result, proxy, source: str, url: str, inst
     assert_password_nowhere(instance, message, captured.out, captured.err)
 
 
-def test_source_reads_retry_with_exponential_backoff_and_jitter_set_from_the_environment(monkeypatch):
-    for asset in (deployment_events_dump, task_duration_baselines):
-        policy = asset.op.retry_policy
-        assert (policy.backoff, policy.jitter) == (dg.Backoff.EXPONENTIAL, dg.Jitter.PLUS_MINUS)
-        assert policy.max_retries == 3
-    monkeypatch.setenv(SOURCE_RETRIES_ENV, "5")
-    monkeypatch.setenv(SOURCE_RETRY_DELAY_ENV, "12.5")
-    assert (source_retry_policy().max_retries, source_retry_policy().delay) == (5, 12.5)
-    monkeypatch.setenv(SOURCE_RETRIES_ENV, "many")
-    with pytest.raises(ValueError, match="FAULTLINE_SOURCE_RETRIES='many' is not an integer"):
-        source_retry_policy()
-    # Empty, as docker-compose passes a variable .env leaves unset: the default.
-    monkeypatch.setenv(SOURCE_RETRIES_ENV, "")
-    assert source_retry_policy().max_retries == 3
+def test_outage_retries_back_off_exponentially_with_jitter():
+    store = DeploymentEventStore(url="sqlite://", outage_retries=3, outage_retry_delay_s=30.0)
+    draws = random.Random(7)
+    waits = [[store.outage_retry_wait_s(n, draws) for _ in range(200)] for n in range(3)]
+    # Retry n waits 30 x (2^n - 1) s, +- 30 s.
+    for n, centre in enumerate((30.0, 90.0, 210.0)):
+        assert centre - 30 <= min(waits[n]) < centre - 20 and centre + 20 < max(waits[n]) <= centre + 30
+    with pytest.raises(ValueError, match="outage_retry_delay_s"):
+        DeploymentEventStore(url="sqlite://", outage_retry_delay_s=float("nan"))
+
+
+def test_a_missing_table_fails_at_once_naming_the_setting_and_is_not_retried(instance, tmp_path: Path):
+    url = f"sqlite:///{tmp_path / 'events.db'}"
+    DeploymentEventStore(url=url).create_table()
+    result = dg.materialize(
+        [deployment_events_dump],
+        instance=instance,
+        partition_key=DEMO_DAY,
+        resources={
+            "event_store": DeploymentEventStore(url=url, table="deploy_events", **FAST),
+            "part_store": PartStore(),
+        },
+        raise_on_error=False,
+    )
+    assert not result.success and retries_of(result) == 0
+    assert (
+        f"SourceConfigurationError: deployment-events store at {url} is not as configured: no such table: "
+        "deploy_events; check FAULTLINE_EVENTS_DB_URL and the store's `table`" in failure_text(result)
+    )
+
+
+def test_a_workflow_table_without_a_configured_column_fails_at_once(instance, tmp_path: Path):
+    url = f"sqlite:///{tmp_path / 'runs.db'}"
+    SqlWorkflowService(url=url).write_runs(generate_task_runs(NOW, days=2, n_task_types=6, seed=5).runs)
+    result = dg.materialize(
+        [task_duration_baselines],
+        instance=instance,
+        partition_key=YESTERDAY,
+        resources={
+            "workflow": SqlWorkflowService(url=url, ended_at_column="end_date", **FAST),
+            "alert_store": AlertStore(url=url),
+        },
+        raise_on_error=False,
+    )
+    assert not result.success and retries_of(result) == 0
+    assert "table 'task_runs' has no column 'end_date'; set `ended_at_column`" in failure_text(result)
 
 
 def test_a_dump_cut_mid_read_is_retried_then_fails_naming_the_store_and_the_cause(
@@ -173,7 +209,7 @@ def test_rerunning_the_day_after_the_store_recovers_gives_the_undisturbed_result
             instance=instance,
             partition_key=DEMO_DAY,
             resources={
-                "event_store": DeploymentEventStore(url=url),
+                "event_store": DeploymentEventStore(url=url, **FAST),
                 "report_store": reports,
                 "part_store": PartStore(),
             },
@@ -222,7 +258,7 @@ def test_an_unreachable_workflow_database_is_retried_then_fails_without_printing
     instance, postgres_databases, postgres_proxy, capfd, caplog
 ):
     workflow_url, alerts_url = postgres_databases(), postgres_databases()
-    task_runs_in_postgres(workflow_url, pd.Timestamp.now(tz="UTC").floor("s"))
+    task_runs_in_postgres(workflow_url, NOW)
     resources = {"alert_store": AlertStore(url=alerts_url)}
     undisturbed = dg.materialize(
         [task_duration_baselines],
@@ -232,9 +268,12 @@ def test_an_unreachable_workflow_database_is_retried_then_fails_without_printing
     ).asset_value("task_duration_baselines")
 
     postgres_proxy.stop()  # nothing listens on its port any more
-    proxied = {**resources, "workflow": SqlWorkflowService(url=postgres_proxy.url(workflow_url, PASSWORD))}
-    # Retries spent, Dagster raises its own error, which carries the last attempt's error as text.
-    with pytest.raises(dg.DagsterError, match="Exceeded max_retries of 3") as raised:
+    proxied = {
+        **resources,
+        "workflow": SqlWorkflowService(url=postgres_proxy.url(workflow_url, PASSWORD), **FAST),
+    }
+    # Retries spent, the last attempt's error is raised.
+    with pytest.raises(SourceUnavailableError) as raised:
         dg.materialize(
             [task_duration_baselines], instance=instance, partition_key=YESTERDAY, resources=proxied
         )
@@ -270,7 +309,7 @@ def test_a_task_runs_read_cut_mid_result_is_retried_then_fails_and_the_rerun_lea
     instance, postgres_databases, postgres_proxy, capfd
 ):
     workflow_url, alerts_url = postgres_databases(), postgres_databases()
-    now = pd.Timestamp.now(tz="UTC").floor("s")
+    now = NOW
     # Enough task types that their aggregates come back in more than one read of the socket.
     SqlWorkflowService(url=workflow_url).write_runs(
         generate_task_runs(now, days=15, n_task_types=100, seed=5).runs
@@ -281,7 +320,10 @@ def test_a_task_runs_read_cut_mid_result_is_retried_then_fails_and_the_rerun_lea
             [task_duration_baselines],
             instance=instance,
             partition_key=YESTERDAY,
-            resources={"alert_store": AlertStore(url=alerts_url), "workflow": SqlWorkflowService(url=url)},
+            resources={
+                "alert_store": AlertStore(url=alerts_url),
+                "workflow": SqlWorkflowService(url=url, **FAST),
+            },
             raise_on_error=False,
         )
 
@@ -305,7 +347,7 @@ def test_a_tick_with_a_database_down_fails_naming_it_and_the_next_tick_flags(
     instance, postgres_databases, postgres_proxy, down
 ):
     urls = {"workflow database": postgres_databases(), "alert store": postgres_databases()}
-    now = pd.Timestamp.now(tz="UTC").floor("s")
+    now = NOW
     demo_runs = task_runs_in_postgres(urls["workflow database"], now)
     valid, _ = screen_task_runs(demo_runs.runs, now)
     alert_store = AlertStore(url=urls["alert store"])

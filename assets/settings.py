@@ -1,0 +1,129 @@
+"""The deployment's settings (FAULTLINE_* variables), read once when the definitions are built, and
+what the assets take from them: the daily partitions and the retries through a source's outage.
+
+Nothing here reads the environment at import: `Settings()` is the embedded demo's configuration,
+`Settings.from_env()` the deployment's.
+"""
+
+import math
+import os
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field, fields
+
+import dagster as dg
+
+from faultline.durations import CHECK_INTERVAL_S, Estimator, estimator_named
+from resources.outages import RetriedOnOutage, SourceUnavailableError
+from resources.sql import data_dir
+
+DEFAULT_START_DATE = "2025-01-01"
+
+
+def daily_partitions(start_date: str = DEFAULT_START_DATE) -> dg.DailyPartitionsDefinition:
+    """One partition per UTC day from `start_date`."""
+    return dg.DailyPartitionsDefinition(start_date=start_date, timezone="UTC")
+
+
+# The calendar the assets are defined on; the definitions put the deployment's first day in its place.
+DEFAULT_DAILY_PARTITIONS = daily_partitions()
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every FAULTLINE_* setting. A URL, token or folder set in the environment is kept as a Dagster
+    EnvVar, so the UI shows the variable's name, never its value."""
+
+    start_date: str = field(default=DEFAULT_START_DATE, metadata={"env": "FAULTLINE_START_DATE"})
+    source_retries: int = field(default=3, metadata={"env": "FAULTLINE_SOURCE_RETRIES", "minimum": 0})
+    source_retry_delay_s: float = field(
+        default=30.0, metadata={"env": "FAULTLINE_SOURCE_RETRY_DELAY_S", "minimum": 0}
+    )
+    # Amperity's cadence: every 10 minutes.
+    sensor_interval_s: int = field(
+        default=CHECK_INTERVAL_S, metadata={"env": "FAULTLINE_SENSOR_INTERVAL_S", "minimum": 1}
+    )
+    estimator: str = field(default=Estimator.MEAN_STD.value, metadata={"env": "FAULTLINE_ESTIMATOR"})
+    workflow_source: str = field(default="sql", metadata={"env": "FAULTLINE_WORKFLOW_SOURCE"})
+    db_url: str | dg.EnvVar | None = field(
+        default=None, metadata={"env": "FAULTLINE_DB_URL", "env_var": True}
+    )
+    events_db_url: str | dg.EnvVar | None = field(
+        default=None, metadata={"env": "FAULTLINE_EVENTS_DB_URL", "env_var": True}
+    )
+    workflow_db_url: str | dg.EnvVar | None = field(
+        default=None, metadata={"env": "FAULTLINE_WORKFLOW_DB_URL", "env_var": True}
+    )
+    alerts_db_url: str | dg.EnvVar | None = field(
+        default=None, metadata={"env": "FAULTLINE_ALERTS_DB_URL", "env_var": True}
+    )
+    parts_dir: str | dg.EnvVar | None = field(
+        default=None, metadata={"env": "FAULTLINE_PARTS_DIR", "env_var": True}
+    )
+    reports_dir: str | dg.EnvVar | None = field(
+        default=None, metadata={"env": "FAULTLINE_REPORTS_DIR", "env_var": True}
+    )
+    slack_token: str | dg.EnvVar | None = field(
+        default=None, metadata={"env": "FAULTLINE_SLACK_TOKEN", "env_var": True}
+    )
+    slack_channel: str | dg.EnvVar = field(
+        default="#alerts", metadata={"env": "FAULTLINE_SLACK_CHANNEL", "env_var": True}
+    )
+    alert_webhook_url: str | dg.EnvVar | None = field(
+        default=None, metadata={"env": "FAULTLINE_ALERT_WEBHOOK_URL", "env_var": True}
+    )
+
+    def __post_init__(self) -> None:
+        estimator_named(self.estimator)
+        if self.workflow_source not in ("sql", "dagster"):
+            raise ValueError(f"FAULTLINE_WORKFLOW_SOURCE={self.workflow_source!r}: use sql or dagster")
+        daily_partitions(self.start_date)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
+        """The settings a deployment gives in its environment; unset or empty variables keep the
+        default (docker-compose passes a variable its .env leaves unset as empty)."""
+        environ = os.environ if environ is None else environ
+        values: dict[str, object] = {}
+        for setting in fields(cls):
+            name = setting.metadata["env"]
+            raw = environ.get(name, "").strip()
+            if not raw:
+                continue
+            if setting.metadata.get("env_var"):
+                values[setting.name] = dg.EnvVar(name)
+            elif setting.type in (int, float, "int", "float"):
+                values[setting.name] = _number(name, raw, setting.default, setting.metadata["minimum"])
+            else:
+                values[setting.name] = raw
+        return cls(**values)
+
+    def store_url(self) -> str | dg.EnvVar:
+        """faultline's own database: FAULTLINE_DB_URL, else the embedded SQLite file of the demo."""
+        return self.db_url or f"sqlite:///{data_dir() / 'faultline.db'}"
+
+
+def _number(name: str, raw: str, default: int | float, minimum: float) -> int | float:
+    """The variable as a number of the default's kind, finite and at least `minimum`."""
+    kind = type(default)
+    try:
+        value = kind(raw)
+    except ValueError:
+        raise ValueError(f"{name}={raw!r} is not {'an integer' if kind is int else 'a number'}") from None
+    if not math.isfinite(value) or value < minimum:
+        raise ValueError(f"{name}={raw!r} must be a finite number, at least {minimum}")
+    return value
+
+
+@contextmanager
+def retried_on_outage(context: dg.AssetExecutionContext, source: RetriedOnOutage) -> Iterator[None]:
+    """Retry the step when `source` is down (SourceUnavailableError), as the source's Config says;
+    any other error fails the step at once, since a retry would only repeat it."""
+    try:
+        yield
+    except SourceUnavailableError as error:
+        if context.retry_number >= source.outage_retries:
+            raise
+        wait_s = source.outage_retry_wait_s(context.retry_number)
+        context.log.warning(f"{error} Retrying in {wait_s:.0f} s.")
+        raise dg.RetryRequested(max_retries=source.outage_retries, seconds_to_wait=wait_s) from error
