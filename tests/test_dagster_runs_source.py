@@ -68,6 +68,20 @@ def test_successful_runs_are_read_with_their_job_name_and_duration(instance, wor
     assert moments["mean_s"].iloc[0] == pytest.approx(runs["duration_s"].mean())
 
 
+def test_only_runs_that_ended_in_the_window_are_read(instance, workflow):
+    """The window is [start, end) of run ends: it starts between the 1st and 2nd of the six runs'
+    ends and ends between the 4th and 5th, so it holds the 2nd, 3rd and 4th runs only."""
+    records = sorted(instance.get_run_records(), key=lambda record: record.end_time)
+    ends = [record.end_time for record in records]
+    start = datetime.fromtimestamp((ends[0] + ends[1]) / 2, UTC)
+    end = datetime.fromtimestamp((ends[3] + ends[4]) / 2, UTC)
+    inside = [record.dagster_run.run_id for record in records[1:4]]
+    assert sorted(workflow.successful_runs(start, end)["run_id"]) == sorted(inside)
+    assert workflow.duration_moments(start, end)["n_runs"].tolist() == [3]
+    after = [record.dagster_run.run_id for record in records[4:]]
+    assert sorted(workflow.successful_runs(end, end + timedelta(days=1))["run_id"]) == sorted(after)
+
+
 def test_runs_in_progress_are_the_running_tasks(instance, workflow):
     run_id = start_run_at(instance, time.time() - 7200)
     running, rejected = workflow.running_tasks(datetime.now(UTC))
