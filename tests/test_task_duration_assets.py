@@ -7,14 +7,13 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import FIXED_TODAY
 
 from assets.task_durations import duration_alert_backtest, task_duration_baselines
-from faultline.backtest import backtest
-from faultline.demo_data.task_runs import generate_task_runs
 from resources.alert_store import AlertStore
 from resources.workflow import SqlWorkflowService
 
-TODAY = pd.Timestamp.now(tz="UTC").floor("D")
+TODAY = pd.Timestamp(FIXED_TODAY)
 YESTERDAY = (TODAY - pd.Timedelta(days=1)).strftime("%Y-%m-%d")
 
 
@@ -100,24 +99,42 @@ def test_an_empty_history_gives_no_limits_and_no_error(instance, tmp_path):
     assert metadata_of(result, "task_duration_baselines")["task_types"] == 0
 
 
-def test_the_backtest_asset_reports_both_estimators_on_the_history(instance, tmp_path):
-    now = TODAY + pd.Timedelta(hours=6)
-    demo = generate_task_runs(now, days=28, n_task_types=8, seed=3)
+def hourly_runs(day: pd.Timestamp, seconds: float) -> list[dict]:
+    """One run of etl.hourly every hour of `day`, starting at hh:05 and lasting `seconds`."""
+    starts = pd.date_range(day, periods=24, freq="h") + pd.Timedelta(minutes=5)
+    return [finished(f"{start:%Y%m%dT%H}", "etl.hourly", start + pd.Timedelta(seconds=seconds), seconds)
+            for start in starts]  # fmt: skip
+
+
+def test_the_backtest_asset_replays_the_configured_days_of_history(instance, tmp_path):
+    """20-minute runs every hour of the three days before the end date; a two-day window leaves the
+    last of them to replay, where both estimators' limit is 1200 s (std and MAD are 0). Each normal
+    run crosses its limit at hh:25, as it ends: no alert. A quarter of the day's 24 runs (6) are
+    slowed to an hour and 6 hang: both still run at the hh:30 tick, alerted 300 s after crossing.
+    The 40-minute runs of the day before the history and of the end date are not read: replayed,
+    they would add task-days full of false alerts."""
+    rows = hourly_runs(TODAY - pd.Timedelta(days=4), 2400) + hourly_runs(TODAY, 2400)
+    for days_before in (3, 2, 1):
+        rows += hourly_runs(TODAY - pd.Timedelta(days=days_before), 1200)
     workflow = SqlWorkflowService(url=f"sqlite:///{tmp_path / 'history.db'}")
-    workflow.write_runs(demo.runs)
+    workflow.write_runs(pd.DataFrame(rows))
+    config = {"end_date": f"{TODAY:%Y-%m-%d}", "history_days": 3, "window_days": 2,
+              "injected_fraction": 0.25, "check_interval_s": 600}  # fmt: skip
     result = dg.materialize(
         [duration_alert_backtest],
         instance=instance,
         resources={"workflow": workflow},
-        run_config={"ops": {"duration_alert_backtest": {"config": {"end_date": TODAY.strftime("%Y-%m-%d")}}}},
+        run_config={"ops": {"duration_alert_backtest": {"config": config}}},
     )
     table = result.asset_value("duration_alert_backtest").set_index("estimator")
-    history = workflow.successful_runs(TODAY - pd.Timedelta(days=28), TODAY)
-    expected = backtest(history).set_index("estimator")
-    pd.testing.assert_frame_equal(table, expected)
-    assert set(table.index) == {"mean_std", "log_mad"}
-    assert (table["hang_recall"] > 0.9).all()
+    assert table["k"].to_dict() == {"mean_std": 2.0, "log_mad": 2.5}
+    for estimator in ("mean_std", "log_mad"):
+        row = table.loc[estimator]
+        assert (row["n_task_days"], row["n_injected_slowdowns"], row["n_injected_hangs"]) == (1, 6, 6)
+        assert row["false_alerts_per_task_type_per_day"] == 0
+        assert row["slowdown_recall"] == row["slowdown_recall_over_interval"] == row["hang_recall"] == 1
+        assert row["mean_detection_delay_s"] == pytest.approx(300)
     metadata = metadata_of(result, "duration_alert_backtest")
-    assert metadata["mean_std_false_alerts_per_task_type_per_day"] == pytest.approx(
-        table.loc["mean_std", "false_alerts_per_task_type_per_day"]
-    )
+    assert metadata["history_runs"] == 72
+    assert metadata["mean_std_false_alerts_per_task_type_per_day"] == 0
+    assert metadata["log_mad_slowdown_recall"] == metadata["log_mad_hang_recall"] == 1
