@@ -1,7 +1,5 @@
 """Specifications of the demo workflow history (faultline.demo_data.task_runs)."""
 
-import time
-
 import pandas as pd
 import pytest
 
@@ -105,13 +103,10 @@ def test_other_seeds_and_longer_histories_keep_the_same_guarantees(seed: int) ->
     assert len(demo.expected_overdue_run_ids) >= 5
 
 
-def test_generation_is_deterministic_for_a_seed_and_fast(demo) -> None:
-    start = time.perf_counter()
+def test_generation_is_deterministic_for_a_seed(demo) -> None:
     again = generate_task_runs(NOW)
-    elapsed = time.perf_counter() - start
     other = generate_task_runs(NOW, seed=12)
 
     pd.testing.assert_frame_equal(again.runs, demo.runs)
     assert again.expected_overdue_run_ids == demo.expected_overdue_run_ids
     assert not other.runs.equals(demo.runs)
-    assert elapsed < 2
