@@ -7,7 +7,9 @@ import select
 import signal
 import socket
 import threading
+import time
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -33,6 +35,17 @@ FIXED_TODAY = datetime(2026, 11, 22, tzinfo=UTC)
 
 def fixed_clock() -> datetime:
     return FIXED_NOW
+
+
+def until(condition: Callable[[], object], patience_s: float = 120) -> bool:
+    """Whether `condition` comes true within `patience_s` (asked every hundredth of a second): a wait
+    for something to have happened, never a measure of how fast it did."""
+    deadline = time.monotonic() + patience_s
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
 
 
 def seeded_event_store(folder: Path, rows: list[dict]) -> DeploymentEventStore:

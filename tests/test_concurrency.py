@@ -9,7 +9,6 @@ not depend on timing.
 import multiprocessing
 import os
 import threading
-import time
 from collections.abc import Callable
 from contextlib import contextmanager
 from datetime import timedelta
@@ -19,7 +18,7 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 import sqlalchemy as sa
-from conftest import DEMO_DAY, DEMO_END, FIXED_NOW, FIXED_TODAY, fixed_clock
+from conftest import DEMO_DAY, DEMO_END, FIXED_NOW, FIXED_TODAY, fixed_clock, until
 from upath import UPath
 
 from assets import error_clusters
@@ -217,16 +216,6 @@ def pause_before(
         yield
     finally:
         sa.event.remove(sa.engine.Engine, "before_cursor_execute", before_execute)
-
-
-def until(condition: Callable[[], object]) -> bool:
-    """Whether `condition` comes true within PATIENCE_S (asked every hundredth of a second)."""
-    deadline = time.monotonic() + PATIENCE_S
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.01)
-    return True
 
 
 def waiting_for_a_lock(engine: sa.Engine) -> bool:
