@@ -6,52 +6,56 @@ flattened events are kept in parts (`PartStore`), which the next steps read a pa
 every core, so a day of a million events never has to fit in memory.
 """
 
-import functools
 import json
 
 import dagster as dg
 from pydantic import Field
 
 from assets.settings import DEFAULT_DAILY_PARTITIONS, retried_on_outage
-from faultline.cleaning import Corpus, combine_corpus_parts, corpus_part
+from faultline.cleaning import Corpus
 from faultline.clustering import (
+    DEFAULT_CENTER_VECTORS,
+    DEFAULT_DM,
+    DEFAULT_EPOCHS,
+    DEFAULT_EPS,
+    DEFAULT_MERGE_CLUSTERS_SHARING_HINT,
+    DEFAULT_METRIC,
+    DEFAULT_MIN_COUNT,
+    DEFAULT_MIN_SAMPLES,
+    DEFAULT_SEED,
+    DEFAULT_VECTOR_SIZE,
+    DEFAULT_WINDOW,
     NOISE,
     DocumentVectors,
-    cluster_vectors,
-    label_events,
-    vectorize_texts,
 )
-from faultline.flatten import (
-    DEFAULT_ERROR_STATES,
-    DEFAULT_MAX_MESSAGE_CHARS,
-    EVENT_COLUMNS,
-    add_flattened_parts,
-    flatten_part,
+from faultline.flatten import DEFAULT_ERROR_STATES, DEFAULT_MAX_MESSAGE_CHARS, EVENT_COLUMNS
+from faultline.pipeline import (
+    DEFAULT_ROWS_PER_PART,
+    clean_corpus,
+    cluster_corpus,
+    flatten_dump,
+    report_clusters,
+    vectorize_corpus,
 )
 from faultline.report import (
     ClusteredEvents,
     ClusterReport,
-    build_cluster_report,
     markdown_table,
+    report_document,
     report_markdown,
-    report_rows,
 )
 from faultline.templates import DEFAULT_MAX_CONSTANT_VALUES, DEFAULT_SIMILARITY
 from resources.event_store import DUMP_COLUMNS, DeploymentEventStore
-from resources.frame_parts import FrameParts, available_cores, map_parts
+from resources.frame_parts import FrameParts
 from resources.part_store import PartStore
 from resources.report_store import ReportStore
 
 GROUP = "error_clusters"
 
 
-def _workers(configured: int) -> int:
-    return configured if configured > 0 else available_cores()
-
-
 class DumpConfig(dg.Config):
     rows_per_part: int = Field(
-        default=5_000,
+        default=DEFAULT_ROWS_PER_PART,
         description="Store rows (batches) per part of the dump; each later step works a part at a time.",
     )
 
@@ -84,35 +88,36 @@ class CleaningConfig(dg.Config):
 
 
 class Doc2VecConfig(dg.Config):
-    # Qovery's settings: Doc2Vec(vector_size=80, window=2, min_count=1, epochs=1000).
-    vector_size: int = 80
-    window: int = 2
-    min_count: int = 1
-    epochs: int = 1000
-    dm: int = Field(default=1, description="1: distributed memory (gensim's default, the seed's); 0: DBOW.")
-    seed: int = Field(default=42, description="Fixed so the same input gives the same vectors.")
+    # The defaults, and the seed's values they come from, are in faultline/clustering.py.
+    vector_size: int = DEFAULT_VECTOR_SIZE
+    window: int = DEFAULT_WINDOW
+    min_count: int = DEFAULT_MIN_COUNT
+    epochs: int = DEFAULT_EPOCHS
+    dm: int = Field(
+        default=DEFAULT_DM, description="1: distributed memory (gensim's default, the seed's); 0: DBOW."
+    )
+    seed: int = Field(default=DEFAULT_SEED, description="Fixed so the same input gives the same vectors.")
 
 
 class DBSCANConfig(dg.Config):
-    # Qovery's settings: DBSCAN(eps=.2, min_samples=5, metric='cosine'), on raw vectors
-    # (center_vectors=False). Ours group templates, not messages: see the README's "Defaults".
+    # The defaults are in faultline/clustering.py, beside the seed's values they depart from.
     eps: float = Field(
-        default=0.02,
+        default=DEFAULT_EPS,
         description="Cosine distance within which two templates' vectors are neighbours (the seed: 0.2).",
     )
     min_samples: int = Field(
-        default=2,
+        default=DEFAULT_MIN_SAMPLES,
         description="Events (templates weigh their event count) a core point needs; a template seen once "
         "and near no other is noise (the seed: 5).",
     )
-    metric: str = "cosine"
+    metric: str = DEFAULT_METRIC
     center_vectors: bool = Field(
-        default=True,
+        default=DEFAULT_CENTER_VECTORS,
         description="Subtract the mean vector before DBSCAN: Doc2Vec's vectors share a common direction "
         "that makes every pair look close under cosine (the seed: False).",
     )
     merge_clusters_sharing_hint: bool = Field(
-        default=True,
+        default=DEFAULT_MERGE_CLUSTERS_SHARING_HINT,
         description="Merge clusters whose messages carry the same platform hint (the engine's diagnosis).",
     )
     max_noise_share: float = Field(default=0.2, description="Warn when more of the day's errors are noise.")
@@ -171,12 +176,13 @@ def flatten_events(
     deployment_events_dump: FrameParts,
     part_store: PartStore,
 ):
-    flatten = functools.partial(
-        flatten_part, error_states=tuple(config.error_states), max_message_chars=config.max_message_chars
-    )
     with part_store.writer("flattened_events", context.partition_key, EVENT_COLUMNS) as writer:
-        flattened = add_flattened_parts(
-            map_parts(flatten, deployment_events_dump, _workers(config.workers), target=writer)
+        flattened = flatten_dump(
+            deployment_events_dump,
+            writer,
+            tuple(config.error_states),
+            config.max_message_chars,
+            config.workers,
         )
         events = writer.commit()
     quarantine = flattened.quarantine
@@ -219,10 +225,8 @@ def flatten_events(
 def cleaned_corpus(config: CleaningConfig, flattened_events: FrameParts) -> dg.MaterializeResult[Corpus]:
     """Each error event's variant (its message's template tokens) and hint; per variant its template,
     the cleaned text the vectorizer sees, its count and an example message."""
-    corpus = combine_corpus_parts(
-        map_parts(corpus_part, flattened_events, _workers(config.workers)),
-        config.template_similarity,
-        config.max_constant_values,
+    corpus = clean_corpus(
+        flattened_events, config.template_similarity, config.max_constant_values, config.workers
     )
     variants = corpus.variants
     with_text = variants[variants["has_text"]]
@@ -241,9 +245,8 @@ def cleaned_corpus(config: CleaningConfig, flattened_events: FrameParts) -> dg.M
 @dg.asset(partitions_def=DEFAULT_DAILY_PARTITIONS, group_name=GROUP)
 def error_vectors(config: Doc2VecConfig, cleaned_corpus: Corpus) -> dg.MaterializeResult[DocumentVectors]:
     """A Doc2Vec vector per distinct template, with the number of events that carry it."""
-    variants = cleaned_corpus.variants
-    # The Config's fields are vectorize_texts' parameters, one for one.
-    vectors = vectorize_texts(variants["cleaned"], variants["n_events"], **config.model_dump())
+    # The Config's fields are vectorize_corpus' parameters, one for one.
+    vectors = vectorize_corpus(cleaned_corpus, **config.model_dump())
     return dg.MaterializeResult(
         value=vectors,
         metadata={"distinct_texts": len(vectors.texts), "events": int(vectors.counts.sum())},
@@ -258,20 +261,25 @@ def error_vectors(config: Doc2VecConfig, cleaned_corpus: Corpus) -> dg.Materiali
 def error_clusters(config: DBSCANConfig, cleaned_corpus: Corpus, error_vectors: DocumentVectors):
     """Every error event with its cluster (0 is the biggest), noise (-1) or no text (-2), and the
     same by variant with what the report shows of them."""
-    labels = cluster_vectors(
-        error_vectors, config.eps, config.min_samples, config.metric, config.center_vectors
+    clustered = cluster_corpus(
+        cleaned_corpus,
+        error_vectors,
+        config.eps,
+        config.min_samples,
+        config.metric,
+        config.center_vectors,
+        config.merge_clusters_sharing_hint,
     )
-    n_dbscan_clusters = len(set(labels.tolist()) - {NOISE})
-    clustered = label_events(cleaned_corpus, error_vectors, labels, config.merge_clusters_sharing_hint)
+    events = clustered.events
     # Share of all the day's error events, as in the report, so the UI plots one series under one name.
-    noise_share = float((clustered["cluster_id"] == NOISE).mean()) if len(clustered) else 0.0
-    n_clusters = int(clustered.loc[clustered["cluster_id"] >= 0, "cluster_id"].nunique())
+    noise_share = float((events["cluster_id"] == NOISE).mean()) if len(events) else 0.0
+    n_clusters = int(events.loc[events["cluster_id"] >= 0, "cluster_id"].nunique())
     return dg.MaterializeResult(
-        value=ClusteredEvents(events=clustered, report_rows=report_rows(cleaned_corpus, clustered)),
+        value=clustered,
         metadata={
-            "dagster/row_count": len(clustered),
+            "dagster/row_count": len(events),
             "n_clusters": n_clusters,
-            "n_dbscan_clusters": n_dbscan_clusters,
+            "n_dbscan_clusters": clustered.n_dbscan_clusters,
             "noise_share": noise_share,
         },
         check_results=[
@@ -292,22 +300,11 @@ def error_cluster_report(
 ) -> dg.MaterializeResult[ClusterReport]:
     """The day's error groups, biggest first, with their share of all error events."""
     day = context.partition_key
-    report = build_cluster_report(error_clusters.report_rows)
+    report = report_clusters(error_clusters)
     markdown = report_markdown(report, title=f"Deployment errors on {day}")
     path = report_store.write_text(f"error_clusters_{day}.md", markdown)
     report_store.write_text(
-        f"error_clusters_{day}.json",
-        json.dumps(
-            {
-                "day": day,
-                "report_file": str(path),
-                "n_events": report.n_events,
-                "n_clusters": report.n_clusters,
-                "noise_share": report.noise_share,
-                "groups": report.groups.to_dict(orient="records"),
-            },
-            indent=2,
-        ),
+        f"error_clusters_{day}.json", json.dumps(report_document(report, day, str(path)), indent=2)
     )
     return dg.MaterializeResult(
         value=report,

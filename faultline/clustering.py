@@ -17,6 +17,22 @@ from faultline.cleaning import Corpus
 NOISE = -1
 NO_TEXT = -2  # events whose message was nothing but boilerplate; counted, never vectorized
 
+# The shipped defaults, which the assets' Config takes. Doc2Vec keeps the seed's values (Qovery's
+# post: Doc2Vec(vector_size=80, window=2, min_count=1, epochs=1000), gensim's defaults otherwise).
+# DBSCAN does not: the seed ran DBSCAN(eps=0.2, min_samples=5, metric="cosine") on raw vectors, to
+# group messages; ours group templates, and the README's "Defaults" says why each value differs.
+DEFAULT_VECTOR_SIZE = 80
+DEFAULT_WINDOW = 2
+DEFAULT_MIN_COUNT = 1
+DEFAULT_EPOCHS = 1000
+DEFAULT_DM = 1  # distributed memory, gensim's default
+DEFAULT_SEED = 42  # fixed, with one worker thread, so the same texts give the same vectors
+DEFAULT_EPS = 0.02
+DEFAULT_MIN_SAMPLES = 2
+DEFAULT_METRIC = "cosine"
+DEFAULT_CENTER_VECTORS = True
+DEFAULT_MERGE_CLUSTERS_SHARING_HINT = True
+
 
 @dataclass(frozen=True)
 class DocumentVectors:
@@ -30,12 +46,12 @@ class DocumentVectors:
 def vectorize_texts(
     texts: pd.Series,
     counts: pd.Series | np.ndarray | None = None,
-    vector_size: int = 80,
-    window: int = 2,
-    min_count: int = 1,
-    epochs: int = 1000,
-    dm: int = 1,
-    seed: int = 42,
+    vector_size: int = DEFAULT_VECTOR_SIZE,
+    window: int = DEFAULT_WINDOW,
+    min_count: int = DEFAULT_MIN_COUNT,
+    epochs: int = DEFAULT_EPOCHS,
+    dm: int = DEFAULT_DM,
+    seed: int = DEFAULT_SEED,
 ) -> DocumentVectors:
     """Train Doc2Vec on the distinct non-empty texts of `texts`, each counted `counts` times (1 each
     when not given: one text per event).
@@ -99,10 +115,10 @@ def train_doc2vec(documents: list[TaggedDocument], epochs: int, **parameters) ->
 
 def cluster_vectors(
     document_vectors: DocumentVectors,
-    eps: float = 0.2,
-    min_samples: int = 5,
-    metric: str = "cosine",
-    center: bool = False,
+    eps: float = DEFAULT_EPS,
+    min_samples: int = DEFAULT_MIN_SAMPLES,
+    metric: str = DEFAULT_METRIC,
+    center: bool = DEFAULT_CENTER_VECTORS,
 ) -> np.ndarray:
     """DBSCAN labels per distinct text (noise is -1), each text weighted by its event count.
 
@@ -121,7 +137,7 @@ def cluster_vectors(
     )
 
 
-def _weights(rows: pd.DataFrame) -> pd.Series:
+def event_weights(rows: pd.DataFrame) -> pd.Series:
     """How many events each row stands for: its `n_events`, else one (a row per event)."""
     return rows["n_events"] if "n_events" in rows else pd.Series(1, index=rows.index, dtype=np.int64)
 
@@ -160,7 +176,7 @@ def merge_clusters_sharing_hint(clustered: pd.DataFrame, min_hint_share: float =
     keys = [in_clusters["cluster_id"], in_clusters["hint"]]
     hints = pd.DataFrame(
         {
-            "events": _weights(in_clusters).groupby(keys).sum(),
+            "events": event_weights(in_clusters).groupby(keys).sum(),
             "first_event": _first_events(in_clusters).groupby(keys).min(),
         }
     )
@@ -186,7 +202,7 @@ def number_clusters_by_size(clustered: pd.DataFrame) -> pd.DataFrame:
     in_clusters = clustered[clustered["cluster_id"] >= 0]
     sizes = pd.DataFrame(
         {
-            "count": _weights(in_clusters).groupby(in_clusters["cluster_id"]).sum(),
+            "count": event_weights(in_clusters).groupby(in_clusters["cluster_id"]).sum(),
             "first": in_clusters.groupby("cluster_id")["cleaned"].min(),
         }
     )
@@ -214,7 +230,10 @@ def variant_hint_rows(corpus: Corpus) -> pd.DataFrame:
 
 
 def label_events(
-    corpus: Corpus, document_vectors: DocumentVectors, labels: np.ndarray, merge_by_hint: bool = True
+    corpus: Corpus,
+    document_vectors: DocumentVectors,
+    labels: np.ndarray,
+    merge_by_hint: bool = DEFAULT_MERGE_CLUSTERS_SHARING_HINT,
 ) -> pd.DataFrame:
     """Every event with its final group: its template's DBSCAN cluster, hint-merged, numbered by size.
 

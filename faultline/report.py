@@ -21,7 +21,7 @@ from faultline.cleaning import (
     mask_variable_parts,
     strip_framing,
 )
-from faultline.clustering import NO_TEXT, NOISE
+from faultline.clustering import NO_TEXT, NOISE, event_weights
 
 WILDCARD = "<*>"
 _LABEL_SOURCES = 50  # distinct messages folded into a label; more changes nothing but the time
@@ -54,11 +54,6 @@ def _fold(template: list[str], tokens: list[str]) -> list[str]:
     return folded
 
 
-def _weights(rows: pd.DataFrame) -> pd.Series:
-    """How many events each row stands for: its `n_events`, else one (a row per event)."""
-    return rows["n_events"] if "n_events" in rows else pd.Series(1, index=rows.index, dtype=np.int64)
-
-
 def message_template(messages: pd.Series, counts: pd.Series | None = None) -> str:
     """What the messages share, variable parts as `<*>` (most frequent messages weigh first).
 
@@ -87,7 +82,8 @@ def message_template(messages: pd.Series, counts: pd.Series | None = None) -> st
 def distinctive_terms(clustered: pd.DataFrame, n_terms: int = 5) -> dict[int, list[str]]:
     """Per cluster, the words most specific to it (class-based TF-IDF over the cleaned texts)."""
     in_clusters = clustered[clustered["cluster_id"] >= 0]
-    text_counts = _weights(in_clusters).groupby([in_clusters["cluster_id"], in_clusters["cleaned"]]).sum()
+    keys = [in_clusters["cluster_id"], in_clusters["cleaned"]]
+    text_counts = event_weights(in_clusters).groupby(keys).sum()
     term_counts: dict[int, Counter[str]] = {}
     for (cluster_id, text), n in text_counts.items():
         counts = term_counts.setdefault(int(cluster_id), Counter())
@@ -119,7 +115,7 @@ def _examples(members: pd.DataFrame, n_examples: int = 3) -> list[str]:
     raw = members["message"] if "message" in members else members["error_text"]
     first_of_variant = raw.groupby(members["error_text"], sort=False).first()
     variants = (
-        _weights(members)
+        event_weights(members)
         .groupby(members["error_text"], sort=False)
         .sum()
         .sort_values(ascending=False, kind="stable")
@@ -137,7 +133,7 @@ def _hint_template(members: pd.DataFrame) -> str:
     else:
         return ""
     given = hints != ""
-    return message_template(hints[given], _weights(members)[given])
+    return message_template(hints[given], event_weights(members)[given])
 
 
 def report_rows(corpus: Corpus, clusters: pd.DataFrame) -> pd.DataFrame:
@@ -156,26 +152,28 @@ def report_rows(corpus: Corpus, clusters: pd.DataFrame) -> pd.DataFrame:
 class ClusteredEvents:
     """The day's events with their cluster (`events`: `row_id`, `event_index`, `variant`, `hint`,
     `cluster_id`), and the same as `report_rows` for the report. Made in one step from one corpus,
-    so a report never pairs clusters with the variants of another materialization of the corpus."""
+    so a report never pairs clusters with the variants of another materialization of the corpus.
+    `n_dbscan_clusters` is how many clusters DBSCAN found, before the hint merge."""
 
     events: pd.DataFrame
     report_rows: pd.DataFrame
+    n_dbscan_clusters: int
 
 
 def _label(members: pd.DataFrame) -> str:
     """What the members' user-facing texts share: a few first lines of each variant where known,
     each weighing its share of the variant's events; else each row's text."""
     if "first_lines" not in members:
-        return message_template(members["error_text"], _weights(members))
+        return message_template(members["error_text"], event_weights(members))
     lines = members["first_lines"].explode()
-    weights = (_weights(members) / members["first_lines"].map(len)).reindex(lines.index)
+    weights = (event_weights(members) / members["first_lines"].map(len)).reindex(lines.index)
     return message_template(lines.astype(str).reset_index(drop=True), weights.reset_index(drop=True))
 
 
 def build_cluster_report(clustered: pd.DataFrame) -> ClusterReport:
     """Summarize rows with `cluster_id`, `error_text` and `cleaned` (and `message`, `hint_text`,
     `first_lines`) into the report's groups. A row is one event, or stands for `n_events` events."""
-    weights = _weights(clustered)
+    weights = event_weights(clustered)
     n_events = int(weights.sum())
     terms = distinctive_terms(clustered)
     rows = []
@@ -183,7 +181,7 @@ def build_cluster_report(clustered: pd.DataFrame) -> ClusterReport:
         cluster_id = int(cluster_id)
         is_cluster = cluster_id >= 0
         name = {NOISE: "noise", NO_TEXT: "no text after cleaning"}.get(cluster_id, f"cluster {cluster_id}")
-        size = int(_weights(members).sum())
+        size = int(event_weights(members).sum())
         rows.append(
             (
                 cluster_id,
@@ -211,6 +209,18 @@ def build_cluster_report(clustered: pd.DataFrame) -> ClusterReport:
         noise_share=noise / n_events if n_events else 0.0,
         top_cluster_share=float(clusters["n_events"].max() / n_events) if len(clusters) else 0.0,
     )
+
+
+def report_document(report: ClusterReport, day: str, report_file: str) -> dict[str, object]:
+    """The report as the JSON file holds it: the day, where its markdown is, the figures and groups."""
+    return {
+        "day": day,
+        "report_file": report_file,
+        "n_events": report.n_events,
+        "n_clusters": report.n_clusters,
+        "noise_share": report.noise_share,
+        "groups": report.groups.to_dict(orient="records"),
+    }
 
 
 def markdown_table(frame: pd.DataFrame) -> str:

@@ -1,9 +1,12 @@
 """Vectors of distinct texts, DBSCAN weighted by event counts, clusters numbered by size."""
 
+import inspect
+
 import numpy as np
 import pandas as pd
 from gensim.models.doc2vec import Doc2Vec, TaggedDocument
 
+from assets.error_clusters import DBSCANConfig, Doc2VecConfig
 from faultline.cleaning import build_corpus
 from faultline.clustering import (
     NO_TEXT,
@@ -53,14 +56,14 @@ def test_an_empty_corpus_has_no_vectors():
 def test_a_text_seen_min_samples_times_is_a_cluster_on_its_own():
     # Three directions far apart (cosine distance 1): only counts can make a point a core point.
     vectors = vectors_of([(1, 0), (0, 1), (-1, 0)], counts=[5, 4, 12])
-    labels = cluster_vectors(vectors, eps=0.2, min_samples=5)
+    labels = cluster_vectors(vectors, eps=0.2, min_samples=5, center=False)
     assert labels[1] == NOISE
     assert labels[0] >= 0 and labels[2] >= 0 and labels[0] != labels[2]
 
 
 def test_close_texts_join_one_cluster():
     vectors = vectors_of([(1, 0), (0.99, 0.05), (0, 1), (0.02, 1)], counts=[2, 3, 10, 1])
-    labels = cluster_vectors(vectors, eps=0.2, min_samples=5)
+    labels = cluster_vectors(vectors, eps=0.2, min_samples=5, center=False)
     assert labels[0] == labels[1] != labels[2] == labels[3]
 
 
@@ -113,7 +116,7 @@ def test_centering_separates_vectors_that_share_one_common_direction():
     common = np.array([10.0, 10.0, 10.0])
     own = [(1, 0, 0), (0.95, 0.05, 0), (0, 1, 0), (0, 0, 1)]
     vectors = vectors_of([tuple(common + np.array(v)) for v in own], counts=[3, 3, 3, 3])
-    assert len(set(cluster_vectors(vectors, eps=0.2, min_samples=2).tolist())) == 1
+    assert len(set(cluster_vectors(vectors, eps=0.2, min_samples=2, center=False).tolist())) == 1
     labels = cluster_vectors(vectors, eps=0.2, min_samples=2, center=True)
     assert labels[0] == labels[1] and len({labels[0], labels[2], labels[3]}) == 3
 
@@ -181,3 +184,25 @@ def test_of_two_hints_as_common_in_a_cluster_the_one_seen_first_decides():
     # Rows standing for many events: by where the first of them stands, not by the rows' order.
     rows = zeta_first.assign(n_events=[2, 2, 1, 1], first_event=[7, 3, 0, 1])
     assert merge_clusters_sharing_hint(rows)["cluster_id"].tolist() == [0, 0, 1, 0]
+
+
+def defaults_of(function) -> dict[str, object]:
+    return {
+        name: parameter.default
+        for name, parameter in inspect.signature(function).parameters.items()
+        if parameter.default is not inspect.Parameter.empty
+    }
+
+
+def test_the_functions_defaults_are_the_shipped_configs():
+    assert defaults_of(vectorize_texts) == {"counts": None, **Doc2VecConfig().model_dump()}
+    dbscan = DBSCANConfig()
+    assert defaults_of(cluster_vectors) == {
+        "eps": dbscan.eps,
+        "min_samples": dbscan.min_samples,
+        "metric": dbscan.metric,
+        "center": dbscan.center_vectors,
+    }
+    assert defaults_of(label_events) == {"merge_by_hint": dbscan.merge_clusters_sharing_hint}
+    # Not the seed's DBSCAN (0.2, 5, raw vectors): the README's "Defaults" says why.
+    assert (dbscan.eps, dbscan.min_samples, dbscan.center_vectors) == (0.02, 2, True)
