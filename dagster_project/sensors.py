@@ -53,6 +53,12 @@ def build_long_running_tasks_sensor(
                 context.log.info(
                     f"Sink {sink}: {expired} alerts older than the delivery limit expired unsent."
                 )
+        for sink in delivery.busy:
+            context.log.info(f"Sink {sink}: another tick is delivering to it; this tick leaves it alone.")
+        for sink, deferred in delivery.deferred.items():
+            context.log.warning(
+                f"Sink {sink}: {deferred} alerts left for the next tick (the tick's delivery time ran out)."
+            )
         for sink, failures in delivery.failed.items():
             context.log.warning(
                 f"Sink {sink} failed ({'; '.join(failures)}); its alerts are retried next tick."

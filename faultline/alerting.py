@@ -43,6 +43,12 @@ def alert_text(alert: Mapping[str, object]) -> str:
     return redact_secrets(_one_line(text))
 
 
+def slack_text(alert: Mapping[str, object]) -> str:
+    """The alert's text as Slack shows it literally: `&`, `<` and `>` escaped, so a task named
+    `<!channel>` or `<https://x|click>` pings no one and links nowhere (Slack's formatting rules)."""
+    return alert_text(alert).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
 def alert_payload(alert: Mapping[str, object]) -> dict[str, object]:
     """The alert as JSON for a webhook: every figure, timestamps in ISO 8601, and the text."""
     return {

@@ -1,10 +1,14 @@
-"""Alert sinks: Slack (through dagster-slack) and a generic JSON webhook, each on when configured.
+"""Alert sinks: Slack (its Web API) and a generic JSON webhook, each on when configured.
 
 The Dagster log always gets every alert, at the tick that raises it. A sink that fails keeps its
 alerts pending in the alert store; the next tick tries them again, and an alert a sink has
 received is never sent to it twice.
 """
 
+import json
+import time
+import urllib.parse
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -12,13 +16,11 @@ from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 import pandas as pd
-import requests
-from dagster_slack import SlackResource
 from pydantic import Field
-from slack_sdk.errors import SlackApiError
 
-from faultline.alerting import alert_payload, alert_text
+from faultline.alerting import alert_payload, slack_text
 from resources.alert_store import AlertStore
+from resources.bounded_post import BoundedPoster, DeliveryFailed
 
 
 @dataclass
@@ -28,6 +30,9 @@ class DeliveryReport:
     delivered: dict[str, int] = field(default_factory=dict)
     expired: dict[str, int] = field(default_factory=dict)
     failed: dict[str, list[str]] = field(default_factory=dict)
+    # Left for the next tick: the round's time budget ran out; another tick was delivering to the sink.
+    deferred: dict[str, int] = field(default_factory=dict)
+    busy: list[str] = field(default_factory=list)
 
 
 class AlertSinks(dg.ConfigurableResource):
@@ -42,8 +47,10 @@ class AlertSinks(dg.ConfigurableResource):
     timeout_seconds: float = Field(
         default=10.0,
         gt=0,
-        description="How long one delivery may wait for the sink before it counts as failed: with a sink "
-        "that accepts and never answers, a tick still ends (after about this long per sink).",
+        allow_inf_nan=False,
+        description="How long one delivery may take in all (connecting, sending, the whole answer) before "
+        "it counts as failed: a sink that never answers, or answers a byte a second, costs a tick this "
+        "long at most.",
     )
     max_alert_age_hours: float = Field(
         default=24.0,
@@ -51,47 +58,49 @@ class AlertSinks(dg.ConfigurableResource):
         "after a long outage, is not flooded with alerts about runs long over.",
     )
 
+    delivery_budget_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="A tick starts no delivery after this long, so with the timeout it ends well within "
+        "Dagster's 60 s limit on a tick; what is left waits for the next tick.",
+    )
+
     def sink_names(self) -> list[str]:
         return [name for name, on in (("slack", self.slack_token), ("webhook", self.webhook_url)) if on]
 
-    def _slack_sender(self) -> Callable[[dict], None]:
-        client = SlackResource(token=self.slack_token).get_client()
-        client.base_url = self.slack_api_url
-        # As given: int() made a timeout under a second 0, which urllib takes as "do not wait at all".
-        client.timeout = self.timeout_seconds
-
-        def send(alert: dict) -> None:
-            client.chat_postMessage(channel=self.slack_channel, text=alert_text(alert))
-
-        return send
-
-    def _webhook_sender(self, session: requests.Session) -> Callable[[dict], None]:
-        def send(alert: dict) -> None:
-            response = session.post(self.webhook_url, json=alert_payload(alert), timeout=self.timeout_seconds)
-            response.raise_for_status()
-
-        return send
-
     @contextmanager
     def sender(self, sink: str) -> Iterator[Callable[[dict], None]]:
-        """A function sending one alert to `sink`, for one round: the webhook's round keeps its
-        connection open (a new TCP connection per alert was most of a round's time)."""
+        """A function sending one alert to `sink`, for one round over one kept-alive connection."""
         if sink == "slack":
-            yield self._slack_sender()
-            return
-        with requests.Session() as session:
-            yield self._webhook_sender(session)
+            poster = BoundedPoster(
+                urllib.parse.urljoin(self.slack_api_url, "chat.postMessage"),
+                self.timeout_seconds,
+                headers={"Authorization": f"Bearer {self.slack_token}"},
+            )
+
+            def send(alert: dict) -> None:
+                _, answer = poster.post_json({"channel": self.slack_channel, "text": slack_text(alert)})
+                _check_slack_answer(answer)
+
+        else:
+            poster = BoundedPoster(self.webhook_url, self.timeout_seconds)
+
+            def send(alert: dict) -> None:
+                poster.post_json(alert_payload(alert))
+
+        with poster:
+            yield send
 
 
-def _failure_cause(error: Exception, timeout_seconds: float) -> str:
-    """Why a delivery failed, in words that hold no URL or token (a webhook's URL may be its secret)."""
-    if isinstance(error, requests.Timeout | TimeoutError):
-        return f"no answer within {timeout_seconds:g} s"
-    if isinstance(error, requests.HTTPError) and error.response is not None:
-        return f"HTTP {error.response.status_code}"
-    if isinstance(error, SlackApiError):
-        return f"Slack answered HTTP {error.response.status_code}, error {error.response.get('error')!r}"
-    return type(error).__name__
+def _check_slack_answer(answer: bytes) -> None:
+    """Slack answers 200 with `ok: false` when it refuses a message."""
+    try:
+        verdict = json.loads(answer)
+    except ValueError:
+        raise DeliveryFailed("Slack's answer is not JSON") from None
+    if not isinstance(verdict, dict) or verdict.get("ok") is not True:
+        error = verdict.get("error") if isinstance(verdict, dict) else None
+        raise DeliveryFailed(f"Slack refused the message, error {str(error)[:100]!r}")
 
 
 def deliver_pending_alerts(
@@ -104,26 +113,48 @@ def deliver_pending_alerts(
     Alerts raised more than `max_alert_age_hours` before `now` (default: the clock's time) are recorded
     as expired for the sink instead. A sink's deliveries are recorded in one transaction after its
     round, also when the round fails part-way; a process killed mid-round sends those alerts again.
+    One tick delivers to a sink at a time: a tick that finds another's round under way skips it.
     """
     report = DeliveryReport()
     now = now or datetime.now(UTC)
     oldest = pd.Timestamp(now - timedelta(hours=sinks.max_alert_age_hours))
+    holder = uuid.uuid4().hex
+    started = time.monotonic()
+    # Held past the round's longest possible end, so a tick that died holding it frees it soon after.
+    lease = timedelta(seconds=sinks.delivery_budget_seconds + 2 * sinks.timeout_seconds + 30)
     for sink in sinks.sink_names():
-        pending = store.undelivered(sink)
-        stale = pending["raised_at"] < oldest
-        store.mark_delivered(pending.loc[stale, "alert_id"], sink, now, outcome="expired")
-        report.expired[sink] = int(stale.sum())
-        delivered: list[int] = []
-        alert_id = None
+        claimed_at = datetime.now(UTC)
+        if not store.claim_sink(sink, holder, claimed_at, claimed_at + lease):
+            report.busy.append(sink)
+            continue
         try:
-            with sinks.sender(sink) as send:
-                for alert in pending[~stale].to_dict(orient="records"):
-                    alert_id = alert["alert_id"]
-                    send(alert)
-                    delivered.append(alert_id)
-        except Exception as error:  # noqa: BLE001 - any failure leaves the sink's remaining alerts pending
-            report.failed[sink] = [f"alert {alert_id}: {_failure_cause(error, sinks.timeout_seconds)}"]
+            _deliver_to(sink, store, sinks, now, oldest, started, report)
         finally:
-            store.mark_delivered(delivered, sink, datetime.now(UTC))
-        report.delivered[sink] = len(delivered)
+            store.release_sink(sink, holder)
     return report
+
+
+def _deliver_to(
+    sink: str, store: AlertStore, sinks: AlertSinks, now: datetime, oldest: pd.Timestamp,
+    started: float, report: DeliveryReport,
+) -> None:  # fmt: skip
+    pending = store.undelivered(sink)
+    stale = pending["raised_at"] < oldest
+    store.mark_delivered(pending.loc[stale, "alert_id"], sink, now, outcome="expired")
+    report.expired[sink] = int(stale.sum())
+    delivered: list[int] = []
+    alert_id = None
+    try:
+        with sinks.sender(sink) as send:
+            for alert in pending[~stale].to_dict(orient="records"):
+                if time.monotonic() - started > sinks.delivery_budget_seconds:
+                    report.deferred[sink] = int((~stale).sum()) - len(delivered)
+                    break
+                alert_id = alert["alert_id"]
+                send(alert)
+                delivered.append(alert_id)
+    except DeliveryFailed as error:
+        report.failed[sink] = [f"alert {alert_id}: {error}"]
+    finally:
+        store.mark_delivered(delivered, sink, datetime.now(UTC))
+    report.delivered[sink] = len(delivered)

@@ -66,6 +66,15 @@ deliveries_table = sa.Table(
     # "delivered", or "expired" for an alert too old to be worth sending when its sink came up.
     sa.Column("outcome", sa.String(16), nullable=False, server_default="delivered"),
 )
+# One deliverer per sink at a time: a tick takes the sink's lease before its round and gives it back
+# after; a tick that finds it held by another, unexpired, leaves the sink to that one.
+claims_table = sa.Table(
+    "alert_sink_claims",
+    _metadata,
+    sa.Column("sink", sa.String(64), primary_key=True),
+    sa.Column("holder", sa.String(64), nullable=False),
+    sa.Column("claimed_until", sa.DateTime(timezone=True), nullable=False),
+)
 
 
 def _insert(connection: sa.Connection, table: sa.Table):
@@ -204,4 +213,31 @@ class AlertStore(SqlResource):
             return
         with self._connect() as connection:
             connection.execute(_insert(connection, deliveries_table), rows)
+            connection.commit()
+
+    def claim_sink(self, sink: str, holder: str, now: datetime, until: datetime) -> bool:
+        """Take `sink`'s delivery lease for `holder` until `until`, unless another holder's lease runs
+        past `now`. True when `holder` has it."""
+        with self._connect() as connection:
+            connection.execute(
+                _insert(connection, claims_table),
+                {"sink": sink, "holder": holder, "claimed_until": to_utc(until)},
+            )
+            # Row locks serialize two claims of one sink; each re-reads the row it updates.
+            taken = connection.execute(
+                claims_table.update()
+                .where(
+                    claims_table.c.sink == sink,
+                    sa.or_(claims_table.c.holder == holder, claims_table.c.claimed_until < to_utc(now)),
+                )
+                .values(holder=holder, claimed_until=to_utc(until))
+            )
+            connection.commit()
+        return taken.rowcount == 1
+
+    def release_sink(self, sink: str, holder: str) -> None:
+        with self._connect() as connection:
+            connection.execute(
+                claims_table.delete().where(claims_table.c.sink == sink, claims_table.c.holder == holder)
+            )
             connection.commit()
