@@ -8,6 +8,7 @@ and wall seconds; per dataset, on average, and on a development / held-out split
 """
 
 import argparse
+import dataclasses
 import datetime as dt
 import hashlib
 import importlib.metadata
@@ -17,6 +18,7 @@ import os
 import platform
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -28,9 +30,7 @@ from sklearn.metrics import adjusted_rand_score
 
 import faultline
 from assets.error_clusters import CleaningConfig, DBSCANConfig, Doc2VecConfig
-from faultline.cleaning import build_corpus
-from faultline.clustering import cluster_vectors, label_events, vectorize_texts
-from faultline.redaction import redact_secrets
+from faultline.pipeline import DaySettings, run_day, write_parts
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
@@ -40,7 +40,8 @@ DEFAULT_DEV_SYSTEMS = ("Apache", "BGL", "HDFS", "Hadoop")
 TOP_K = 10
 METHODS = ("faultline", "drain3", "seed")
 METHOD_DESCRIPTIONS = {
-    "faultline": "faultline's error_clusters chain with the default Doc2VecConfig and DBSCANConfig",
+    "faultline": "faultline's chain of the error_clusters assets (faultline.pipeline.run_day) with the "
+    "default Config, each message one error event of a dump",
     "drain3": "Drain3 TemplateMiner, default config plus the masking of Drain3's examples/drain3.ini",
     "seed": "the seed's pipeline as written: naive cleaning, Doc2Vec 80/2/1/1000 on every message, "
     "DBSCAN 0.2/5/cosine on the vectors",
@@ -71,24 +72,50 @@ def faultline_configs(overrides: list[str] | None = None) -> dict[str, object]:
     return {section: config(**fields[section]) for section, config in CONFIG_SECTIONS.items()}
 
 
-def faultline_groups(messages: pd.Series, configs: dict[str, object] | None = None) -> np.ndarray:
-    """Each message's cluster id from the product's own functions, chained as the assets chain them.
+def day_settings(configs: dict[str, object]) -> DaySettings:
+    """The chain's settings from the Config of each section; what no section holds keeps its default."""
+    names = {setting.name for setting in dataclasses.fields(DaySettings)}
+    return DaySettings(
+        **{
+            name: value
+            for config in configs.values()
+            for name, value in config.model_dump().items()
+            if name in names
+        }
+    )
 
-    flatten_events redacts every message before cleaning; the rest is cleaned_corpus, error_vectors
-    and error_clusters with their Config (the defaults unless `configs` says otherwise). Noise is
-    -1 and no text -2, as in the product.
+
+def message_dump(messages: pd.Series) -> pd.DataFrame:
+    """The messages as the rows of a dump: one batch of one error event each, in their order."""
+    return pd.DataFrame(
+        {
+            "id": np.arange(1, len(messages) + 1),
+            "created_at": pd.Timestamp("2026-01-01", tz="UTC"),
+            "payload": [
+                json.dumps([{"scope": "LOG", "state": "DEPLOYMENT_ERROR", "message": message}])
+                for message in messages.astype(str)
+            ],
+        }
+    )
+
+
+def faultline_groups(messages: pd.Series, configs: dict[str, object] | None = None) -> np.ndarray:
+    """Each message's cluster id from the product's chain, `faultline.pipeline.run_day`, which the assets
+    run step by step: the messages, as a dump, are flattened (and so redacted), cleaned, vectorized and
+    clustered with the Config of each step (the defaults unless `configs` says otherwise), and the
+    report made. Noise is -1 and no text -2, as in the product.
     """
     configs = configs or faultline_configs()
-    cleaning, doc2vec, dbscan = configs["cleaning"], configs["doc2vec"], configs["dbscan"]
-    corpus = build_corpus(
-        pd.DataFrame({"message": messages.astype(str).map(redact_secrets)}),
-        cleaning.template_similarity,
-        cleaning.max_constant_values,
-    )
-    vectors = vectorize_texts(corpus.variants["cleaned"], corpus.variants["n_events"], **doc2vec.model_dump())
-    labels = cluster_vectors(vectors, dbscan.eps, dbscan.min_samples, dbscan.metric, dbscan.center_vectors)
-    clustered = label_events(corpus, vectors, labels, dbscan.merge_clusters_sharing_hint)
-    return clustered["cluster_id"].to_numpy(dtype=np.int64)
+    with tempfile.TemporaryDirectory() as folder:
+        dump = write_parts(message_dump(messages), Path(folder) / "dump")
+        day = run_day(dump, Path(folder) / "flattened_events", day_settings(configs))
+    clusters = day.clustered.events
+    if len(clusters) != len(messages):
+        raise SystemExit(
+            f"{len(messages) - len(clusters)} of {len(messages)} messages were quarantined "
+            f"({day.flattened.quarantine['reason'].value_counts().to_dict()}); the scores would be wrong"
+        )
+    return clusters["cluster_id"].to_numpy(dtype=np.int64)
 
 
 def ungrouped_as_singletons(labels: np.ndarray) -> np.ndarray:
