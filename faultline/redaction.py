@@ -5,6 +5,7 @@ and the logs downstream only ever see the placeholders.
 """
 
 import re
+from dataclasses import dataclass
 
 from faultline.caching import BoundedCache
 
@@ -14,112 +15,129 @@ _SECRET_NAMES = (
 )
 NAMED_SECRET = "<assigned_secret>"
 
-# (kind, context kept before the secret, the secret). Order matters: at one position the earlier
-# rule wins, so credentials inside URLs go before the e-mail rule would read `user:pw@host`.
-_SECRET_RULES: tuple[tuple[str, str, str], ...] = (
-    ("private_key", "", r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?(?:-----END [A-Z ]*PRIVATE KEY-----|$)"),
-    ("url_credentials", "://", r"[^\s/@:]+:[^\s/@]+(?=@)"),
-    ("url_credentials", "://", r"[A-Za-z0-9._~%-]{16,}(?=@)"),
-    ("bearer_token", r"(?i:bearer\s+)", r"[A-Za-z0-9._~+/=-]{8,}"),
-    ("basic_auth", r"(?i:basic\s+)", r"[A-Za-z0-9+/=]{8,}"),
-    ("github_token", "", r"\b(?:gh[pousr]_[A-Za-z0-9]{20,}|github_pat_[A-Za-z0-9_]{20,})\b"),
-    ("gitlab_token", "", r"\bglpat-[A-Za-z0-9_-]{20,}\b"),
-    ("slack_token", "", r"\bxox[abposr]-[A-Za-z0-9-]{10,}\b"),
-    ("aws_access_key", "", r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b"),
-    ("jwt", "", r"\beyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\b"),
-    (
+
+@dataclass(frozen=True)
+class SecretRule:
+    """A kind of secret, as the context kept before it and the secret (regexes), and what every text
+    the rule matches in holds: the triggers that decide which lines the rule scans."""
+
+    kind: str
+    context: str
+    secret: str
+    # Literals of which every such text holds one; lower case where the rule ignores case, as they
+    # are then looked for in the text lowered.
+    triggers: tuple[str, ...] = ()
+    ignore_case: bool = False
+    # Regexes of which every such text holds a match of each, looked for in the text as it is, for
+    # what no literal tells (four dotted numbers). One that starts with a literal character is found
+    # at C speed: put it first.
+    shapes: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.triggers and not self.shapes:
+            raise ValueError(
+                f"secret rule {self.kind!r} has no triggers: declare the literals (triggers) or regexes "
+                "(shapes) that every text it matches in holds, which decide the lines it scans"
+            )
+        if self.ignore_case and any(trigger != trigger.lower() for trigger in self.triggers):
+            raise ValueError(f"secret rule {self.kind!r} ignores case: write its triggers in lower case")
+
+
+# Order matters: at one position the earlier rule wins, so credentials inside URLs go before the
+# e-mail rule would read `user:pw@host`.
+SECRET_RULES: tuple[SecretRule, ...] = (
+    SecretRule(
+        "private_key",
+        "",
+        r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?(?:-----END [A-Z ]*PRIVATE KEY-----|$)",
+        triggers=("-----BEGIN ",),
+    ),
+    SecretRule("url_credentials", "://", r"[^\s/@:]+:[^\s/@]+(?=@)", triggers=("@",), shapes=("://",)),
+    SecretRule("url_credentials", "://", r"[A-Za-z0-9._~%-]{16,}(?=@)", triggers=("@",), shapes=("://",)),
+    SecretRule(
+        "bearer_token", r"(?i:bearer\s+)", r"[A-Za-z0-9._~+/=-]{8,}", triggers=("bearer",), ignore_case=True
+    ),
+    SecretRule("basic_auth", r"(?i:basic\s+)", r"[A-Za-z0-9+/=]{8,}", triggers=("basic",), ignore_case=True),
+    SecretRule(
+        "github_token",
+        "",
+        r"\b(?:gh[pousr]_[A-Za-z0-9]{20,}|github_pat_[A-Za-z0-9_]{20,})\b",
+        triggers=("ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_"),
+    ),
+    SecretRule("gitlab_token", "", r"\bglpat-[A-Za-z0-9_-]{20,}\b", triggers=("glpat-",)),
+    SecretRule("slack_token", "", r"\bxox[abposr]-[A-Za-z0-9-]{10,}\b", triggers=("xox",)),
+    SecretRule("aws_access_key", "", r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b", triggers=("AKIA", "ASIA")),
+    SecretRule(
+        "jwt", "", r"\beyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\b", triggers=("eyJ",)
+    ),
+    SecretRule(
         "assigned_secret",
         # No word boundary before the name: `DB_PASSWORD=`, `PGPASSWORD=` and `aws_secret_access_key=`
         # name secrets too. A quoted value is taken whole, spaces included, and so is one whose quotes
         # are escaped, as in JSON text that could not be parsed (`\"password\": \"...\"`).
         rf"(?i:(?:{_SECRET_NAMES})\\?[\"']?\s*[:=]\s*\\?[\"']?)",
         r"(?:(?<=\")[^\"\r\n]+?(?=\\?\")|(?<=')[^'\r\n]+?(?=\\?')|[^\s\"',;&}]+)",
+        triggers=("pass", "pwd", "secret", "token", "key"),  # one is in every name above
+        ignore_case=True,
     ),
-    ("email", "", r"\b[\w.%+-]+@[\w.-]+\.[A-Za-z]{2,}\b"),
-    ("ip_address", "", r"\b(?:(?:25[0-5]|2[0-4]\d|1?\d?\d)\.){3}(?:25[0-5]|2[0-4]\d|1?\d?\d)\b"),
-    ("ip_address", "", r"(?i:\b(?:[0-9a-f]{1,4}:){7}[0-9a-f]{1,4}\b)"),
+    SecretRule("email", "", r"\b[\w.%+-]+@[\w.-]+\.[A-Za-z]{2,}\b", triggers=("@",)),
+    # Four dotted numbers, eight colon-separated hex groups: versions (`1.2.3`) and times (`12:30:45`)
+    # do not trigger the costly IP rules; a shorter pattern starting with the punctuation goes first.
+    # On the text, where \d matches every script's digits as in the rule; no re.I, which would cost
+    # these patterns their fast scan.
+    SecretRule(
+        "ip_address",
+        "",
+        r"\b(?:(?:25[0-5]|2[0-4]\d|1?\d?\d)\.){3}(?:25[0-5]|2[0-4]\d|1?\d?\d)\b",
+        shapes=(r"\.\d{1,3}\.\d", r"\d{1,3}\.\d{1,3}\.\d{1,3}\.\d"),
+    ),
+    SecretRule(
+        "ip_address",
+        "",
+        r"(?i:\b(?:[0-9a-f]{1,4}:){7}[0-9a-f]{1,4}\b)",
+        shapes=(r":[0-9a-fA-F]{1,4}:[0-9a-fA-F]", r"(?:[0-9a-fA-F]{1,4}:){7}[0-9a-fA-F]"),
+    ),
     # IPv6 with `::` (2001:db8::1, ::1, ::ffff:192.0.2.1); not `std::string` nor `Foo::Bar`.
-    (
+    SecretRule(
         "ip_address",
         "",
         r"(?i:(?<![\w:.])(?=:*[0-9a-f])(?:[0-9a-f]{1,4}(?::[0-9a-f]{1,4}){0,6})?::"
         r"(?:(?:[0-9a-f]{1,4}:){0,5}(?:\d{1,3}\.){3}\d{1,3}|[0-9a-f]{1,4}(?::[0-9a-f]{1,4}){0,6})?"
         r"(?![\w]|:[0-9a-f]))",
+        triggers=("::",),
     ),
 )
 
-SECRET_KINDS: frozenset[str] = frozenset(kind for kind, _, _ in _SECRET_RULES)
-
-# What a text must hold for a rule to match at all, so that a text is scanned only by the rules it
-# could trigger: the alternation of all fifteen rules runs at about 1 MB/s, as each position tries
-# every rule, while these are substring checks at C speed. Written out one by one rather than as a
-# table of predicates: a call per rule cost more than the checks themselves.
-#
-# Four dotted numbers, eight colon-separated hex groups: versions (`1.2.3`) and times (`12:30:45`)
-# do not trigger the costly IP rules. No re.I, which would cost these patterns their fast scan. Each
-# is looked for only where a shorter pattern starting with its punctuation is found first: a pattern
-# that starts with a literal character is searched at C speed, one starting with a class is not.
-_DOTTED_QUAD = re.compile(r"\d{1,3}\.\d{1,3}\.\d{1,3}\.\d")
-_DOT_NUMBER_DOT = re.compile(r"\.\d{1,3}\.\d")  # inside every dotted quad
-_EIGHT_HEX_GROUPS = re.compile(r"(?:[0-9a-fA-F]{1,4}:){7}[0-9a-fA-F]")
-_COLON_HEX_COLON = re.compile(r":[0-9a-fA-F]{1,4}:[0-9a-fA-F]")  # inside every eight hex groups
-_GITHUB_PREFIX = re.compile(rb"gh[pousr]_")
-# Whether any of the substring triggers below occurs at all: in a short line (most lines) one scan
-# is faster than a dozen substring checks, each of which costs a fixed setup.
-_ANY_RAW_TRIGGER = re.compile(rb"-----BEGIN |@|github_pat_|gh[pousr]_|glpat-|xox|AKIA|ASIA|eyJ|::")
-_ANY_FOLDED_TRIGGER = re.compile(rb"bearer|basic|pass|pwd|secret|token|key")
-_SHORT_LINE_BYTES = 256
-_RULE = {kind: [i for i, (k, _, _) in enumerate(_SECRET_RULES) if k == kind] for kind in SECRET_KINDS}
-_IPV4, _IPV6_FULL, _IPV6_SHORT = _RULE["ip_address"]
+SECRET_KINDS: frozenset[str] = frozenset(rule.kind for rule in SECRET_RULES)
 
 
-def _rules_triggered(text: str, raw: bytes, folded: bytes) -> tuple[int, ...]:
-    """The rules whose trigger `text` holds. `raw` is its UTF-8, `folded` that case-folded (for the
-    rules that ignore case): substrings are looked for in bytes, which is several times faster than in
-    text holding an emoji (four bytes a character), and the same for the ASCII triggers."""
-    rules: list[int] = []
-    if (
-        len(raw) > _SHORT_LINE_BYTES
-        or _ANY_RAW_TRIGGER.search(raw) is not None
-        or _ANY_FOLDED_TRIGGER.search(folded) is not None
-    ):
-        rules += _substring_rules(raw, folded)
-    # On the text, not its bytes: \d matches every script's digits, as in the IP rule.
-    if _DOT_NUMBER_DOT.search(text) and _DOTTED_QUAD.search(text):
-        rules.append(_IPV4)
-    if _COLON_HEX_COLON.search(text) and _EIGHT_HEX_GROUPS.search(text):
-        rules.append(_IPV6_FULL)
-    return tuple(sorted(rules))
+def _rules_by_trigger(ignore_case: bool) -> tuple[tuple[str, tuple[int, ...]], ...]:
+    """Each literal trigger of the rules that do (or do not) ignore case, with the rules it triggers."""
+    rules_of: dict[str, list[int]] = {}
+    for index, rule in enumerate(SECRET_RULES):
+        if rule.ignore_case == ignore_case:
+            for trigger in rule.triggers:
+                rules_of.setdefault(trigger, []).append(index)
+    return tuple((trigger, tuple(rules)) for trigger, rules in rules_of.items())
 
 
-def _substring_rules(raw: bytes, folded: bytes) -> list[int]:
-    rules: list[int] = []
-    if b"-----BEGIN " in raw:
-        rules += _RULE["private_key"]
-    if b"://" in raw and b"@" in raw:
-        rules += _RULE["url_credentials"]
-    if b"bearer" in folded:
-        rules += _RULE["bearer_token"]
-    if b"basic" in folded:
-        rules += _RULE["basic_auth"]
-    if b"github_pat_" in raw or (b"gh" in raw and _GITHUB_PREFIX.search(raw)):
-        rules += _RULE["github_token"]
-    if b"glpat-" in raw:
-        rules += _RULE["gitlab_token"]
-    if b"xox" in raw:
-        rules += _RULE["slack_token"]
-    if b"AKIA" in raw or b"ASIA" in raw:
-        rules += _RULE["aws_access_key"]
-    if b"eyJ" in raw:
-        rules += _RULE["jwt"]
-    # Every name in _SECRET_NAMES holds one of these.
-    if b"pass" in folded or b"pwd" in folded or b"secret" in folded or b"token" in folded or b"key" in folded:
-        rules += _RULE["assigned_secret"]
-    if b"@" in raw:
-        rules += _RULE["email"]
-    if b"::" in raw:
-        rules.append(_IPV6_SHORT)
-    return rules
+# A text is scanned only by the rules it could trigger: the alternation of all fifteen rules runs
+# at about 1 MB/s, as each position tries every rule, while the triggers are substring checks at C
+# speed. Whether any trigger occurs at all is one scan of the text lowered (where every trigger
+# occurs lowered): in a short line (most lines) that is faster than the substring checks, each of
+# which costs a fixed setup.
+_CASED_TRIGGERS = _rules_by_trigger(ignore_case=False)
+_FOLDED_TRIGGERS = _rules_by_trigger(ignore_case=True)
+_ANY_TRIGGER = re.compile(
+    "|".join(re.escape(trigger.lower()) for trigger, _ in _CASED_TRIGGERS + _FOLDED_TRIGGERS)
+)
+_SHORT_LINE_CHARS = 256
+_WITHOUT_TRIGGERS = frozenset(index for index, rule in enumerate(SECRET_RULES) if not rule.triggers)
+_SHAPE_SEARCHES = tuple(
+    (index, tuple(re.compile(shape).search for shape in rule.shapes))
+    for index, rule in enumerate(SECRET_RULES)
+    if rule.shapes
+)
 
 
 # Under re.IGNORECASE these four match an ASCII letter, though str.lower() does not make them one
@@ -127,18 +145,44 @@ def _substring_rules(raw: bytes, folded: bytes) -> list[int]:
 _FOLD_TWINS = str.maketrans({"\u0130": "i", "\u0131": "i", "\u017f": "s", "\u212a": "k"})
 
 
+def _folded(text: str) -> str:
+    """`text` lowered, with the twins folded: every trigger of a rule that ignores case is then found."""
+    if not text.isascii() and ("\u0130" in text or "\u0131" in text or "\u017f" in text or "\u212a" in text):
+        text = text.translate(_FOLD_TWINS)
+    return text.lower()
+
+
+def _triggered_rules(text: str) -> tuple[int, ...]:
+    """The rules whose triggers and shapes `text` holds: those that could match in it."""
+    folded = _folded(text)
+    rules = set(_WITHOUT_TRIGGERS)
+    if len(text) > _SHORT_LINE_CHARS or _ANY_TRIGGER.search(folded):
+        rules.update([index for trigger, indices in _CASED_TRIGGERS if trigger in text for index in indices])
+        rules.update(
+            [index for trigger, indices in _FOLDED_TRIGGERS if trigger in folded for index in indices]
+        )
+    for index, searches in _SHAPE_SEARCHES:
+        if index in rules:
+            for search in searches:
+                if search(text) is None:
+                    rules.discard(index)
+                    break
+    return tuple(sorted(rules))
+
+
 def _alternation(rules: tuple[int, ...]) -> re.Pattern[str]:
     """One pattern for these rules, in their order, so at one position the earlier rule still wins."""
     return re.compile(
-        "|".join(f"(?P<p{i}>{_SECRET_RULES[i][1]})(?P<s{i}>{_SECRET_RULES[i][2]})" for i in rules), re.S
+        "|".join(f"(?P<p{i}>{SECRET_RULES[i].context})(?P<s{i}>{SECRET_RULES[i].secret})" for i in rules),
+        re.S,
     )
 
 
 # Few sets of rules occur (most lines trigger none, or one or two).
-_alternations = BoundedCache(_alternation, max_entries=256, max_key_length=len(_SECRET_RULES))
+_alternations = BoundedCache(_alternation, max_entries=256, max_key_length=len(SECRET_RULES))
 
 
-_KIND_OF_GROUP = {f"s{i}": kind for i, (kind, _, _) in enumerate(_SECRET_RULES)}
+_KIND_OF_GROUP = {f"s{i}": rule.kind for i, rule in enumerate(SECRET_RULES)}
 
 
 def _placeholder(match: re.Match[str]) -> str:
@@ -147,7 +191,7 @@ def _placeholder(match: re.Match[str]) -> str:
     return f"{kept_prefix}<{_KIND_OF_GROUP[secret_group]}>"
 
 
-_ALL_RULES = tuple(range(len(_SECRET_RULES)))
+_ALL_RULES = tuple(range(len(SECRET_RULES)))
 # Only these rules can match across a line break: a private key's body, and the whitespace after
 # `Bearer`, `Basic` or a secret's name (`password:` then the value on the next line).
 _SPANS_LINES = "-----BEGIN "
@@ -159,26 +203,12 @@ def _redact_scan(text: str, rules: tuple[int, ...]) -> str:
     return _alternations[rules].sub(_placeholder, text) if rules else text
 
 
-def _triggered_rules(text: str) -> tuple[int, ...]:
-    """The rules that could match in `text` (a rule whose trigger is absent matches nowhere)."""
-    raw = text.encode("utf-8", "surrogatepass")
-    # The twins' UTF-8 begins C4 (İ, ı), C5 BF (ſ) or E2 84 AA (K); C4 also begins other letters,
-    # which the slower path folds just as well.
-    if b"\xc4" in raw or b"\xc5\xbf" in raw or b"\xe2\x84\xaa" in raw:
-        folded = text.translate(_FOLD_TWINS).lower().encode("utf-8", "surrogatepass")
-    else:
-        # Outside the twins, no character's lower case holds an ASCII letter (checked over every
-        # code point), so lowering the ASCII bytes finds the same triggers as str.lower().
-        folded = raw.lower()
-    return _rules_triggered(text, raw, folded)
-
-
 def _redact_any_line(line: str) -> tuple[str, bool]:
     """The line redacted, and whether a secret could start at its end and go on in the next line."""
     rules = _triggered_rules(line)
     if not rules:
         return line, False
-    opens = any(_SECRET_RULES[i][0] in _OPENING_KINDS for i in rules)
+    opens = any(SECRET_RULES[i].kind in _OPENING_KINDS for i in rules)
     return _redact_scan(line, rules), opens and _OPEN_LINE_END.search(line) is not None
 
 
