@@ -16,11 +16,11 @@ import dagster as dg
 import pandas as pd
 import pytest
 import sqlalchemy as sa
-from conftest import DEMO_DAY, DEMO_END
+from conftest import DEMO_DAY, DEMO_END, FIXED_NOW, FIXED_TODAY, fixed_clock
 
 from assets import error_clusters
 from assets.task_durations import task_duration_baselines
-from dagster_project.sensors import long_running_tasks_sensor
+from dagster_project.sensors import build_long_running_tasks_sensor
 from faultline.demo_data.deployment_events import frame_message, generate_deployment_batches
 from resources.alert_sinks import AlertSinks
 from resources.alert_store import AlertStore
@@ -29,11 +29,12 @@ from resources.part_store import PartStore
 from resources.report_store import ReportStore
 from resources.workflow import SqlWorkflowService
 
-TODAY = pd.Timestamp.now(tz="UTC").floor("D")
+TODAY = pd.Timestamp(FIXED_TODAY)
 YESTERDAY = (TODAY - timedelta(days=1)).strftime("%Y-%m-%d")
 # Limits as of yesterday's midnight: runs started in the last hours are never in their window.
 TWO_DAYS_AGO = (TODAY - timedelta(days=2)).strftime("%Y-%m-%d")
 START, END = (TODAY - timedelta(days=14)).to_pydatetime(), TODAY.to_pydatetime()
+long_running_tasks_sensor = build_long_running_tasks_sensor(clock=fixed_clock)
 
 NOT_IDENTIFIERS = [
     "task_runs; DROP TABLE task_runs; --",
@@ -209,7 +210,7 @@ def test_schema_qualified_and_reserved_names_are_read_as_names(store_url):
 
 def hostile_runs() -> pd.DataFrame:
     """For each hostile task type: six successful runs two days ago and one run stuck for two hours."""
-    ended, now = TODAY - pd.Timedelta(days=2), pd.Timestamp.now(tz="UTC")
+    ended, now = TODAY - pd.Timedelta(days=2), pd.Timestamp(FIXED_NOW)
     rows = []
     for task_type in HOSTILE:
         rows += [(f"{task_type}#{i}", task_type, ended - pd.Timedelta(seconds=60 + 10 * i), ended, "success")
@@ -268,7 +269,7 @@ def test_a_nul_character_in_a_task_type_or_run_id_is_rejected_with_its_reason(
     alert_store = AlertStore(url=store_url)
     runs = hostile_runs()
     nul = [("nul\x00type", "nul-type-run"), ("plain", "nul\x00run")]
-    ended, now = TODAY - pd.Timedelta(days=2), pd.Timestamp.now(tz="UTC")
+    ended, now = TODAY - pd.Timedelta(days=2), pd.Timestamp(FIXED_NOW)
     for task_type, run_prefix in nul:
         started = ended - pd.Timedelta(seconds=60)
         extra = [(f"{run_prefix}#{i}", task_type, started, ended, "success") for i in range(6)]

@@ -22,11 +22,11 @@ import dagster as dg
 import pandas as pd
 import pytest
 import sqlalchemy as sa
-from conftest import DEMO_DAY, DEMO_END, seeded_event_store
+from conftest import DEMO_DAY, DEMO_END, FIXED_NOW, FIXED_TODAY, fixed_clock, seeded_event_store
 
 from assets import error_clusters
 from assets.task_durations import task_duration_baselines
-from dagster_project.sensors import long_running_tasks_sensor
+from dagster_project.sensors import build_long_running_tasks_sensor
 from faultline.demo_data.deployment_events import frame_message, generate_deployment_batches
 from faultline.redaction import SECRET_KINDS, redact_secrets
 from resources.alert_sinks import AlertSinks
@@ -222,7 +222,8 @@ def test_secrets_in_the_days_events_reach_no_corpus_report_metadata_storage_or_l
     assert found + logged_leaks == []
 
 
-TODAY = pd.Timestamp.now(tz="UTC").floor("D")
+TODAY = pd.Timestamp(FIXED_TODAY)
+long_running_tasks_sensor = build_long_running_tasks_sensor(clock=fixed_clock)
 
 # Task types and run ids of the workflow are free text: some carry secrets.
 SECRET_TASK_TYPE = f"deploy.shop {TEXTS[7]}"  # password=Quokka-Passw0rd!
@@ -239,7 +240,7 @@ def secret_bearing_runs() -> pd.DataFrame:
                 {"run_id": f"{task_type}#{i} {TEXTS[i]}", "task_type": task_type, "status": "success",
                  "started_at": ended - pd.Timedelta(seconds=100 + 10 * i), "ended_at": ended}
             )  # fmt: skip
-    now = pd.Timestamp.now(tz="UTC")
+    now = pd.Timestamp(FIXED_NOW)
     stuck = ((SECRET_TASK_TYPE, TEXTS[11]), (OTHER_TASK_TYPE, TEXTS[13]), (OTHER_TASK_TYPE, TEXTS[15]))
     for task_type, text in stuck:
         rows.append(
