@@ -43,6 +43,8 @@ class Settings:
     sensor_interval_s: int = field(
         default=CHECK_INTERVAL_S, metadata={"env": "FAULTLINE_SENSOR_INTERVAL_S", "minimum": 1}
     )
+    # A daily run takes about a minute at a million events: two hours means it is stuck, not slow.
+    max_runtime_s: int = field(default=7200, metadata={"env": "FAULTLINE_MAX_RUNTIME_S", "minimum": 60})
     estimator: str = field(default=Estimator.MEAN_STD.value, metadata={"env": "FAULTLINE_ESTIMATOR"})
     workflow_source: str = field(default="sql", metadata={"env": "FAULTLINE_WORKFLOW_SOURCE"})
     db_url: str | dg.EnvVar | None = field(

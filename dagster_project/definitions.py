@@ -27,8 +27,10 @@ def _on_calendar(assets: list, partitions: dg.PartitionsDefinition) -> list:
 
 def build_definitions(settings: Settings) -> dg.Definitions:
     partitions = daily_partitions(settings.start_date)
-    error_clusters_job = build_error_clusters_job(partitions)
-    task_duration_baselines_job = build_task_duration_baselines_job(partitions, settings.estimator)
+    error_clusters_job = build_error_clusters_job(partitions, settings.max_runtime_s)
+    task_duration_baselines_job = build_task_duration_baselines_job(
+        partitions, settings.estimator, settings.max_runtime_s
+    )
     return dg.Definitions(
         assets=_on_calendar(dg.load_assets_from_modules([error_clusters, task_durations]), partitions),
         jobs=[error_clusters_job, task_duration_baselines_job],

@@ -45,14 +45,27 @@ def demo_definitions() -> dg.Definitions:
     return build_definitions(Settings())
 
 
+# What `make dev` runs on: the deployment's run monitoring and launcher, on the embedded storage.
+DEMO_INSTANCE = """\
+telemetry:
+  enabled: false
+run_launcher:
+  module: dagster_project.run_launcher
+  class: MonitoredRunLauncher
+run_monitoring:
+  enabled: true
+  poll_interval_seconds: 60
+  max_resume_run_attempts: 0
+  max_runtime_seconds: 21600
+"""
+
+
 def _prepare_dagster_home() -> None:
     # Always the demo's own instance, the one `make dev` opens.
     home = os.environ["DAGSTER_HOME"] = str(data_dir() / "dagster_home")
     os.makedirs(home, exist_ok=True)
-    config = os.path.join(home, "dagster.yaml")
-    if not os.path.exists(config):
-        with open(config, "w", encoding="utf-8") as file:
-            file.write("telemetry:\n  enabled: false\n")
+    with open(os.path.join(home, "dagster.yaml"), "w", encoding="utf-8") as file:
+        file.write(DEMO_INSTANCE)
 
 
 def _print_report(report: ClusterReport, path: str) -> None:

@@ -126,3 +126,11 @@ def test_importing_the_assets_and_jobs_reads_no_environment():
         [sys.executable, "-c", code], capture_output=True, text=True, env=environment, check=True
     )
     assert result.stdout.strip() == "2026-01-05"
+
+
+def test_each_job_stops_after_its_maximum_runtime():
+    built = build_definitions(Settings.from_env({"FAULTLINE_MAX_RUNTIME_S": "900"}))
+    for job in ("error_clusters_daily", "task_duration_baselines_daily"):
+        assert built.resolve_job_def(job).tags["dagster/max_runtime"] == "900"
+    default = build_definitions(Settings())
+    assert default.resolve_job_def("error_clusters_daily").tags["dagster/max_runtime"] == "7200"

@@ -34,8 +34,6 @@ from resources.workflow import SqlWorkflowService
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-TODAY = pd.Timestamp.now(tz="UTC").floor("D")
-DAY = (TODAY - pd.Timedelta(days=1)).strftime("%Y-%m-%d")
 ERROR_CLUSTER_ASSETS = 7
 WORKSPACE = REPO / "deploy" / "workspace.yaml"
 # The fault tests tick the sensor this often (FAULTLINE_SENSOR_INTERVAL_S); the daemon's sensor loop
@@ -165,17 +163,22 @@ ASSET_NODES = "query { assetNodes { assetKey { path } } }"
 
 @pytest.fixture
 def deployment(tmp_path: Path, postgres_databases) -> dict:
-    """Two fresh databases (Dagster's, faultline's), seeded stores and the deployment's environment."""
+    """Two fresh databases (Dagster's, faultline's), seeded stores and the deployment's environment.
+
+    The daemon runs on the real clock, so the data is dated from it, read once here (not at import):
+    `day`, the day before it, is the partition the events are seeded for, whenever the test runs.
+    """
     dagster_db = sa.engine.make_url(postgres_databases())
     faultline_url = postgres_databases()
+    now = pd.Timestamp.now(tz="UTC").floor("s")
+    today = now.floor("D")
 
     event_store = DeploymentEventStore(url=faultline_url)
     event_store.create_table()
     event_store.write_batches(
-        generate_deployment_batches(end=TODAY.to_pydatetime(), days=1, n_error_events=300)
+        generate_deployment_batches(end=today.to_pydatetime(), days=1, n_error_events=300)
     )
 
-    now = pd.Timestamp.now(tz="UTC").floor("s")
     demo_runs = generate_task_runs(now, days=15, n_task_types=8, seed=5)
     SqlWorkflowService(url=faultline_url).write_runs(demo_runs.runs)
     valid, _ = screen_task_runs(demo_runs.runs, now)
@@ -206,6 +209,7 @@ def deployment(tmp_path: Path, postgres_databases) -> dict:
         "dagster_db_url": dagster_db.render_as_string(hide_password=False),
         "faultline_url": faultline_url,
         "expected_alerts": demo_runs.expected_overdue_run_ids,
+        "day": (today - pd.Timedelta(days=1)).strftime("%Y-%m-%d"),
         "tmp": tmp_path,
     }
 
@@ -256,7 +260,7 @@ def test_the_daemon_and_webserver_run_faultline_on_postgres(deployment):
                 "jobName": "error_clusters_daily",
             },
             "runConfigData": {},
-            "executionMetadata": {"tags": [{"key": "dagster/partition", "value": DAY}]},
+            "executionMetadata": {"tags": [{"key": "dagster/partition", "value": deployment["day"]}]},
         }
         launched = graphql(webserver_port, LAUNCH_RUN, {"params": params})["launchRun"]
         assert launched["__typename"] == "LaunchRunSuccess", launched
@@ -290,7 +294,7 @@ def test_the_daemon_and_webserver_run_faultline_on_postgres(deployment):
     assert run_status == "SUCCESS"
     assert materialized == ERROR_CLUSTER_ASSETS
     assert len(AlertStore(url=deployment["faultline_url"]).alerts()) == 6
-    report = (tmp / "reports" / f"error_clusters_{DAY}.md").read_text()
+    report = (tmp / "reports" / f"error_clusters_{deployment['day']}.md").read_text()
     assert "300 error events" in report
     assert POSTGRES_ADMIN_URL.split("@")[0] not in report
 
@@ -459,3 +463,76 @@ def test_a_tick_with_the_workflow_database_down_fails_without_its_password_and_t
     assert [
         path for path in tmp.rglob("*") if path.is_file() and PASSWORD.encode() in path.read_bytes()
     ] == []
+
+
+def run_status(port: int, run_id: str) -> str:
+    return graphql(port, RUN_STATUS, {"id": run_id})["runOrError"]["status"]
+
+
+def test_runs_whose_process_died_with_the_code_server_are_failed_and_free_the_queue(
+    deployment, postgres_proxy
+):
+    """Two runs hold the queue's two slots; their code server is killed (-9) and started again. Run
+    monitoring fails both within its interval, and the run queued behind them is launched."""
+    tmp = deployment["tmp"]
+    home = Path(deployment["env"]["DAGSTER_HOME"])
+    instance_config = yaml.safe_load((home / "dagster.yaml").read_text())
+    assert instance_config["run_monitoring"]["enabled"] is True
+    assert instance_config["run_launcher"]["class"] == "MonitoredRunLauncher"
+    instance_config["run_monitoring"]["poll_interval_seconds"] = 3  # the deployment's is 60 s
+    (home / "dagster.yaml").write_text(yaml.safe_dump(instance_config))
+    # Every run hangs in its first step: the events store accepts the connection and never answers.
+    postgres_proxy.hang = True
+    hanging_store = postgres_proxy.url(deployment["faultline_url"]) + "?connect_timeout=600"
+    env = deployment["env"] | {"FAULTLINE_EVENTS_DB_URL": hanging_store}
+    webserver_port = free_port()
+    params = {
+        "selector": {
+            "repositoryLocationName": "faultline",
+            "repositoryName": "__repository__",
+            "jobName": "error_clusters_daily",
+        },
+        "runConfigData": {},
+        "executionMetadata": {"tags": [{"key": "dagster/partition", "value": deployment["day"]}]},
+    }
+
+    def launch() -> str:
+        launched = graphql(webserver_port, LAUNCH_RUN, {"params": params})["launchRun"]
+        assert launched["__typename"] == "LaunchRunSuccess", launched
+        return launched["run"]["runId"]
+
+    with services(env, WORKSPACE, tmp, webserver_port) as running:
+        wait_for(
+            "the webserver answering",
+            lambda: requests.get(f"http://127.0.0.1:{webserver_port}/server_info", timeout=5).ok,
+            timeout_s=120,
+        )
+        stuck = [launch(), launch()]
+        wait_for(
+            "both runs started",
+            lambda: all(run_status(webserver_port, run) == "STARTED" for run in stuck),
+            timeout_s=120,
+        )
+        queued = launch()
+        assert run_status(webserver_port, queued) == "QUEUED"  # max_concurrent_runs is 2
+        os.killpg(running["code_server"].pid, signal.SIGKILL)
+        running["code_server"].wait(timeout=10)
+        running["code_server"] = start_service(
+            "code_server", env, WORKSPACE, tmp, log_name="code_server_restarted"
+        )
+        wait_for(
+            "run monitoring failing both dead runs",
+            lambda: all(run_status(webserver_port, run) == "FAILURE" for run in stuck),
+            timeout_s=120,
+        )
+        wait_for(
+            "the queued run launched",
+            lambda: run_status(webserver_port, queued) in ("STARTING", "STARTED"),
+            timeout_s=120,
+        )
+        with dagster_instance(deployment) as instance:
+            failures = [
+                instance.all_logs(run, of_type=dg.DagsterEventType.RUN_FAILURE)[0].message for run in stuck
+            ]
+    assert all("no longer executes it: its process died" in message for message in failures), failures
+
