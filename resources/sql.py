@@ -51,12 +51,23 @@ def validate_identifier(name: str, setting: str, qualified: bool = True) -> str:
     return name
 
 
+# From a query key named like a secret to the end: its value may hold an unescaped `&`.
+_SECRET_QUERY_VALUE = re.compile(r"((?:pass|pwd|secret|token|key)[^=&]*=).*", re.IGNORECASE | re.DOTALL)
+
+
 def safe_url(url: str) -> str:
-    """The URL as it can be shown: the password replaced by ***."""
-    try:
-        return sa.engine.make_url(url).render_as_string(hide_password=True)
-    except sa.exc.ArgumentError:
+    """The URL as it can be shown: everything between `://` and the last `@` but the user name, and
+    everything from a query key named like a secret on, replaced by ***.
+
+    Not parsed by SQLAlchemy: a password holding `@`, `/` or `:` unescaped splits elsewhere there, and
+    the part after its first `@` would show. Cutting at the last `@` can only hide too much.
+    """
+    scheme, separator, rest = url.partition("://")
+    if not separator:
         return "<unparseable database URL>"
+    userinfo, at, location = _SECRET_QUERY_VALUE.sub(r"\1***", rest).rpartition("@")
+    shown = f"{userinfo.split(':', 1)[0]}:***@" if at else ""
+    return f"{scheme}://{shown}{location}"
 
 
 # A server that never answers (a dropped route, a firewall) fails the connection after this long,
@@ -101,8 +112,16 @@ def is_outage(error: sa.exc.DBAPIError) -> bool:
     return isinstance(error, sa.exc.OperationalError) and not any(w in text for w in _CONFIGURATION_WORDS)
 
 
-def _first_line(error: sa.exc.DBAPIError) -> str:
-    return str(error.orig).strip().splitlines()[0] if error.orig else type(error).__name__
+def _first_line(error: sa.exc.DBAPIError, url: str) -> str:
+    """The driver's first line, with every piece of the URL's password taken out: a password holding
+    a raw `@` makes the driver name a host that is partly password."""
+    line = str(error.orig).strip().splitlines()[0] if error.orig else type(error).__name__
+    userinfo = url.partition("://")[2].rpartition("@")[0]
+    password = userinfo.partition(":")[2]
+    for piece in sorted({password, *re.split(r"[@:/?#&=%\s]", password)}, key=len, reverse=True):
+        if len(piece) >= 3:
+            line = line.replace(piece, "***")
+    return line
 
 
 class SqlResource(RetriedOnOutage):
@@ -178,14 +197,18 @@ def translated_errors(url: str, source: str, settings_hint: str) -> Iterator[Non
     except (sa.exc.OperationalError, sa.exc.ProgrammingError, sa.exc.InterfaceError) as error:
         if is_outage(error):
             raise SourceUnavailableError(
-                f"{source} at {safe_url(url)} could not be read: {_first_line(error)}"
+                f"{source} at {safe_url(url)} could not be read: {_first_line(error, url)}"
             ) from None
         raise SourceConfigurationError(
-            f"{source} at {safe_url(url)} is not as configured: {_first_line(error)}; "
+            f"{source} at {safe_url(url)} is not as configured: {_first_line(error, url)}; "
             f"check {settings_hint} (not retried: a configuration error)"
         ) from None
-    except sa.exc.ArgumentError as error:
-        raise SourceConfigurationError(f"{source}: {error}; check {settings_hint}") from None
+    except (sa.exc.ArgumentError, ValueError):
+        # Their text quotes the URL, or a piece of it where a password broke the parse.
+        raise SourceConfigurationError(
+            f"{source} at {safe_url(url)}: the URL cannot be read; check {settings_hint} (percent-encode "
+            "reserved characters such as @ : / ? # in the password)"
+        ) from None
 
 
 @contextmanager

@@ -4,15 +4,20 @@ deliveries written in one statement over one HTTP connection."""
 import http.server
 import json
 import threading
+import traceback
 from datetime import UTC, datetime
 
 import pandas as pd
 import pytest
 import sqlalchemy as sa
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from resources.alert_sinks import AlertSinks, deliver_pending_alerts
 from resources.alert_store import AlertStore
-from resources.sql import engine_for, is_outage
+from resources.event_store import DeploymentEventStore
+from resources.outages import SourceConfigurationError, SourceUnavailableError
+from resources.sql import engine_for, is_outage, safe_url
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 
@@ -183,3 +188,26 @@ Operational, Programming = sa.exc.OperationalError, sa.exc.ProgrammingError
 )
 def test_only_a_passing_fault_counts_as_an_outage(error: sa.exc.DBAPIError, outage: bool):
     assert is_outage(error) is outage
+
+
+@settings(max_examples=300, deadline=None)
+@given(secret=st.text(min_size=1, max_size=40).filter(lambda text: "\x00" not in text))
+def test_no_password_shows_in_a_shown_url_whatever_it_holds(secret: str):
+    # Each piece a reserved character could split off starts with the marker too.
+    password = "Pw9" + "".join(f"{c}Pw9" if c in "@:/?#&=%" else c for c in secret)
+    for template in (
+        "postgresql+psycopg2://faultline:{}@db.internal:5432/faultline",
+        "postgresql://faultline:{}@db.internal/faultline?sslmode=require",
+        "postgresql://db.internal/faultline?user=faultline&password={}",
+    ):
+        assert "Pw9" not in safe_url(template.format(password))
+
+
+@pytest.mark.parametrize(
+    "password", ["Pw9-p@Pw9", "Pw9:Pw9/Pw9", "Pw9@Pw9:1Pw9/Pw9?Pw9#Pw9", "Pw9 with %Pw9"]
+)
+def test_a_store_whose_url_holds_a_raw_reserved_character_fails_without_showing_it(password: str):
+    store = DeploymentEventStore(url=f"postgresql+psycopg2://faultline:{password}@127.0.0.1:1/faultline")
+    with pytest.raises((SourceConfigurationError, SourceUnavailableError)) as raised:
+        store.read_batches(NOW, NOW)
+    assert "Pw9" not in "".join(traceback.format_exception(raised.value))
