@@ -5,10 +5,13 @@
 """
 
 import os
+import sqlite3
 import textwrap
 import time
+from contextlib import closing
 from dataclasses import fields
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import dagster as dg
 import pandas as pd
@@ -40,9 +43,36 @@ def demo_definitions() -> dg.Definitions:
         name = setting.metadata["env"]
         if os.environ.get(name, "").strip():
             print(f"{name} is set; the demo ignores it and keeps to {data_dir()}.")
-    demo_store = data_dir() / "faultline.db"
-    demo_store.unlink(missing_ok=True)
+    _replace_demo_store(data_dir() / "faultline.db")
     return build_definitions(Settings())
+
+
+# The table that marks a store as the demo's own, and so one the next demo may delete.
+DEMO_MARKER_TABLE = "faultline_demo_store"
+
+
+def _replace_demo_store(path: Path) -> None:
+    """Delete the last demo's store and start a new one, marked as the demo's; a store there that the
+    demo did not create (the embedded default is the same file) is never touched."""
+    if path.exists():
+        try:
+            with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as store:
+                marked = store.execute(
+                    "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (DEMO_MARKER_TABLE,)
+                ).fetchone()
+        except sqlite3.DatabaseError:
+            marked = None
+        if not marked:
+            raise SystemExit(
+                f"{path} holds data the demo did not create, and the demo never deletes it: move it, or "
+                "run the demo with FAULTLINE_DATA_DIR set to another folder."
+            )
+        path.unlink()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with closing(sqlite3.connect(path)) as store:
+        store.execute(f"CREATE TABLE {DEMO_MARKER_TABLE} (created_at TEXT)")
+        store.execute(f"INSERT INTO {DEMO_MARKER_TABLE} VALUES (datetime('now'))")
+        store.commit()
 
 
 # What `make dev` runs on: the deployment's run monitoring and launcher, on the embedded storage.
