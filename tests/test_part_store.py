@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from faultline.flatten import flatten_part
-from resources import part_store
+from resources import frame_parts, part_store
 from resources.frame_parts import map_parts
 from resources.part_store import PartStore
 
@@ -118,7 +118,8 @@ def test_a_day_materialized_again_loses_its_replaced_parts_at_the_next_write_of_
     store = PartStore(directory=str(tmp_path), keep_replaced_minutes=0)
     first = store.write("events", "2026-11-20", frames([2]), ["n", "text"])
     store.write("events", "2026-11-20", frames([3]), ["n", "text"])  # replaces the first: marked
-    time.sleep(0.01)
+    # Marked a second ago rather than now: past the wait of 0 minutes whatever the clock's resolution.
+    (Path(first.directory) / part_store._REPLACED).write_text(repr(time.time() - 1))
     store.write("events", "2026-11-21", frames([1]), ["n", "text"])  # another day's write sweeps it
     assert not Path(first.directory).exists()
     assert len(list((tmp_path / "events" / "2026-11-20.parts").iterdir())) == 1
@@ -146,20 +147,39 @@ def test_a_relative_folder_is_kept_absolute_in_the_value(tmp_path: Path, monkeyp
     assert table.n_rows == len(table.to_frame()) == 2
 
 
-def fails_on_the_first_part(frame: pd.DataFrame, ran: Path) -> int:
+def fails_on_the_first_part(frame: pd.DataFrame, ran: Path, release: Path) -> int:
+    """Part 0 fails at once; every other part, once started, waits for `release` to exist."""
     (ran / str(frame["n"].iloc[0])).touch()
     if frame["n"].iloc[0] == 0:
         raise ValueError("part 0 is broken")
-    time.sleep(0.3)
+    deadline = time.monotonic() + 60  # a safety net for a broken test, never reached when it works
+    while not release.exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
     return len(frame)
 
 
-def test_a_part_that_fails_stops_the_map_without_running_every_other_part(tmp_path: Path):
+def test_a_part_that_fails_stops_the_map_without_running_every_other_part(tmp_path: Path, monkeypatch):
+    """No part but the failing one ends before the map has seen it fail: the others are released only
+    when the map shuts its pool down. Only the parts already in a worker (2) or queued for one (the
+    pool queues workers + 1) can then still run, so 6 at most of the 12, whatever the timing."""
     table = PartStore(directory=str(tmp_path)).write("events", "day", frames([1] * 12), ["n", "text"])
-    ran = tmp_path / "ran"
+    ran, release = tmp_path / "ran", tmp_path / "release"
     ran.mkdir()
+    make_pool = frame_parts._process_pool
+
+    def pool_releasing_the_parts_at_shutdown(workers: int):
+        pool = make_pool(workers)
+        shutdown = pool.shutdown
+
+        def release_then_shut_down(*args, **kwargs) -> None:
+            release.touch()
+            shutdown(*args, **kwargs)
+
+        pool.shutdown = release_then_shut_down
+        return pool
+
+    monkeypatch.setattr(frame_parts, "_process_pool", pool_releasing_the_parts_at_shutdown)
     with pytest.raises(ValueError, match="part 0 is broken"):
-        map_parts(functools.partial(fails_on_the_first_part, ran=ran), table, workers=2)
-    # Executor.map cancels what is pending once a result raises: the parts already handed to the two
-    # processes (and the few the pool queues ahead) may still run, the others never start.
+        map_parts(functools.partial(fails_on_the_first_part, ran=ran, release=release), table, workers=2)
+    assert release.exists() and (ran / "0").exists()
     assert len(list(ran.iterdir())) <= 6
