@@ -21,10 +21,6 @@ from faultline.demo_data.deployment_events import generate_deployment_batches
 from resources.event_store import DeploymentEventStore
 from resources.report_store import ReportStore
 
-# Set before any test module imports the assets, whose RetryPolicy reads it when they are defined: a
-# retried step in a test waits hundredths of a second, not the production 30 s, 90 s and 210 s.
-os.environ.setdefault("FAULTLINE_SOURCE_RETRY_DELAY_S", "0.01")
-
 DEMO_END = datetime(2026, 11, 22, tzinfo=UTC)
 DEMO_DAY = "2026-11-21"
 # The tests' clock, wherever the code under test is told the time (the sensor's `clock`, a partition
