@@ -6,14 +6,15 @@ durations or from aggregates computed in SQL), and find the running tasks that a
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import date, datetime
 from enum import StrEnum
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 import pandas as pd
-
-from faultline.redaction import redact_secrets
 
 # Amperity, "Adding Data Science to the DevOps Toolkit" (shared/seeds/amperity-duration-anomalies.txt):
 # a two-week history of successful runs per task; mean + 2 standard deviations is the upper limit;
@@ -30,6 +31,11 @@ RUN_COLUMNS = ("run_id", "task_type", "started_at", "ended_at", "status")
 FINISHED_STATUSES = ("success", "failed", "aborted")
 BASELINE_COLUMNS = ("task_type", "n_runs", "mean_s", "std_s", "upper_limit_s", "has_limit", "estimator")
 OVERDUE_COLUMNS = ("run_id", "task_type", "started_at", "elapsed_s", "upper_limit_s", "mean_s", "n_runs")
+# The times a run may hold, [first, end): what a nanosecond timestamp can (pandas' span, 1677 to 2262),
+# cut to whole days so that a SQL source can state the same span. Anything else is unparseable.
+READABLE_TIMES = (pd.Timestamp("1677-09-22", tz="UTC"), pd.Timestamp("2262-04-11", tz="UTC"))
+_STARTS_WITH_A_DATE = re.compile("[0-9]{4}-[0-9]{2}-[0-9]{2}")
+Fact = TypeVar("Fact")
 
 
 class Estimator(StrEnum):
@@ -70,18 +76,29 @@ def require_columns(frame: pd.DataFrame, columns: Sequence[str], what: str) -> N
 def to_utc_naive(values: pd.Series) -> pd.Series:
     """Timestamps as naive UTC datetime64[ns]: naive input is taken as UTC, aware input is converted.
 
-    Anything that cannot be read as an ISO 8601 timestamp, or lies outside what nanoseconds can
-    hold (years 1677 to 2262), becomes NaT; so does a number, which is no timestamp (pandas would
-    read it as an offset from 1970 in a future version, and warns).
+    Anything that is not a timestamp, or text starting with a date (YYYY-MM-DD) that reads as an ISO
+    8601 timestamp, or that lies outside `READABLE_TIMES`, becomes NaT: so do a number, which is no
+    timestamp (pandas would read it as an offset from 1970 in a future version, and warns), and
+    pandas' words 'now' and 'today', which SQLite does not read either.
     """
     if pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values):
         values = pd.Series(pd.NaT, index=values.index)
-    elif values.dtype == object:
-        values = values.mask(values.map(lambda value: isinstance(value, int | float | np.number)))
+    elif not pd.api.types.is_datetime64_any_dtype(values):
+        kind = pd.api.types.infer_dtype(values, skipna=True)
+        if kind == "string":
+            values = values.where(values.str.match(_STARTS_WITH_A_DATE, na=False))
+        elif kind not in ("empty", "datetime", "date"):  # a mixture: each value looked at
+            values = values.map(_time_or_none)
     parsed = pd.to_datetime(values, errors="coerce", utc=True, format="ISO8601")
-    lowest, highest = pd.Timestamp.min.tz_localize("UTC"), pd.Timestamp.max.tz_localize("UTC")
-    parsed = parsed.where(parsed.isna() | ((parsed >= lowest) & (parsed <= highest)))
+    first, end = READABLE_TIMES
+    parsed = parsed.where(parsed.isna() | ((parsed >= first) & (parsed < end)))
     return parsed.dt.tz_localize(None).dt.as_unit("ns")
+
+
+def _time_or_none(value: object) -> object:
+    if isinstance(value, datetime | date | np.datetime64):
+        return value
+    return value if isinstance(value, str) and _STARTS_WITH_A_DATE.match(value) else None
 
 
 def utc_naive_timestamp(ts: pd.Timestamp) -> pd.Timestamp:
@@ -104,17 +121,63 @@ def _holds_nul(values: pd.Series) -> pd.Series:
         return pd.Series(False, index=values.index)
 
 
+@dataclass(frozen=True)
+class RunFacts(Generic[Fact]):
+    """What the screening knows of each run, one value per run: boolean pandas Series for
+    `screen_task_runs`, SQL expressions for a SQL source. `&`, `|`, `~` and comparisons mean the same
+    on both, so `REJECTIONS` reads them alike.
+
+    Where SQL has NULL and pandas False (a missing status is in no list; an unreadable time is not
+    after `now`), an earlier rule of `REJECTIONS` already holds, and the first rule that holds decides.
+    """
+
+    run_id_missing: Fact
+    task_type_missing: Fact
+    run_id_has_nul: Fact
+    task_type_has_nul: Fact
+    status_missing: Fact
+    running: Fact
+    finished: Fact
+    started_missing: Fact
+    started_unreadable: Fact  # present, but no time in READABLE_TIMES
+    ended_present: Fact
+    ended_unreadable: Fact
+    started_after_now: Fact
+    ends_before_start: Fact
+    ends_at_start: Fact
+
+
+# Why a run is never used: each rule with the reason it gives, in order, the first that holds wins.
+# The one definition of the screening: `screen_task_runs` applies it to a frame, and the SQL workflow
+# source turns it into a CASE (resources/workflow.py), so both give a run the same reason.
+REJECTIONS: tuple[tuple[str, Callable[[RunFacts], Any]], ...] = (
+    ("missing run_id", lambda run: run.run_id_missing),
+    ("missing task_type", lambda run: run.task_type_missing),
+    # PostgreSQL cannot store a NUL character, so no alert or limit could be kept for such a run.
+    ("NUL character in run_id", lambda run: run.run_id_has_nul),
+    ("NUL character in task_type", lambda run: run.task_type_has_nul),
+    ("missing status", lambda run: run.status_missing),
+    # Without the status itself: it is data (a secret, maybe), and each value would be a reason of its own.
+    ("unknown status", lambda run: ~(run.running | run.finished)),
+    ("missing started_at", lambda run: run.started_missing),
+    ("unparseable started_at", lambda run: run.started_unreadable),
+    ("unparseable ended_at", lambda run: run.ended_unreadable),
+    ("started in the future", lambda run: run.started_after_now),
+    ("running run with ended_at set", lambda run: run.running & run.ended_present),
+    ("finished run without ended_at", lambda run: run.finished & ~run.ended_present),
+    ("ended_at before started_at", lambda run: run.finished & run.ends_before_start),
+    ("zero duration", lambda run: run.finished & run.ends_at_start),
+)
+REJECTION_REASONS = tuple(reason for reason, _ in REJECTIONS)
+
+
 def screen_task_runs(runs: pd.DataFrame, now: pd.Timestamp) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Split raw task runs into valid runs and rejected runs, each rejection with its reason.
 
     `runs` needs the columns run_id, task_type, started_at, ended_at (NaT while running) and status
     (running, success, failed or aborted); a missing column is a ValueError naming it. Bad rows never
-    raise: each goes to the rejected frame (run_id, task_type, reason) with the first reason that
-    applies, in this order: missing run_id, missing task_type, NUL character in run_id, NUL character
-    in task_type (PostgreSQL cannot store one, so no alert or limit could be kept for the run),
-    missing status, unknown status 'x' (the status redacted), missing started_at, unparseable
-    started_at, unparseable ended_at, started in the future (after `now`), running run with ended_at
-    set, finished run without ended_at, ended_at before started_at, zero duration.
+    raise: each goes to the rejected frame (run_id, task_type, reason) with the first reason of
+    `REJECTIONS` that applies (a start after `now` is in the future).
 
     Valid runs keep their columns, with started_at/ended_at as naive UTC (see `to_utc_naive`), plus
     `duration_s`: seconds from start to end for finished runs, NaN for running ones. Task types are
@@ -126,32 +189,30 @@ def screen_task_runs(runs: pd.DataFrame, now: pd.Timestamp) -> tuple[pd.DataFram
     started = to_utc_naive(runs["started_at"])
     ended = to_utc_naive(runs["ended_at"])
     status = runs["status"]
-    running = status.eq("running")
     finished = status.isin(FINISHED_STATUSES)
     duration_s = (ended - started).dt.total_seconds()
-
-    checks = [
-        (runs["run_id"].isna(), "missing run_id"),
-        (runs["task_type"].isna(), "missing task_type"),
-        (_holds_nul(runs["run_id"]), "NUL character in run_id"),
-        (_holds_nul(runs["task_type"]), "NUL character in task_type"),
-        (status.isna(), "missing status"),
-        (~(running | finished), "unknown status"),
-        (runs["started_at"].isna(), "missing started_at"),
-        (started.isna(), "unparseable started_at"),
-        (ended.isna() & runs["ended_at"].notna(), "unparseable ended_at"),
-        (started > now, "started in the future"),
-        (running & ended.notna(), "running run with ended_at set"),
-        (finished & ended.isna(), "finished run without ended_at"),
-        (finished & (duration_s < 0), "ended_at before started_at"),
-        (finished & (duration_s == 0), "zero duration"),
-    ]
+    facts = RunFacts(
+        run_id_missing=runs["run_id"].isna(),
+        task_type_missing=runs["task_type"].isna(),
+        run_id_has_nul=_holds_nul(runs["run_id"]),
+        task_type_has_nul=_holds_nul(runs["task_type"]),
+        status_missing=status.isna(),
+        running=status.eq("running"),
+        finished=finished,
+        started_missing=runs["started_at"].isna(),
+        started_unreadable=started.isna() & runs["started_at"].notna(),
+        ended_present=runs["ended_at"].notna(),
+        ended_unreadable=ended.isna() & runs["ended_at"].notna(),
+        started_after_now=started > now,
+        ends_before_start=ended < started,
+        ends_at_start=ended == started,
+    )
     reason = pd.Series(
-        np.select([mask.to_numpy(dtype=bool) for mask, _ in checks], [r for _, r in checks], default=""),
+        np.select(
+            [rule(facts).to_numpy(dtype=bool) for _, rule in REJECTIONS], REJECTION_REASONS, default=""
+        ),
         index=runs.index,
     )
-    unknown = reason.eq("unknown status")
-    reason[unknown] = status[unknown].map(lambda s: f"unknown status {redact_secrets(str(s))!r}")
     rejected_mask = reason.ne("")
 
     valid = runs.loc[~rejected_mask].assign(

@@ -202,7 +202,7 @@ def test_each_bad_run_is_rejected_with_its_reason_and_none_raises() -> None:
     assert list(valid["run_id"]) == ["good", "good-running"]
     assert list(rejected.columns) == ["run_id", "task_type", "reason"]
     assert dict(zip(rejected["run_id"].fillna("<none>"), rejected["reason"], strict=True)) == {
-        "odd-status": "unknown status 'skipped'",
+        "odd-status": "unknown status",
         "no-start": "missing started_at",
         "no-end": "finished run without ended_at",
         "backwards": "ended_at before started_at",

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from faultline.durations import baselines_from_moments
+from faultline.durations import baselines_from_moments, screen_task_runs
 from resources.workflow import SqlWorkflowService
 
 END = datetime(2026, 11, 20, tzinfo=UTC)
@@ -112,6 +112,7 @@ def test_bad_rows_are_left_out_and_counted_with_their_reason(service):
         "backwards": "ended_at before started_at",
         "zero": "zero duration",
         "zombie": "unknown status",
+        "running-ended": "running run with ended_at set",
     }
     moments = service.duration_moments(START, END)
     assert "etl.bad" not in set(moments["task_type"])
@@ -182,3 +183,98 @@ def test_a_missing_column_is_named_with_the_setting_to_change(service, store_url
         ValueError, match="table 'task_runs' has no column 'finished_at'; set `ended_at_column`"
     ):
         SqlWorkflowService(url=store_url, ended_at_column="finished_at").duration_moments(START, END)
+
+
+# One screening: the same hostile rows get the same reason from the SQL source, on SQLite and on
+# PostgreSQL, as from screen_task_runs. Times are text as a user's table or script would hold them.
+IN_WINDOW, LATER = "2026-11-17 10:00:00+00:00", "2026-11-17 10:05:00+00:00"
+AFTER_THE_WINDOW = "2026-11-20 02:00:00+00:00"
+
+
+def raw(run_id, started=IN_WINDOW, ended=LATER, status="success", task_type="etl.hostile"):
+    return dict(run_id=run_id, task_type=task_type, started_at=started, ended_at=ended, status=status)
+
+
+HOSTILE_ROWS = {
+    "every store": [
+        (raw(None, task_type="etl.no-run-id"), "missing run_id"),
+        (raw("no-task-type", task_type=None), "missing task_type"),
+        (raw("no-status", status=None), "missing status"),
+        (raw("zombie", status="zombie"), "unknown status"),
+        (raw("shouting", status="SUCCESS"), "unknown status"),
+        (raw("no-start", started=None), "missing started_at"),
+        (raw("running-no-start", started=None, ended=None, status="running"), "missing started_at"),
+        (raw("before-1677", started="1500-01-01 00:00:00+00:00"), "unparseable started_at"),
+        (raw("after-2262", ended="2300-01-01 00:00:00+00:00"), "unparseable ended_at"),
+        (raw("running-from-the-future", started=AFTER_THE_WINDOW, ended=None, status="running"),
+         "started in the future"),
+        # Backwards too, but the screening asks about the future first.
+        (raw("ended-before-a-future-start", started=AFTER_THE_WINDOW), "started in the future"),
+        (raw("running-ended", status="running"), "running run with ended_at set"),
+        (raw("failed-no-end", ended=None, status="failed"), "finished run without ended_at"),
+        (raw("backwards", started=LATER, ended=IN_WINDOW), "ended_at before started_at"),
+        (raw("zero", ended=IN_WINDOW, status="aborted"), "zero duration"),
+        (raw("valid"), None),
+        (raw("valid-in-another-zone", started="2026-11-17 12:00:00+02:00"), None),
+        (raw("valid-running", ended=None, status="running"), None),
+    ],
+    "sqlite": [
+        (raw("nul\x00in-run-id"), "NUL character in run_id"),
+        (raw("nul-in-task-type", task_type="etl\x00hostile"), "NUL character in task_type"),
+        (raw("garbled-start", started="yesterday-ish"), "unparseable started_at"),
+        (raw("empty-start", started=""), "unparseable started_at"),
+        (raw("now-start", started="now"), "unparseable started_at"),
+        (raw("number-start", started=1.7e9), "unparseable started_at"),
+        (raw("february-30th", started="2026-02-30 10:00:00"), "unparseable started_at"),
+        (raw("garbled-end", ended="2026-13-45 99:99"), "unparseable ended_at"),
+        (raw("running-garbled-start", started="soon", ended=None, status="running"),
+         "unparseable started_at"),
+    ],
+    "postgresql": [
+        (raw("infinite-start", started="infinity"), "unparseable started_at"),
+        (raw("infinite-end", ended="-infinity"), "unparseable ended_at"),
+        (raw("year-10000", started="10000-01-01 00:00:00+00"), "unparseable started_at"),
+        (raw("running-infinite-start", started="-infinity", ended=None, status="running"),
+         "unparseable started_at"),
+    ],
+}  # fmt: skip
+
+
+def reasons_by_run(*rejected: pd.DataFrame) -> dict[tuple, str]:
+    """{(run_id, task_type): reason}; a run both rejected_runs and running_tasks report is in both."""
+    found: dict[tuple, str] = {}
+    for frame in rejected:
+        for run_id, task_type, reason in frame[["run_id", "task_type", "reason"]].itertuples(index=False):
+            key = (None if pd.isna(run_id) else run_id, None if pd.isna(task_type) else task_type)
+            assert found.setdefault(key, reason) == reason, key
+    return found
+
+
+def test_hostile_rows_get_the_same_reason_from_sql_on_each_store_as_from_the_pandas_screening(store_url):
+    dialect = sa.engine.make_url(store_url).get_backend_name()
+    rows = HOSTILE_ROWS["every store"] + HOSTILE_ROWS[dialect]
+    expected = {(row["run_id"], row["task_type"]): reason for row, reason in rows if reason}
+    # No key and no types on SQLite, as another tool may have written the table; PostgreSQL's columns are
+    # typed, so it holds what it can: infinity and far years, but no NUL and no garbled time.
+    time_type = "timestamptz" if dialect == "postgresql" else ""
+    engine = sa.create_engine(store_url)
+    with engine.begin() as connection:
+        connection.execute(
+            sa.text(
+                f"CREATE TABLE task_runs (run_id text, task_type text, started_at {time_type}, "
+                f"ended_at {time_type}, status text)"
+            )
+        )
+        connection.execute(
+            sa.text("INSERT INTO task_runs VALUES (:run_id, :task_type, :started_at, :ended_at, :status)"),
+            [row for row, _ in rows],
+        )
+    engine.dispose()
+    service = SqlWorkflowService(url=store_url)
+
+    _, screened = screen_task_runs(pd.DataFrame([row for row, _ in rows]), pd.Timestamp(END))
+    # The SQL source screens as of the window's end; running tasks are screened as of `now`, here the same.
+    from_sql = reasons_by_run(service.rejected_runs(START, END), service.running_tasks(END)[1])
+
+    assert reasons_by_run(screened) == expected
+    assert from_sql == expected
