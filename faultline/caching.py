@@ -32,9 +32,11 @@ class CacheStats:
 class BoundedCache(dict[Key, Value]):
     """`cache[key]` is `function(key)`, kept while `key` is at most `max_key_length` long.
 
-    A dict whose `__missing__` computes: a hit is one subscript, as fast as the `get(key) or
-    compute(key)` it replaces (236 and 237 ns a line of the flattened demo's messages, split
-    included), and right for false values; a method call per lookup took 341 ns.
+    A dict whose `__missing__` computes. Hot loops bind `get = cache.get` and write `get(key) or
+    cache[key]`: a hit is then a plain dict's `get` (232 ns a line of the flattened demo's messages,
+    split included, as before there was a cache object), where `cache[key]` alone took 250 ns (the
+    interpreter specializes subscripts of plain dicts only) and a method call 349 ns. A false value
+    falls through to `cache[key]`, which finds it kept.
     """
 
     def __init__(

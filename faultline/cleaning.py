@@ -172,8 +172,9 @@ def _user_text_and_hint(message: str) -> tuple[str, str]:
     text goes through the regexes whole.
     """
     lines = message.split("\n")
+    get = _framing_lines.get
     ends_team, has_hint, hint_starts, kept, runs_on = zip(
-        *[_framing_lines[line] for line in lines], strict=True
+        *[get(line) or _framing_lines[line] for line in lines], strict=True
     )
     first = ends_team.index(True) + 1 if True in ends_team else 0
     if True in runs_on[first:-1]:

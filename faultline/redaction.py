@@ -227,7 +227,8 @@ def redact_secrets(text: str) -> str:
     """
     if _SPANS_LINES in text:
         return _redact_scan(text, _triggered_rules(text))
-    redacted, opens = zip(*[_redacted_lines[line] for line in text.split("\n")], strict=True)
+    get = _redacted_lines.get
+    redacted, opens = zip(*[get(line) or _redacted_lines[line] for line in text.split("\n")], strict=True)
     if True in opens[:-1]:
         return _redact_scan(text, _triggered_rules(text))
     return "\n".join(redacted)

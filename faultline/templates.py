@@ -67,7 +67,8 @@ def _line_tokens(line: str) -> tuple[bool, Tokens]:
     folded = line.lower()
     if _CLOCK.search(folded):
         return True, ()
-    return False, tuple([_templated_tokens[token] for token in folded.split()])
+    get = _templated_tokens.get
+    return False, tuple([get(token) or _templated_tokens[token] for token in folded.split()])
 
 
 # A message's lines recur (its hint, a common error), so each line is done once too.
@@ -80,10 +81,12 @@ def template_tokens(text: str) -> Tokens:
     Line by line, which gives the tokens of the whole text (a line break is whitespace), except where
     a clock is: an asctime date may run over a line break, so such text is done whole.
     """
-    lines = [_templated_lines[line] for line in text.split("\n")]
+    get = _templated_lines.get
+    lines = [get(line) or _templated_lines[line] for line in text.split("\n")]
     if any(clock for clock, _ in lines):
         text = _ASCTIME.sub(WILDCARD, text.lower())
-        return tuple([_templated_tokens[token] for token in text.split()])
+        get_token = _templated_tokens.get
+        return tuple([get_token(token) or _templated_tokens[token] for token in text.split()])
     return tuple(chain.from_iterable(tokens for _, tokens in lines))
 
 
