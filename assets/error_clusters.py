@@ -53,10 +53,25 @@ from resources.report_store import ReportStore
 GROUP = "error_clusters"
 
 
+# The dump holds every event as the store has it, secrets and all: kept only until the day's flatten
+# has surely read it (a few days leave room for a failed run to be re-executed), and re-read from
+# the store if ever needed again.
+DEFAULT_KEEP_DUMP_DAYS = 3.0
+# The flattened events are redacted, and are what re-clustering a day with other settings starts
+# from: kept a month, for tuning against the recent past, yet not forever, since redaction knows
+# only the shapes of secrets and the messages are still the users' text.
+DEFAULT_KEEP_FLATTENED_DAYS = 30.0
+
+
 class DumpConfig(dg.Config):
     rows_per_part: int = Field(
         default=DEFAULT_ROWS_PER_PART,
         description="Store rows (batches) per part of the dump; each later step works a part at a time.",
+    )
+    keep_days: float = Field(
+        default=DEFAULT_KEEP_DUMP_DAYS,
+        description="Days a dump's parts (unredacted payloads) are kept after they are written; any "
+        "day's older ones are removed when the dump is next written.",
     )
 
 
@@ -71,6 +86,11 @@ class FlattenConfig(dg.Config):
         default=0.05, description="Warn when more than this share of the day's events is quarantined."
     )
     workers: int = Field(default=0, description="Processes flattening parts at once; 0: one per core.")
+    keep_days: float = Field(
+        default=DEFAULT_KEEP_FLATTENED_DAYS,
+        description="Days the flattened events' parts (redacted) are kept after they are written; any "
+        "day's older ones are removed when the flattened events are next written.",
+    )
 
 
 class CleaningConfig(dg.Config):
@@ -145,6 +165,7 @@ def deployment_events_dump(
             context.partition_key,
             event_store.iter_batches(window.start, window.end, config.rows_per_part),
             DUMP_COLUMNS,
+            keep_days=config.keep_days,
         )
     return dg.MaterializeResult(
         value=dump,
@@ -176,7 +197,9 @@ def flatten_events(
     deployment_events_dump: FrameParts,
     part_store: PartStore,
 ):
-    with part_store.writer("flattened_events", context.partition_key, EVENT_COLUMNS) as writer:
+    with part_store.writer(
+        "flattened_events", context.partition_key, EVENT_COLUMNS, keep_days=config.keep_days
+    ) as writer:
         flattened = flatten_dump(
             deployment_events_dump,
             writer,

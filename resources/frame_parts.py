@@ -2,8 +2,11 @@
 
 Nothing of Dagster here: worker processes import this module, and start faster without it. The
 resource that says where the parts live, and replaces one generation by the next, is `PartStore`.
+Every file here is written readable by its owner only, whatever the umask: a dump's parts hold the
+store's payloads unredacted.
 """
 
+import json
 import multiprocessing
 import os
 import pickle
@@ -11,12 +14,19 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 COMMITTED = "_committed"  # in a generation's folder, the time it was complete
+# In a partition's folder whose parts its retention removed: when, and the retention (JSON).
+EXPIRED = "_expired"
+
+
+class PartsExpiredError(FileNotFoundError):
+    """A table's parts were removed by its retention (`keep_days`), not replaced by a newer run."""
 
 
 @dataclass(frozen=True)
@@ -59,14 +69,52 @@ def read_frame(path: Path) -> pd.DataFrame:
         with open(path, "rb") as file:
             return pickle.load(file)
     except FileNotFoundError:
+        expired = _expiry(path.parent.parent)
+        if expired is not None:
+            raise expired from None
         raise FileNotFoundError(
             f"part {path.name} of {path.parent} is gone: a newer materialization of this partition "
             "replaced it and the old parts were removed; materialize the partition again"
         ) from None
 
 
+def _expiry(partition_dir: Path) -> PartsExpiredError | None:
+    """The error for a partition whose parts its retention removed, if it did (see `PartStore`)."""
+    try:
+        record = json.loads((partition_dir / EXPIRED).read_text())
+        asset, partition, keep_days = record["asset"], record["partition"], float(record["keep_days"])
+        removed = datetime.fromtimestamp(float(record["removed_at"]), UTC)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return PartsExpiredError(
+        f"the parts of {asset} for {partition} were removed on {removed:%Y-%m-%d %H:%M} UTC by its "
+        f"retention: they are kept {keep_days:g} days after they are written (`keep_days` in "
+        f"{asset}'s config). Materialize {asset} for {partition} again (the dump reads the day anew "
+        "from the events store; the flattened events need the dump first, so re-run it too if it is "
+        "past its own retention), then the assets after it."
+    )
+
+
+def write_private(path: Path, content: bytes) -> None:
+    """`content` to `path`, readable and writable by the owner only."""
+    with open_private(path) as file:
+        file.write(content)
+
+
+def open_private(path: Path):
+    """`path` opened for writing in binary, truncated, mode 0600 whatever the umask and whatever it
+    had: a part holds raw payloads (the dump) or users' messages (the flattened events)."""
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0), 0o600)
+    try:
+        os.fchmod(descriptor, 0o600)
+        return os.fdopen(descriptor, "wb")
+    except BaseException:
+        os.close(descriptor)
+        raise
+
+
 def write_frame(frame: pd.DataFrame, path: Path) -> None:
-    with open(path, "wb") as file:
+    with open_private(path) as file:
         pickle.dump(frame, file, pickle.HIGHEST_PROTOCOL)
 
 
@@ -97,7 +145,7 @@ class PartWriter:
 
     def commit(self) -> FrameParts:
         """The parts written so far, as the table's value; the generation is complete."""
-        (self.directory / COMMITTED).write_text(repr(time.time()))
+        write_private(self.directory / COMMITTED, repr(time.time()).encode())
         return FrameParts(str(self.directory), tuple(self._files), tuple(self._row_counts), self.columns)
 
 

@@ -1,6 +1,7 @@
 """The error-cluster graph materialized end to end over generated stores."""
 
 import json
+import time
 from pathlib import Path
 
 import dagster as dg
@@ -11,6 +12,7 @@ from sklearn.metrics import adjusted_rand_score
 
 from assets import error_clusters
 from faultline.demo_data.deployment_events import generate_deployment_batches
+from resources.frame_parts import COMMITTED
 from resources.part_store import PartStore
 from resources.report_store import ReportStore
 
@@ -247,3 +249,41 @@ def test_the_seeds_dbscan_values_are_one_config_away_and_group_coarser(
 def test_the_report_reads_the_clusters_alone_so_it_never_pairs_them_with_another_corpus():
     report = next(a for a in ASSETS if dg.AssetKey("error_cluster_report") in a.keys)
     assert set(report.asset_deps[dg.AssetKey("error_cluster_report")]) == {dg.AssetKey("error_clusters")}
+
+
+def test_a_day_whose_dump_is_past_its_retention_cannot_be_flattened_again_and_is_told_why(
+    tmp_path: Path, instance, report_store
+):
+    """With the defaults, the dump is kept 3 days after it is written and the flattened events 30: a
+    day written 4 days ago can be clustered again from its flattened events, not flattened again."""
+    store = seeded_event_store(
+        tmp_path, generate_deployment_batches(end=DEMO_END, days=2, n_error_events=200)
+    )
+    earlier_day = "2026-11-20"
+    resources = {"event_store": store, "report_store": report_store, "part_store": PartStore()}
+
+    def materialize(selection: list[str], day: str):
+        return dg.materialize(
+            ASSETS,
+            instance=instance,
+            partition_key=day,
+            resources=resources,
+            selection=selection,
+            raise_on_error=False,
+        )
+
+    dump_and_flatten = ["deployment_events_dump", "flattened_events", "event_quarantine"]
+    earlier = materialize(dump_and_flatten, earlier_day)
+    for name in ("deployment_events_dump", "flattened_events"):
+        committed = Path(earlier.asset_value(name).directory) / COMMITTED
+        committed.write_text(repr(time.time() - 4 * 86400))
+    assert materialize(dump_and_flatten, DEMO_DAY).success  # the next write sweeps every day
+
+    again = materialize(["flattened_events", "event_quarantine"], earlier_day)
+    assert not again.success
+    (failure,) = again.get_step_failure_events()
+    error = failure.step_failure_data.error.to_string()
+    assert "PartsExpiredError" in error
+    assert "deployment_events_dump for 2026-11-20 were removed" in error
+    assert "kept 3 days after they are written" in error
+    assert materialize(["cleaned_corpus"], earlier_day).success

@@ -12,7 +12,7 @@ import pytest
 
 from faultline.flatten import flatten_part
 from resources import frame_parts, part_store
-from resources.frame_parts import map_parts
+from resources.frame_parts import COMMITTED, EXPIRED, FrameParts, PartsExpiredError, map_parts
 from resources.part_store import PartStore
 
 
@@ -183,3 +183,87 @@ def test_a_part_that_fails_stops_the_map_without_running_every_other_part(tmp_pa
         map_parts(functools.partial(fails_on_the_first_part, ran=ran, release=release), table, workers=2)
     assert release.exists() and (ran / "0").exists()
     assert len(list(ran.iterdir())) <= 6
+
+
+def written_days_ago(table: FrameParts, days: float) -> None:
+    """Date a generation's commit `days` back, as if it had been written then."""
+    (Path(table.directory) / COMMITTED).write_text(repr(time.time() - days * 86400))
+
+
+def test_a_dump_past_its_retention_is_removed_at_the_next_write_of_any_day_and_a_read_says_why(
+    tmp_path: Path,
+):
+    store = PartStore(directory=str(tmp_path))
+    old = store.write("deployment_events_dump", "2026-11-01", frames([2]), ["n", "text"], keep_days=3)
+    recent = store.write("deployment_events_dump", "2026-11-02", frames([1]), ["n", "text"], keep_days=3)
+    written_days_ago(old, 3.1)
+    written_days_ago(recent, 2.9)
+    store.write("deployment_events_dump", "2026-11-05", frames([1]), ["n", "text"], keep_days=3)
+    assert not Path(old.directory).exists()
+    assert recent.to_frame()["n"].tolist() == [0]
+    with pytest.raises(PartsExpiredError) as expired:
+        old.to_frame()
+    message = str(expired.value)
+    assert "deployment_events_dump for 2026-11-01 were removed" in message
+    assert "kept 3 days after they are written (`keep_days`" in message
+    assert "Materialize deployment_events_dump for 2026-11-01 again" in message
+    # Materialized again, the day is readable, and a read of the new parts no longer says it expired.
+    again = store.write("deployment_events_dump", "2026-11-01", frames([3]), ["n", "text"], keep_days=3)
+    assert again.n_rows == len(again.to_frame()) == 3
+    assert not (tmp_path / "deployment_events_dump" / "2026-11-01.parts" / EXPIRED).exists()
+
+
+def test_the_flattened_events_outlive_the_dump_they_were_made_from(tmp_path: Path):
+    store = PartStore(directory=str(tmp_path))
+    dump = store.write("dump", "2026-11-01", frames([2]), ["n", "text"], keep_days=3)
+    flattened = store.write("flattened", "2026-11-01", frames([2]), ["n", "text"], keep_days=30)
+    written_days_ago(dump, 4)
+    written_days_ago(flattened, 4)
+    store.write("dump", "2026-11-05", frames([1]), ["n", "text"], keep_days=3)
+    store.write("flattened", "2026-11-05", frames([1]), ["n", "text"], keep_days=30)
+    assert not Path(dump.directory).exists()
+    assert flattened.to_frame()["n"].tolist() == [0, 1]
+    written_days_ago(flattened, 31)
+    store.write("flattened", "2026-12-02", frames([1]), ["n", "text"], keep_days=30)
+    with pytest.raises(PartsExpiredError, match="kept 30 days"):
+        flattened.to_frame()
+
+
+def test_parts_are_kept_until_replaced_without_a_retention_and_a_retention_must_be_positive(tmp_path: Path):
+    store = PartStore(directory=str(tmp_path))
+    forever = store.write("events", "2026-11-01", frames([2]), ["n", "text"])
+    written_days_ago(forever, 400)
+    store.write("events", "2026-11-02", frames([1]), ["n", "text"])
+    assert forever.n_rows == len(forever.to_frame()) == 2
+    with pytest.raises(ValueError, match="keep_days=0 for events"):
+        store.write("events", "2026-11-03", frames([1]), ["n", "text"], keep_days=0)
+
+
+@pytest.fixture
+def permissive_umask():
+    previous = os.umask(0o022)
+    yield
+    os.umask(previous)
+
+
+def test_parts_and_their_folders_are_owner_only_whatever_the_umask(tmp_path: Path, permissive_umask):
+    # A folder an older version made with the umask's 0755 is closed too.
+    (tmp_path / "parts" / "events" / "day.parts").mkdir(parents=True, mode=0o755)
+    store = PartStore(directory=str(tmp_path / "parts" / "new"), keep_replaced_minutes=60)
+    dump = store.write("dump", "day", [dump_part(range(k * 10, k * 10 + 10)) for k in range(3)], ["id"])
+    flatten = functools.partial(flatten_part, error_states=("BUILD_ERROR",), max_message_chars=1000)
+    with store.writer("events", "day", ["row_id"]) as writer:  # parts written by worker processes
+        map_parts(flatten, dump, 2, target=writer)
+        writer.commit()
+    store.write("dump", "day", frames([1]), ["n", "text"])  # marks the first generation replaced
+    expired = store.write("dump", "old", frames([1]), ["n", "text"], keep_days=1)
+    written_days_ago(expired, 2)
+    store.write("dump", "day", frames([1]), ["n", "text"], keep_days=1)  # records the expiry
+    old_store = PartStore(directory=str(tmp_path / "parts"))
+    old_store.write("events", "day", frames([1]), ["n", "text"])
+    files = [path for path in (tmp_path / "parts").rglob("*") if path.is_file()]
+    folders = [path for path in (tmp_path / "parts").rglob("*") if path.is_dir()]
+    assert {oct(path.stat().st_mode & 0o777) for path in files} == {"0o600"}
+    assert {oct(path.stat().st_mode & 0o777) for path in folders} == {"0o700"}
+    every_kind = {"part-00000.pkl", "part-00002.pkl", COMMITTED, part_store._REPLACED, EXPIRED}
+    assert {path.name for path in files} >= every_kind
