@@ -1,7 +1,7 @@
 """Where reports are written as files a person can open (markdown) or a program can read (JSON)."""
 
 import os
-import tempfile
+import secrets
 from pathlib import Path
 
 import dagster as dg
@@ -18,21 +18,33 @@ class ReportStore(dg.ConfigurableResource):
         same report at the same time, only ever sees a whole file, never half of one or a mix.
 
         Each write goes to a temporary file of its own in the folder, which then replaces `name`
-        in one rename. Text that is not valid Unicode (a lone surrogate from a JSON escape) is
-        written with a backslash escape rather than failing the report.
+        in one rename. The file's mode is the process's umask's (0644 under 022, 0600 under 077), as
+        for any file it writes. Text that is not valid Unicode (a lone surrogate from a JSON escape)
+        is written with a backslash escape rather than failing the report.
         """
         folder = Path(self.directory)
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / name
-        descriptor, partial = tempfile.mkstemp(dir=folder, prefix=f".{name}.", suffix=".partial")
+        descriptor, partial = _new_file(folder, name)
         try:
             with os.fdopen(descriptor, "wb") as file:
                 file.write(content.encode("utf-8", "backslashreplace"))
                 file.flush()
                 os.fsync(file.fileno())
-            os.chmod(partial, 0o644)
             os.replace(partial, path)
         except BaseException:
             Path(partial).unlink(missing_ok=True)
             raise
         return path
+
+
+def _new_file(folder: Path, name: str) -> tuple[int, Path]:
+    """A temporary file of this write's own beside `name`, created 0666 less the umask (mkstemp's
+    would be 0600 whatever the umask, and reading the umask means setting it, for every thread)."""
+    while True:
+        partial = folder / f".{name}.{secrets.token_hex(8)}.partial"
+        try:
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+            return os.open(partial, flags, 0o666), partial
+        except FileExistsError:
+            continue
