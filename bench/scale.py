@@ -1,32 +1,38 @@
-"""How fast, and in how much memory, the error pipeline handles N events a day, beside Drain3 and the seed.
+"""How fast, and in how much memory, the error pipeline goes from the events store to the report files for
+a day of N events, on SQLite and PostgreSQL, beside Drain3 and the seed.
 
-    python bench/scale.py --events 10000 100000 1000000 [--workers W] [--drain3-max-events M]
-                          [--seed-events 20000]
+    python bench/scale.py --events 10000 100000 1000000 [--stores sqlite postgresql]
+                          [--url postgresql+psycopg2://postgres@127.0.0.1:5432/postgres]
+                          [--workers W] [--single-worker-events 10000 100000 1000000]
+                          [--postgresql-max-events N] [--drain3-max-events M] [--seed-events 20000]
 
-For each N, a child process generates the input with the demo generator and writes it as the
-dump's parts, as the `deployment_events_dump` asset stores them (not timed). Another runs flatten,
-clean, vectorize, cluster and report with the product's functions, part store and default
-configuration, as the assets do (flatten and clean a part at a time on `--workers` processes),
-timing each stage and sampling the memory of its whole process tree. A third runs Drain3 over the
-same dump's flattened messages, timing its mining only. Then, once, the seed's pipeline and
-faultline's run on the flattened messages of a --seed-events dump, each in its own child process.
-Results are printed and written to bench/results/scale.json.
+For each N, a child process generates one day of N error events with the demo generator and writes it
+to each events store with `DeploymentEventStore.write_batches`: a SQLite file, and a PostgreSQL
+database the benchmark creates and drops (not timed). Then, per store, a child process materializes
+the error-cluster assets for that day with `dagster.materialize` on a fresh instance, with the
+project's resources (the store, `PartStore`, `ReportStore` and the atomic pickle IO manager), so the
+whole path is timed: the store read, every step, the pickling of each value between steps and the
+report files. Each step's time comes from the run's events; the memory is that of the child's process
+tree. A further run on SQLite with one worker process gives the single-core figure. Drain3 then mines
+the same day's flattened messages in a child of its own (its mining only is timed, on one thread).
+Last, once, the seed's pipeline on the flattened messages of a --seed-events day, beside faultline's
+steps after flatten on the same day. Results are printed and written to bench/results/scale.json.
 """
 
 import argparse
-import functools
 import importlib.util
 import json
 import os
 import pickle
 import platform
+import signal
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -34,68 +40,116 @@ RESULTS = Path(__file__).resolve().parent / "results" / "scale.json"
 BAR_SECONDS, BAR_MEMORY_MB, BAR_EVENTS = 60, 2048, 1_000_000
 # The issue measures the seed on 20,000 events; Drain3 runs on every N up to the bar's.
 SEED_EVENTS, DRAIN3_MAX_EVENTS = 20_000, BAR_EVENTS
-# faultline's stages after flatten: what it does with the flattened messages, as the seed's pipeline does.
-AFTER_FLATTEN = ("clean", "vectorize", "cluster", "report")
-PARTITION = "bench"
+DEFAULT_ADMIN_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
+DEMO_END = datetime(2026, 11, 22, tzinfo=UTC)
+DAY = "2026-11-21"  # the one day the generator writes, before DEMO_END
+STEPS = (
+    "deployment_events_dump",
+    "flatten_events",
+    "cleaned_corpus",
+    "error_vectors",
+    "error_clusters",
+    "error_cluster_report",
+)
+# faultline's steps after flatten: what it does with the flattened messages, as the seed's pipeline does.
+AFTER_FLATTEN = ("cleaned_corpus", "error_vectors", "error_clusters", "error_cluster_report")
+SEED_ROWS_PER_WRITE = 5_000  # store rows per write_batches call while seeding: bounded memory
+DRAIN3_THREADS = 1  # TemplateMiner.add_log_message runs on the caller's thread
 
 # Written into the JSON, so that a reader of scale.json knows what each figure measures.
 MEASURES = {
-    "results[].stages_s, total_s": "faultline, end to end from the dump's parts on disk: wall seconds of "
-    "each of flatten, clean, vectorize, cluster and report (the product's functions, PartStore and "
-    "map_parts, default Config, as the assets run them); total_s is their sum. generate_s (the demo "
-    "generator writing the dump's parts) is not in total_s.",
-    "results[].workers": "processes flattening and cleaning parts at once (the assets' default: one "
-    "per core).",
-    "results[].events_per_s": "faultline: events / total_s, end to end (flatten included).",
-    "results[].peak_tree_pss_mb": "faultline: highest sum of PSS (proportional set size: a page shared by "
-    "k processes counts 1/k in each) over the run's process and all its descendants (the worker "
+    "results[].runs[]": "one materialization of the six error-cluster steps (deployment_events_dump to "
+    "error_cluster_report) with dagster.materialize, in-process, on a fresh temporary instance, in a "
+    "child process of its own; `store` says which events store the dump read, `workers` how many "
+    "processes flatten_events and cleaned_corpus ran on (their Config's `workers`).",
+    "results[].runs[].total_s": "wall seconds of the dagster.materialize call: the dump read from the "
+    "store (DeploymentEventStore.iter_batches into PartStore parts), every step, the IO manager's pickling "
+    "of each value between steps (resources/io_manager.py AtomicFilesystemIOManager), the report files "
+    "(resources/report_store.py) and Dagster's own work (run and event records on the temporary "
+    "instance's SQLite storage).",
+    "results[].runs[].steps[step].step_s": "from the step's STEP_START to its STEP_SUCCESS event; "
+    "steps_total_s is their sum, and total_s less it is Dagster's work around the steps.",
+    "results[].runs[].steps[step].load_inputs_s": "from STEP_START to the step's last LOADED_INPUT event: "
+    "reading its inputs' pickles (for the parted tables, a small FrameParts).",
+    "results[].runs[].steps[step].handle_outputs_s": "sum over the step's outputs of STEP_OUTPUT to "
+    "HANDLED_OUTPUT: pickling the value to the IO manager's folder (and the materialization's record).",
+    "results[].runs[].value_bytes": "size of each value's pickle as the IO manager wrote it; the dump and "
+    "the flattened events are FrameParts pointing at parts on disk, whose total is parts_bytes.",
+    "results[].runs[].events_per_s": "events / total_s.",
+    "results[].runs[].load_average_1m": "the machine's 1-minute load average as the run started and "
+    "ended (2 cores, shared with other work).",
+    "results[].runs[].peak_tree_pss_mb": "highest sum of PSS (proportional set size: a page shared by k "
+    "processes counts 1/k in each) over the run's process and all its descendants (the worker "
     "processes and their fork server), sampled every 0.5 s from /proc/<pid>/smaps_rollup (more often "
     "would cost the run a large share of a core): the memory the run held at once.",
-    "results[].peak_tree_rss_mb": "faultline: highest sum of RSS over the same processes, sampled every "
-    "20 ms from /proc/<pid>/status; pages shared by the workers count once per process, so this "
-    "over-counts.",
-    "results[].sum_of_process_peaks_mb": "faultline: the sum, over every process of the tree, of its own "
-    "VmHWM (peak RSS) as last read: a bound no simultaneous total can exceed (up to pages allocated "
-    "and freed between two samples of a process that then exited).",
-    "results[].drain3.events_per_s": "Drain3 mining only: events_mined / mining_s, where mining_s is the "
-    "wall time of TemplateMiner.add_log_message over each message (bench/baselines.py drain3_miner: "
-    "default TemplateMinerConfig plus the masking of Drain3's examples/drain3.ini). The messages are the "
-    "`message` column of the same dump flattened part by part by faultline.flatten.flatten_batches "
-    "(redacted, as faultline clusters them), each part flattened before the clock runs: Drain3 is not "
-    "charged for JSON decoding, which faultline's events_per_s includes.",
+    "results[].runs[].peak_tree_rss_mb": "highest sum of RSS over the same processes, sampled every 20 ms "
+    "from /proc/<pid>/status; pages shared by the workers count once per process, so this over-counts.",
+    "results[].runs[].sum_of_process_peaks_mb": "the sum, over every process of the tree, of its own VmHWM "
+    "(peak RSS) as last read: a bound no simultaneous total can exceed.",
+    "results[].runs[].per_drain3": "this run's events_per_s / Drain3's events_per_s, with both sides' "
+    "parallelism beside it: faultline_workers (processes for flatten and clean; the other steps run in "
+    "one process) and drain3_threads (1).",
+    "results[].seeding_s": "seconds to write the generated rows to each store (write_batches, "
+    f"{SEED_ROWS_PER_WRITE:,} rows a call); not part of any run.",
+    "results[].drain3.events_per_s": "Drain3 mining only, on one thread: events_mined / mining_s, where "
+    "mining_s is the wall time of TemplateMiner.add_log_message over each message (bench/baselines.py "
+    "drain3_miner: default TemplateMinerConfig plus the masking of Drain3's examples/drain3.ini). The "
+    "messages are the `message` column of the flattened_events parts of the SQLite run (redacted, as "
+    "faultline clusters them), each part read before the clock runs: Drain3 is not charged for reading "
+    "the store, decoding JSON or redacting, which faultline's events_per_s includes.",
     "results[].drain3.events_mined": "how many messages Drain3 mined: all of them, or the first "
-    "--drain3-max-events when N is larger (capped: true). null figures when Drain3 was not run.",
+    "--drain3-max-events when N is larger (capped: true).",
     "results[].drain3.peak_rss_mb": "Drain3's child process: its VmHWM (peak RSS), imports included "
     "(bench/baselines.py also imports gensim and scikit-learn).",
-    "results[].faultline_per_drain3_events_per_s": "faultline events_per_s / Drain3 events_per_s "
-    "(end to end vs mining only, so it is unfavourable to faultline); the issue asks for >= 1.",
-    "seed_comparison": "on the flattened messages of one --seed-events demo dump, both timed from the "
-    "flattened messages (flatten untimed for both): seed_s is bench/baselines.py seed_groups (the seed's "
-    "pipeline as written: its cleaning, Doc2Vec on every message, DBSCAN); faultline_s is faultline's "
-    "clean + vectorize + cluster + report stages of a fresh run on the same dump (the report is extra "
-    "work the seed does not do); seed_per_faultline_seconds = seed_s / faultline_s.",
+    "seed_comparison": "on one --seed-events day, both timed from the flattened messages: seed_s is "
+    "bench/baselines.py seed_groups (the seed's pipeline as written: its cleaning, Doc2Vec on every "
+    "message, DBSCAN) over the flattened_events parts' messages; faultline_s is the step_s of "
+    "cleaned_corpus, error_vectors, error_clusters and error_cluster_report in a run on SQLite (the "
+    "report, its files and the pickling between steps are work the seed does not do); "
+    "seed_per_faultline_seconds = seed_s / faultline_s.",
 }
 
 
-def generate(n_events: int, folder: Path) -> None:
-    """The demo generator's batches for one day of `n_events` error events, as the dump's parts."""
-    import pandas as pd
+def product_state() -> dict[str, object]:
+    """Which product code was measured: where it was imported from, the commit, uncommitted changes.
 
-    from assets.error_clusters import DumpConfig
+    Others edit the product while benchmarks run, so the commit alone does not say what ran.
+    """
+    import faultline
+
+    root = Path(faultline.__file__).resolve().parents[1]
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True).stdout.strip()
+
+    changed = git("status", "--porcelain", "--", "faultline", "assets", "resources")
+    return {
+        "imported_from": str(root),
+        "git_commit": git("rev-parse", "HEAD"),
+        "uncommitted_product_changes": changed.splitlines(),
+    }
+
+
+def _store_url(store: str, folder: Path, postgresql_url: str | None) -> str:
+    return f"sqlite:///{folder / 'events.db'}" if store == "sqlite" else postgresql_url
+
+
+def seed_stores(n_events: int, urls: list[str]) -> dict[str, object]:
+    """One day of `n_events` demo error events (and the progress events around them), in each store."""
     from faultline.demo_data.deployment_events import generate_deployment_batches
-    from resources.event_store import DUMP_COLUMNS
-    from resources.part_store import PartStore
+    from resources.event_store import DeploymentEventStore
 
-    rows = generate_deployment_batches(
-        end=datetime(2026, 11, 22, tzinfo=UTC), days=1, n_error_events=n_events
-    )
-    rows_per_part = DumpConfig().rows_per_part
-    frames = (
-        pd.DataFrame(rows[start : start + rows_per_part], columns=DUMP_COLUMNS)
-        for start in range(0, len(rows), rows_per_part)
-    )
-    dump = PartStore(directory=str(folder)).write("deployment_events_dump", PARTITION, frames, DUMP_COLUMNS)
-    (folder / "dump.pkl").write_bytes(pickle.dumps(dump))
+    began = time.perf_counter()
+    rows = generate_deployment_batches(end=DEMO_END, days=1, n_error_events=n_events)
+    figures: dict[str, object] = {"generate_s": time.perf_counter() - began, "store_rows": len(rows)}
+    for url in urls:
+        store = DeploymentEventStore(url=url)
+        began = time.perf_counter()
+        store.create_table(replace=True)
+        for start in range(0, len(rows), SEED_ROWS_PER_WRITE):
+            store.write_batches(rows[start : start + SEED_ROWS_PER_WRITE])
+        figures[url.split(":", 1)[0].split("+", 1)[0]] = time.perf_counter() - began
+    return figures
 
 
 def _tree(root: int) -> list[int]:
@@ -175,78 +229,92 @@ class TreeMemory:
         }
 
 
-def run_pipeline(folder: Path, workers: int) -> dict[str, object]:
-    """The error_clusters chain of assets, stage by stage, on the dump's parts in `folder`."""
-    from assets.error_clusters import CleaningConfig, DBSCANConfig, Doc2VecConfig, FlattenConfig
-    from faultline.cleaning import combine_corpus_parts, corpus_part
-    from faultline.clustering import cluster_vectors, label_events, vectorize_texts
-    from faultline.flatten import EVENT_COLUMNS, add_flattened_parts, flatten_part
-    from faultline.report import build_cluster_report, report_rows
-    from resources.frame_parts import available_cores, map_parts
+def step_times(records: list) -> dict[str, dict[str, float]]:
+    """Per step, from the run's event records: its whole time, reading its inputs, storing its outputs."""
+    steps: dict[str, dict[str, float]] = {}
+    started: dict[str, float] = {}
+    output_at: dict[str, float] = {}
+    for record in records:
+        event, step = record.dagster_event, record.step_key
+        if event is None or step is None:
+            continue
+        kind = event.event_type_value
+        figures = steps.setdefault(step, {"step_s": 0.0, "load_inputs_s": 0.0, "handle_outputs_s": 0.0})
+        if kind == "STEP_START":
+            started[step] = record.timestamp
+        elif kind == "LOADED_INPUT":
+            figures["load_inputs_s"] = record.timestamp - started[step]
+        elif kind == "STEP_OUTPUT":
+            output_at[step] = record.timestamp
+        elif kind == "HANDLED_OUTPUT":
+            figures["handle_outputs_s"] += record.timestamp - output_at[step]
+        elif kind == "STEP_SUCCESS":
+            figures["step_s"] = record.timestamp - started[step]
+    return steps
+
+
+def _bytes(path: Path) -> int:
+    return sum(file.stat().st_size for file in path.rglob("*") if file.is_file())
+
+
+def run_assets(url: str, workers: int, folder: Path) -> dict[str, object]:
+    """The error-cluster assets materialized for the day, from the store at `url` to the report files."""
+    import dagster as dg
+
+    from assets import error_clusters
+    from resources.event_store import DeploymentEventStore
+    from resources.io_manager import AtomicFilesystemIOManager
     from resources.part_store import PartStore
+    from resources.report_store import ReportStore
 
-    workers = workers or available_cores()
-    dump = pickle.loads((folder / "dump.pkl").read_bytes())
-    store = PartStore(directory=str(folder))
-    flatten_config, cleaning = FlattenConfig(), CleaningConfig()
-    doc2vec, dbscan = Doc2VecConfig(), DBSCANConfig()
-    stages: dict[str, float] = {}
-
-    @contextmanager
-    def stage(name: str) -> Iterator[None]:
-        began = time.perf_counter()
-        yield
-        stages[name] = time.perf_counter() - began
-
-    with TreeMemory() as memory:
-        with stage("flatten"):
-            flatten = functools.partial(
-                flatten_part,
-                error_states=tuple(flatten_config.error_states),
-                max_message_chars=flatten_config.max_message_chars,
+    assets = dg.load_assets_from_modules([error_clusters])
+    resources = {
+        "event_store": DeploymentEventStore(url=url),
+        "part_store": PartStore(directory=str(folder / "parts")),
+        "report_store": ReportStore(directory=str(folder / "reports")),
+        "io_manager": AtomicFilesystemIOManager(base_dir=str(folder / "values")),
+    }
+    in_workers = {"config": {"workers": workers}}
+    run_config = {"ops": {"flatten_events": in_workers, "cleaned_corpus": in_workers}}
+    (folder / "home").mkdir()
+    with dg.instance_for_test(temp_dir=str(folder / "home")) as instance:
+        load_before = os.getloadavg()[0]
+        with TreeMemory() as memory:
+            began = time.perf_counter()
+            result = dg.materialize(
+                assets, instance=instance, partition_key=DAY, resources=resources, run_config=run_config
             )
-            with store.writer("flattened_events", PARTITION, EVENT_COLUMNS) as writer:
-                add_flattened_parts(map_parts(flatten, dump, workers, target=writer))
-                events = writer.commit()
-        with stage("clean"):
-            corpus = combine_corpus_parts(
-                map_parts(corpus_part, events, workers),
-                cleaning.template_similarity,
-                cleaning.max_constant_values,
-            )
-        with stage("vectorize"):
-            variants = corpus.variants
-            vectors = vectorize_texts(variants["cleaned"], variants["n_events"], **doc2vec.model_dump())
-        with stage("cluster"):
-            labels = cluster_vectors(
-                vectors, dbscan.eps, dbscan.min_samples, dbscan.metric, dbscan.center_vectors
-            )
-            clusters = label_events(corpus, vectors, labels, dbscan.merge_clusters_sharing_hint)
-        with stage("report"):
-            report = build_cluster_report(report_rows(corpus, clusters))
+            total_s = time.perf_counter() - began
+        load_after = os.getloadavg()[0]
+        steps = step_times(list(instance.all_logs(result.run_id)))
+        report = result.asset_value("error_cluster_report")
+        corpus = result.asset_value("cleaned_corpus")
+        events = result.asset_value("flattened_events")
+    (folder / "flattened_events.pkl").write_bytes(pickle.dumps(events))
+    values = folder / "values"
     return {
-        "events": report.n_events,
         "workers": workers,
-        "dump_parts": dump.n_parts,
-        "variants": len(corpus.variants),
-        "distinct_texts": len(vectors.texts),
+        "events": report.n_events,
         "clusters": report.n_clusters,
-        "stages_s": stages,
-        "total_s": sum(stages.values()),
+        "variants": len(corpus.variants),
+        "dump_parts": result.asset_value("deployment_events_dump").n_parts,
+        "total_s": total_s,
+        "steps_total_s": sum(steps[step]["step_s"] for step in STEPS),
+        "events_per_s": report.n_events / total_s,
+        "load_average_1m": [load_before, load_after],
+        "steps": {step: steps[step] for step in STEPS},
+        "value_bytes": {path.name: _bytes(path) for path in sorted(values.iterdir())},
+        "parts_bytes": _bytes(folder / "parts"),
+        "report_bytes": _bytes(folder / "reports"),
         **memory.figures(),
     }
 
 
 def flattened_parts(folder: Path) -> Iterator[list[str]]:
-    """The messages of the dump's error events, part by part, flattened as the product flattens them."""
-    from assets.error_clusters import FlattenConfig
-    from faultline.flatten import flatten_batches
-
-    config = FlattenConfig()
-    dump = pickle.loads((folder / "dump.pkl").read_bytes())
-    for frame in dump.frames():
-        flattened = flatten_batches(frame, config.error_states, config.max_message_chars)
-        yield flattened.events["message"].astype(str).tolist()
+    """The messages of a run's flattened events, part by part."""
+    events = pickle.loads((folder / "flattened_events.pkl").read_bytes())
+    for frame in events.frames():
+        yield frame["message"].astype(str).tolist()
 
 
 def _status_mb(field: str) -> float:
@@ -254,7 +322,7 @@ def _status_mb(field: str) -> float:
 
 
 def run_drain3(folder: Path, max_events: int) -> dict[str, object]:
-    """Drain3's mining, and only that, over the first `max_events` flattened messages of the dump."""
+    """Drain3's mining, and only that, over the first `max_events` flattened messages of a run."""
     import importlib.metadata
 
     from baselines import drain3_miner
@@ -271,6 +339,7 @@ def run_drain3(folder: Path, max_events: int) -> dict[str, object]:
         mined += len(batch)
     return {
         "drain3_version": importlib.metadata.version("drain3"),
+        "threads": DRAIN3_THREADS,
         "events": events,
         "events_mined": mined,
         "capped": mined < events,
@@ -282,7 +351,7 @@ def run_drain3(folder: Path, max_events: int) -> dict[str, object]:
 
 
 def run_seed(folder: Path) -> dict[str, object]:
-    """The seed's pipeline as written (bench/baselines.py), timed from the dump's flattened messages."""
+    """The seed's pipeline as written (bench/baselines.py), timed from a run's flattened messages."""
     import pandas as pd
     from baselines import seed_groups
 
@@ -302,51 +371,179 @@ def run_seed(folder: Path) -> dict[str, object]:
 def child(args: list[str]) -> dict:
     done = subprocess.run([sys.executable, __file__, *args], capture_output=True, text=True)
     if done.returncode != 0:
-        raise SystemExit(f"bench/scale.py {' '.join(args)} failed:\n{done.stderr[-4000:]}")
+        raise SystemExit(f"bench/scale.py {' '.join(args[:2])} failed:\n{done.stderr[-4000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def not_run(n: int, reason: str) -> dict[str, object]:
-    return {"events": n, "events_mined": 0, "events_per_s": None, "not_run": reason}
+def faultline_run(store: str, url: str, workers: int, folder: Path) -> dict[str, object]:
+    folder.mkdir()
+    run = child(["--_run", url, str(workers), str(folder)])
+    steps = "  ".join(f"{step.split('_')[-1]} {run['steps'][step]['step_s']:5.1f}s" for step in STEPS)
+    print(
+        f"  faultline {store:<10} {workers} worker{'s' if workers > 1 else ' '}  "
+        f"total {run['total_s']:6.1f}s  {run['events_per_s']:8,.0f} ev/s  "
+        f"PSS {run['peak_tree_pss_mb']:5.0f} MB (sum of peaks {run['sum_of_process_peaks_mb']:5.0f} MB)  "
+        f"|  {steps}",
+        flush=True,
+    )
+    return {"store": store, **run}
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    # A terminated run unwinds like Ctrl-C, so the benchmark's database is always dropped.
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def measure(args: argparse.Namespace, postgresql_url: str | None, folder: Path) -> tuple[list, dict]:
+    from resources.frame_parts import available_cores
+
+    workers = args.workers or available_cores()
+    results = []
+    for n in args.events:
+        here = folder / f"events_{n}"
+        here.mkdir()
+        stores = [
+            store
+            for store in args.stores
+            if store != "postgresql" or args.postgresql_max_events <= 0 or n <= args.postgresql_max_events
+        ]
+        urls = {store: _store_url(store, here, postgresql_url) for store in stores}
+        seeding = child(["--_seed", str(n), *urls.values()])
+        print(
+            f"N={n:,}: {seeding['store_rows']:,} store rows generated in {seeding['generate_s']:.1f}s, "
+            + ", ".join(f"written to {store} in {seeding[store]:.1f}s" for store in stores),
+            flush=True,
+        )
+        runs = [
+            faultline_run(store, url, workers, here / f"{store}_{workers}") for store, url in urls.items()
+        ]
+        first = stores[0]
+        if n in args.single_worker_events and workers != 1:
+            runs.append(faultline_run(first, urls[first], 1, here / f"{first}_1"))
+        result: dict[str, object] = {
+            "n": n,
+            "store_rows": seeding["store_rows"],
+            "generate_s": seeding["generate_s"],
+            "seeding_s": {store: seeding[store] for store in stores},
+            "stores_not_run": sorted(set(args.stores) - set(stores)),
+            "runs": runs,
+        }
+        if args.drain3_max_events > 0:
+            drain3 = child(["--_drain3", str(here / f"{first}_{workers}"), str(args.drain3_max_events)])
+            for run in runs:
+                run["per_drain3"] = {
+                    "ratio": run["events_per_s"] / drain3["events_per_s"],
+                    "faultline_workers": run["workers"],
+                    "drain3_threads": drain3["threads"],
+                }
+            mined = (
+                f"first {drain3['events_mined']:,} of {drain3['events']:,}"
+                if drain3["capped"]
+                else f"all {drain3['events_mined']:,}"
+            )
+            ratios = ", ".join(
+                f"{run['store']} {run['workers']}w/1t {run['per_drain3']['ratio']:.2f}x" for run in runs
+            )
+            print(
+                f"  Drain3 (1 thread) mining {drain3['mining_s']:6.1f}s  "
+                f"{drain3['events_per_s']:8,.0f} ev/s  "
+                f"peak {drain3['peak_rss_mb']:5.0f} MB  {drain3['templates']} templates, {mined} messages  "
+                f"|  faultline/Drain3: {ratios}",
+                flush=True,
+            )
+        else:
+            drain3 = {"not_run": "--drain3-max-events 0"}
+        result["drain3"] = drain3
+        results.append(result)
+
+    seed_comparison: dict[str, object] = {"not_run": "--seed-events 0"}
+    if args.seed_events > 0:
+        n = args.seed_events
+        here = folder / f"seed_{n}"
+        here.mkdir()
+        url = _store_url(args.stores[0], here, postgresql_url)
+        child(["--_seed", str(n), url])
+        faultline = faultline_run(args.stores[0], url, workers, here / "faultline")
+        seed = child(["--_seed-pipeline", str(here / "faultline")])
+        faultline_s = sum(faultline["steps"][step]["step_s"] for step in AFTER_FLATTEN)
+        seed_comparison = {
+            "n": n,
+            "timed_from": "the flattened messages (the dump and flatten untimed for both)",
+            "faultline_steps": list(AFTER_FLATTEN),
+            "faultline_s": faultline_s,
+            "faultline_run": faultline,
+            "seed_s": seed["seed_s"],
+            "seed_run": seed,
+            "seed_per_faultline_seconds": seed["seed_s"] / faultline_s,
+        }
+        print(
+            f"Seed's pipeline vs faultline on N={n:,}, both from the flattened messages: "
+            f"seed {seed['seed_s']:.1f}s, faultline {faultline_s:.1f}s ({' + '.join(AFTER_FLATTEN)}), "
+            f"seed/faultline {seed_comparison['seed_per_faultline_seconds']:.1f}x",
+            flush=True,
+        )
+    return results, seed_comparison
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
     parser.add_argument(
-        "--workers", type=int, default=0, help="processes per stage, as the assets' Config (0: one per core)"
+        "--stores", nargs="+", choices=["sqlite", "postgresql"], default=["sqlite", "postgresql"]
+    )
+    parser.add_argument(
+        "--url", default=DEFAULT_ADMIN_URL, help="a PostgreSQL URL allowed to create databases"
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=0,
+        help="processes for flatten and clean, as their Config (0: one per core)",
+    )
+    parser.add_argument(
+        "--single-worker-events",
+        type=int,
+        nargs="*",
+        default=[10_000, 100_000, 1_000_000],
+        help="the N at which faultline also runs with one worker process, on SQLite",
+    )
+    parser.add_argument(
+        "--postgresql-max-events",
+        type=int,
+        default=0,
+        help="leave PostgreSQL out above this N (0: no limit), when seeding it would take too long",
     )
     parser.add_argument(
         "--drain3-max-events",
         type=int,
         default=DRAIN3_MAX_EVENTS,
-        help="Drain3 mines at most this many of each dump's messages, the first ones (recorded as "
+        help="Drain3 mines at most this many of each day's messages, the first ones (recorded as "
         "capped); 0 leaves Drain3 out (default %(default)s)",
     )
     parser.add_argument(
         "--seed-events",
         type=int,
         default=SEED_EVENTS,
-        help="events of the dump the seed's pipeline and faultline are compared on; 0 leaves the "
-        "seed out (default %(default)s; the seed takes minutes per thousand events)",
+        help="events of the day the seed's pipeline and faultline are compared on; 0 leaves the "
+        "seed out (default %(default)s; the seed takes about a minute per thousand events)",
     )
-    parser.add_argument("--_generate", nargs=2, help=argparse.SUPPRESS)
-    parser.add_argument("--_run", help=argparse.SUPPRESS)
+    parser.add_argument("--output", type=Path, default=RESULTS, help="where to write the JSON")
+    parser.add_argument("--_seed", nargs="+", help=argparse.SUPPRESS)
+    parser.add_argument("--_run", nargs=3, help=argparse.SUPPRESS)
     parser.add_argument("--_drain3", nargs=2, help=argparse.SUPPRESS)
-    parser.add_argument("--_seed", help=argparse.SUPPRESS)
+    parser.add_argument("--_seed-pipeline", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args._generate:
-        generate(int(args._generate[0]), Path(args._generate[1]))
-        print(json.dumps({"ok": True}))
+    if args._seed:
+        print(json.dumps(seed_stores(int(args._seed[0]), args._seed[1:])))
         return
     if args._run:
-        print(json.dumps(run_pipeline(Path(args._run), args.workers)))
+        print(json.dumps(run_assets(args._run[0], int(args._run[1]), Path(args._run[2]))))
         return
     if args._drain3:
         print(json.dumps(run_drain3(Path(args._drain3[0]), int(args._drain3[1]))))
         return
-    if args._seed:
-        print(json.dumps(run_seed(Path(args._seed))))
+    if args._seed_pipeline:
+        print(json.dumps(run_seed(Path(args._seed_pipeline))))
         return
     if args.drain3_max_events > 0 and importlib.util.find_spec("drain3") is None:
         raise SystemExit(
@@ -354,83 +551,44 @@ def main() -> None:
             "`.venv/bin/python -m pip install -e '.[dev,bench]'`, or leave it out with --drain3-max-events 0."
         )
 
+    import sqlalchemy as sa
+
     print(
-        "faultline: end to end from the raw dump (flatten, clean, vectorize, cluster, report).\n"
-        "Drain3: add_log_message only, over the same dump's messages flattened beforehand (untimed).",
+        "faultline: the error-cluster assets materialized from the events store to the report files.\n"
+        "Drain3: add_log_message only, on one thread, over the same day's flattened messages (read untimed).",
         flush=True,
     )
-    results = []
-    seed_comparison: dict[str, object] = {"not_run": "--seed-events 0"}
+    signal.signal(signal.SIGTERM, _interrupt)
+    product = product_state()  # before the run: the files may change while it runs
     with tempfile.TemporaryDirectory() as folder:
-        for n in args.events:
-            path = Path(folder) / f"dump_{n}"
-            path.mkdir()
-            began = time.perf_counter()
-            child(["--_generate", str(n), str(path)])
-            generate_s = time.perf_counter() - began
-            result = child(["--_run", str(path), "--workers", str(args.workers)])
-            result |= {"n": n, "generate_s": generate_s}
-            result["events_per_s"] = result["events"] / result["total_s"]
-            stages = "  ".join(f"{k} {v:6.1f}s" for k, v in result["stages_s"].items())
-            print(
-                f"N={n:>9,}  total {result['total_s']:7.1f}s  {result['events_per_s']:9,.0f} ev/s  "
-                f"peak {result['peak_tree_pss_mb']:6.0f} MB PSS ({result['sum_of_process_peaks_mb']:6.0f} MB "
-                f"summing each process's peak)  variants {result['variants']:>5}  |  {stages}",
-                flush=True,
-            )
-            if args.drain3_max_events > 0:
-                drain3 = child(["--_drain3", str(path), str(args.drain3_max_events)])
-                result["faultline_per_drain3_events_per_s"] = result["events_per_s"] / drain3["events_per_s"]
-                mined = (
-                    f"first {drain3['events_mined']:,} of {drain3['events']:,}"
-                    if drain3["capped"]
-                    else f"all {drain3['events_mined']:,}"
-                )
-                print(
-                    f"  Drain3  mining {drain3['mining_s']:6.1f}s  {drain3['events_per_s']:9,.0f} ev/s  "
-                    f"peak {drain3['peak_rss_mb']:7.0f} MB  templates {drain3['templates']:>4}  "
-                    f"{mined} messages  |  "
-                    f"faultline/Drain3 ev/s {result['faultline_per_drain3_events_per_s']:.2f}x",
-                    flush=True,
-                )
-            else:
-                drain3 = not_run(n, "--drain3-max-events 0")
-                result["faultline_per_drain3_events_per_s"] = None
-                print("  Drain3  not run (--drain3-max-events 0)", flush=True)
-            result["drain3"] = drain3
-            results.append(result)
-
-        if args.seed_events > 0:
-            n = args.seed_events
-            path = Path(folder) / f"seed_dump_{n}"
-            path.mkdir()
-            child(["--_generate", str(n), str(path)])
-            faultline = child(["--_run", str(path), "--workers", str(args.workers)])
-            seed = child(["--_seed", str(path)])
-            faultline_s = sum(faultline["stages_s"][name] for name in AFTER_FLATTEN)
-            seed_comparison = {
-                "n": n,
-                "timed_from": "the flattened messages (flatten untimed for both)",
-                "faultline_stages": list(AFTER_FLATTEN),
-                "faultline_s": faultline_s,
-                "faultline_run": faultline,
-                "seed_s": seed["seed_s"],
-                "seed_run": seed,
-                "seed_per_faultline_seconds": seed["seed_s"] / faultline_s,
-            }
-            print(
-                f"Seed's pipeline vs faultline on N={n:,}, both timed from the flattened messages: "
-                f"seed {seed['seed_s']:.1f}s, faultline {faultline_s:.1f}s ({' + '.join(AFTER_FLATTEN)}), "
-                f"seed/faultline {seed_comparison['seed_per_faultline_seconds']:.1f}x",
-                flush=True,
-            )
+        if "postgresql" not in args.stores:
+            results, seed_comparison = measure(args, None, Path(folder))
+        else:
+            name = f"faultline_scale_{uuid.uuid4().hex[:8]}"
+            admin = sa.create_engine(args.url, isolation_level="AUTOCOMMIT")
+            url = sa.engine.make_url(args.url).set(database=name).render_as_string(hide_password=False)
+            try:
+                with admin.connect() as connection:
+                    connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
+                try:
+                    results, seed_comparison = measure(args, url, Path(folder))
+                finally:
+                    with admin.connect() as connection:
+                        connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            finally:
+                admin.dispose()
     record = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "command": " ".join(["python", "bench/scale.py", *sys.argv[1:]]),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "product": product,
         "bar": {"events": BAR_EVENTS, "seconds": BAR_SECONDS, "peak_memory_mb": BAR_MEMORY_MB},
         "options": {
             "events": args.events,
+            "stores": args.stores,
             "workers": args.workers,
+            "single_worker_events": args.single_worker_events,
+            "postgresql_max_events": args.postgresql_max_events,
             "drain3_max_events": args.drain3_max_events,
             "seed_events": args.seed_events,
         },
@@ -438,8 +596,8 @@ def main() -> None:
         "results": results,
         "seed_comparison": seed_comparison,
     }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(record, indent=2))
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(record, indent=2) + "\n")
 
 
 if __name__ == "__main__":
