@@ -31,6 +31,8 @@ def test_false_values_are_kept_like_any_other():
     nothing, calls = counting(lambda key: "" if key == "a" else ())
     cache = BoundedCache(nothing, max_entries=10, max_key_length=10)
     assert [cache["a"], cache["a"], cache["b"], cache["b"]] == ["", "", (), ()]
+    get = cache.get  # the hot loops' way: a false value falls through to the subscript, still kept
+    assert [get(key) or cache[key] for key in ["a", "b", "a"]] == ["", (), ""]
     assert calls == ["a", "b"]
 
 
