@@ -140,14 +140,22 @@ class SqlResource(RetriedOnOutage):
     settings_hint: ClassVar[str] = "its URL"
 
     def engine(self) -> sa.Engine:
-        return engine_for(self.url)
+        try:
+            return engine_for(self.url)
+        except (sa.exc.ArgumentError, ValueError):
+            # Their text quotes the URL, or a piece of it where a password broke the parse.
+            raise SourceConfigurationError(
+                f"{self.source_name} at {safe_url(self.url)}: the URL cannot be read; check "
+                f"{self.settings_hint} (percent-encode reserved characters such as @ : / ? # in the password)"
+            ) from None
 
     @contextmanager
     def connect(self) -> Iterator[sa.Connection]:
         """A pooled connection; database errors become SourceUnavailableError (an outage) or
         SourceConfigurationError (anything a retry would repeat), naming the source."""
+        engine = self.engine()
         with translated_errors(self.url, self.source_name, self.settings_hint):
-            with self.engine().connect() as connection:
+            with engine.connect() as connection:
                 yield connection
 
 
@@ -203,23 +211,6 @@ def translated_errors(url: str, source: str, settings_hint: str) -> Iterator[Non
             f"{source} at {safe_url(url)} is not as configured: {_first_line(error, url)}; "
             f"check {settings_hint} (not retried: a configuration error)"
         ) from None
-    except (sa.exc.ArgumentError, ValueError):
-        # Their text quotes the URL, or a piece of it where a password broke the parse.
-        raise SourceConfigurationError(
-            f"{source} at {safe_url(url)}: the URL cannot be read; check {settings_hint} (percent-encode "
-            "reserved characters such as @ : / ? # in the password)"
-        ) from None
-
-
-@contextmanager
-def connect(url: str, source: str) -> Iterator[sa.Connection]:
-    """A one-off connection to `url` on an engine of its own (for scripts; resources keep theirs)."""
-    engine = create_engine(url)
-    try:
-        with translated_errors(url, source, "its URL"), engine.connect() as connection:
-            yield connection
-    finally:
-        engine.dispose()
 
 
 def table_reference(name: str) -> tuple[str | None, str]:
