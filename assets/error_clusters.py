@@ -11,7 +11,12 @@ import json
 import dagster as dg
 from pydantic import Field
 
-from assets.settings import DEFAULT_DAILY_PARTITIONS, retried_on_outage
+from assets.settings import (
+    DEFAULT_DAILY_PARTITIONS,
+    DEFAULT_KEEP_DUMP_DAYS,
+    DEFAULT_KEEP_FLATTENED_DAYS,
+    retried_on_outage,
+)
 from faultline.cleaning import Corpus
 from faultline.clustering import (
     DEFAULT_CENTER_VECTORS,
@@ -53,14 +58,6 @@ from resources.report_store import ReportStore
 GROUP = "error_clusters"
 
 
-# The dump holds every event as the store has it, secrets and all: kept only until the day's flatten
-# has surely read it (a few days leave room for a failed run to be re-executed), and re-read from
-# the store if ever needed again.
-DEFAULT_KEEP_DUMP_DAYS = 3.0
-# The flattened events are redacted, and are what re-clustering a day with other settings starts
-# from: kept a month, for tuning against the recent past, yet not forever, since redaction knows
-# only the shapes of secrets and the messages are still the users' text.
-DEFAULT_KEEP_FLATTENED_DAYS = 30.0
 
 
 class DumpConfig(dg.Config):

@@ -19,6 +19,15 @@ from resources.sql import data_dir
 
 DEFAULT_START_DATE = "2025-01-01"
 
+# The dump holds every event as the store has it, secrets and all: kept only until the day's flatten
+# has surely read it (a few days leave room for a failed run to be re-executed), and re-read from
+# the store if ever needed again.
+DEFAULT_KEEP_DUMP_DAYS = 3.0
+# The flattened events are redacted, and are what re-clustering a day with other settings starts
+# from: kept a month, for tuning against the recent past, yet not forever, since redaction knows
+# only the shapes of secrets and the messages are still the users' text.
+DEFAULT_KEEP_FLATTENED_DAYS = 30.0
+
 
 def daily_partitions(start_date: str = DEFAULT_START_DATE) -> dg.DailyPartitionsDefinition:
     """One partition per UTC day from `start_date`."""
@@ -45,6 +54,13 @@ class Settings:
     )
     # A daily run takes about a minute at a million events: two hours means it is stuck, not slow.
     max_runtime_s: int = field(default=7200, metadata={"env": "FAULTLINE_MAX_RUNTIME_S", "minimum": 60})
+    keep_dump_days: float = field(
+        default=DEFAULT_KEEP_DUMP_DAYS, metadata={"env": "FAULTLINE_KEEP_DUMP_DAYS", "minimum": 0.01}
+    )
+    keep_flattened_days: float = field(
+        default=DEFAULT_KEEP_FLATTENED_DAYS,
+        metadata={"env": "FAULTLINE_KEEP_FLATTENED_DAYS", "minimum": 0.01},
+    )
     estimator: str = field(default=Estimator.MEAN_STD.value, metadata={"env": "FAULTLINE_ESTIMATOR"})
     workflow_source: str = field(default="sql", metadata={"env": "FAULTLINE_WORKFLOW_SOURCE"})
     db_url: str | dg.EnvVar | None = field(

@@ -27,7 +27,9 @@ def _on_calendar(assets: list, partitions: dg.PartitionsDefinition) -> list:
 
 def build_definitions(settings: Settings) -> dg.Definitions:
     partitions = daily_partitions(settings.start_date)
-    error_clusters_job = build_error_clusters_job(partitions, settings.max_runtime_s)
+    error_clusters_job = build_error_clusters_job(
+        partitions, settings.max_runtime_s, settings.keep_dump_days, settings.keep_flattened_days
+    )
     task_duration_baselines_job = build_task_duration_baselines_job(
         partitions, settings.estimator, settings.max_runtime_s
     )

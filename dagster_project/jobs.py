@@ -11,12 +11,21 @@ def _max_runtime(seconds: int) -> dict[str, str]:
     return {"dagster/max_runtime": str(seconds)}
 
 
-def build_error_clusters_job(partitions: dg.PartitionsDefinition, max_runtime_s: int):
+def build_error_clusters_job(
+    partitions: dg.PartitionsDefinition, max_runtime_s: int, keep_dump_days: float, keep_flattened_days: float
+):
+    """The daily graph, its parts kept as the deployment says (the steps' Config has the same defaults)."""
     return dg.define_asset_job(
         "error_clusters_daily",
         selection=dg.AssetSelection.groups(ERROR_CLUSTERS_GROUP),
         partitions_def=partitions,
         tags=_max_runtime(max_runtime_s),
+        config={
+            "ops": {
+                "deployment_events_dump": {"config": {"keep_days": keep_dump_days}},
+                "flatten_events": {"config": {"keep_days": keep_flattened_days}},
+            }
+        },
         description="Dump, flatten, clean, vectorize and cluster one day of deployment errors.",
     )
 

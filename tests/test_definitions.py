@@ -8,6 +8,7 @@ import sys
 import dagster as dg
 import pytest
 
+from assets.error_clusters import DumpConfig, FlattenConfig
 from assets.settings import Settings
 from dagster_project.definitions import build_definitions, defs
 from dagster_project.resources import build_resources
@@ -134,3 +135,12 @@ def test_each_job_stops_after_its_maximum_runtime():
         assert built.resolve_job_def(job).tags["dagster/max_runtime"] == "900"
     default = build_definitions(Settings())
     assert default.resolve_job_def("error_clusters_daily").tags["dagster/max_runtime"] == "7200"
+
+
+def test_the_parts_retention_comes_from_the_environment_and_defaults_to_the_steps_config():
+    built = build_definitions(Settings.from_env({"FAULTLINE_KEEP_DUMP_DAYS": "1.5"}))
+    run_config = built.resolve_job_def("error_clusters_daily").partitioned_config
+    ops = run_config.get_run_config_for_partition_key("2026-11-09")["ops"]
+    assert ops["deployment_events_dump"]["config"] == {"keep_days": 1.5}
+    assert ops["flatten_events"]["config"] == {"keep_days": FlattenConfig().keep_days} == {"keep_days": 30.0}
+    assert DumpConfig().keep_days == Settings().keep_dump_days == 3.0
