@@ -4,10 +4,13 @@ each service with only the settings it needs, no secret committed or put in a UR
 import re
 import shutil
 import subprocess
+from dataclasses import fields
 from pathlib import Path
 
 import pytest
 import yaml
+
+from assets.settings import Settings
 
 REPO = Path(__file__).resolve().parents[1]
 COMPOSE = yaml.safe_load((REPO / "docker-compose.yml").read_text())
@@ -51,6 +54,12 @@ def test_the_webserver_is_published_on_loopback_by_default():
 def test_the_retry_and_interval_settings_reach_the_code_server_and_default_when_unset():
     for name in ("FAULTLINE_SOURCE_RETRIES", "FAULTLINE_SOURCE_RETRY_DELAY_S", "FAULTLINE_SENSOR_INTERVAL_S"):
         assert CODE_SERVER[name] == f"${{{name}:-}}"
+
+
+def test_every_faultline_setting_can_reach_the_code_server():
+    # The demo's data folder and start date are the only ones a deployment has no use for.
+    names = {setting.metadata["env"] for setting in fields(Settings)} - {"FAULTLINE_START_DATE"}
+    assert names - set(CODE_SERVER) == set()
 
 
 def test_faultline_stores_have_a_database_of_their_own():
