@@ -25,6 +25,9 @@ from faultline.clustering import NO_TEXT, NOISE, event_weights
 
 WILDCARD = "<*>"
 _LABEL_SOURCES = 50  # distinct messages folded into a label; more changes nothing but the time
+# Characters of each message's first line that are folded: folding two lines costs up to the product
+# of their lengths, and a label shows 240 characters. The corpus keeps 1,000 of each line.
+_LABEL_SOURCE_CHARS = 1_000
 _MAX_LABEL_CHARS = 240
 _MAX_EXAMPLE_CHARS = 2_000
 _MAX_SHOWN_CHARS = 300
@@ -63,7 +66,9 @@ def message_template(messages: pd.Series, counts: pd.Series | None = None) -> st
     # Masked once per distinct message, then counted per masked line. Lines seen as often go in the
     # order they first appear (a stable sort), so the label never depends on a sort's tie-breaking.
     message_counts = weights.groupby(messages, sort=False).sum()
-    lines = message_counts.index.map(lambda text: mask_variable_parts(first_line(text), placeholder=WILDCARD))
+    lines = message_counts.index.map(
+        lambda text: mask_variable_parts(first_line(text)[:_LABEL_SOURCE_CHARS], placeholder=WILDCARD)
+    )
     distinct = (
         message_counts.groupby(lines, sort=False)
         .sum()
@@ -238,7 +243,8 @@ def markdown_table(frame: pd.DataFrame) -> str:
 # What ends a line in a markdown renderer or in Python's splitlines, and the other control characters.
 _LINE_BREAKS = re.compile(r"\r\n|[\n\r\v\f\x1c-\x1e\x85\u2028\u2029]")
 _CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0e-\x1f\x7f]")
-_PIPE = re.compile(r"(\\*)\|")
+# From the first backslash of a run only: from each one, `re` would rescan the run to its end.
+_PIPE = re.compile(r"(?<!\\)(\\*)\|")
 
 
 def _cell(text: str) -> str:
