@@ -21,7 +21,7 @@ from faultline.cleaning import (
     mask_variable_parts,
     strip_framing,
 )
-from faultline.clustering import NO_TEXT, NOISE, event_weights
+from faultline.clustering import NO_TEXT, NOISE, NOT_VECTORIZED, event_weights
 
 WILDCARD = "<*>"
 _LABEL_SOURCES = 50  # distinct messages folded into a label; more changes nothing but the time
@@ -175,6 +175,13 @@ def _label(members: pd.DataFrame) -> str:
     return message_template(lines.astype(str).reset_index(drop=True), weights.reset_index(drop=True))
 
 
+_GROUP_NAMES = {
+    NOISE: "noise",
+    NO_TEXT: "no text after cleaning",
+    NOT_VECTORIZED: "rare templates, not vectorized (past max_templates or max_words)",
+}
+
+
 def build_cluster_report(clustered: pd.DataFrame) -> ClusterReport:
     """Summarize rows with `cluster_id`, `error_text` and `cleaned` (and `message`, `hint_text`,
     `first_lines`) into the report's groups. A row is one event, or stands for `n_events` events."""
@@ -185,7 +192,7 @@ def build_cluster_report(clustered: pd.DataFrame) -> ClusterReport:
     for cluster_id, members in clustered.groupby("cluster_id"):
         cluster_id = int(cluster_id)
         is_cluster = cluster_id >= 0
-        name = {NOISE: "noise", NO_TEXT: "no text after cleaning"}.get(cluster_id, f"cluster {cluster_id}")
+        name = _GROUP_NAMES.get(cluster_id, f"cluster {cluster_id}")
         size = int(event_weights(members).sum())
         rows.append(
             (
@@ -203,7 +210,8 @@ def build_cluster_report(clustered: pd.DataFrame) -> ClusterReport:
     clusters = groups[groups["cluster_id"] >= 0].sort_values(
         ["n_events", "cluster_id"], ascending=[False, True]
     )
-    # Noise, then empty texts, last whatever their size: they qualify the clusters' shares.
+    # Noise, empty texts, then templates not vectorized, last whatever their size: they qualify the
+    # clusters' shares.
     others = groups[groups["cluster_id"] < 0].sort_values("cluster_id", ascending=False)
     groups = pd.concat([clusters, others], ignore_index=True)
     noise = int(weights[clustered["cluster_id"] == NOISE].sum())
@@ -274,7 +282,8 @@ def report_markdown(report: ClusterReport, title: str, max_groups: int = 30) -> 
         rest = clusters.iloc[max_groups:]
         share, events = rest["share_pct"].sum(), rest["n_events"].sum()
         lines.append(f"| {len(rest)} smaller clusters | {share:.2f}% | {events} | | | | |")
-    # Noise and empty texts always show, however small: they qualify every share above.
+    # Noise, empty texts and templates not vectorized always show, however small: they qualify every
+    # share above.
     lines.extend(_markdown_row(row) for row in others.itertuples(index=False))
     return "\n".join(lines) + "\n"
 
