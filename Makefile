@@ -30,7 +30,8 @@ lint: install
 	$(BIN)/ruff check .
 
 # Benchmarks, not part of `make test`: each writes bench/results/<name>.json and prints a table.
-# bench/durations.py needs the PostgreSQL at 127.0.0.1:5432; the accuracy data is an argument.
+# bench/durations.py and bench/scale.py need the PostgreSQL at 127.0.0.1:5432 (scale.py: --stores sqlite
+# without it); the accuracy data is an argument.
 BENCH_DATA ?= ../shared/data/loghub
 bench: install
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,bench]'
