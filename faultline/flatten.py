@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from faultline.caching import BoundedCache
-from faultline.redaction import NAMED_SECRET, names_a_secret, redact_secrets
+from faultline.redaction import NAMED_SECRET, json_unescaped, names_a_secret, redact_secrets
 
 REQUIRED_EVENT_FIELDS = ("scope", "state", "message")
 
@@ -25,6 +25,9 @@ DEFAULT_MAX_MESSAGE_CHARS = 100_000
 EVENT_COLUMNS = ["row_id", "event_index", "created_at", "scope", "state", "message", "extra"]
 QUARANTINE_COLUMNS = ["row_id", "event_index", "reason", "detail", "excerpt"]
 _EXCERPT_CHARS = 200
+# What an excerpt is made from: redaction reads this much, not a whole 20 MB payload, and the cut
+# to 200 characters after it lies far from any secret shown, which it redacts with its context.
+_EXCERPT_WINDOW = _EXCERPT_CHARS + 1024
 
 
 @dataclass(frozen=True)
@@ -39,9 +42,44 @@ class FlattenedEvents:
     non_error_states: dict[str, int] = field(default_factory=dict)
 
 
-def _excerpt(text: str) -> str:
-    # Redact, then cut: a cut first could split a credential from the context that marks it.
-    return redact_secrets(text[: _EXCERPT_CHARS + 1024])[:_EXCERPT_CHARS]
+def _excerpt_of_text(text: str, escaped: bool = False) -> str:
+    """The start of `text`, redacted: cut to a window first, then, when it is JSON that could not be
+    parsed (`escaped`), its escapes decoded (`\\u0070assword`), then redacted, then cut to 200."""
+    window = text[:_EXCERPT_WINDOW]
+    return redact_secrets(json_unescaped(window) if escaped else window)[:_EXCERPT_CHARS]
+
+
+def _pruned(value: object, budget: int) -> tuple[object, int]:
+    """The start of a JSON value, about `budget` characters of it, and the budget left."""
+    if isinstance(value, str):
+        return value[: max(budget, 0)], budget - len(value)
+    if isinstance(value, dict):
+        pruned = {}
+        for key, item in value.items():
+            if budget <= 0:
+                break
+            # The name whole: it decides whether the value is a secret.
+            pruned[key], budget = _pruned(item, budget - len(key) - 4)
+        return pruned, budget - 2
+    if isinstance(value, list):
+        items = []
+        for item in value:
+            if budget <= 0:
+                break
+            pruned, budget = _pruned(item, budget - 2)
+            items.append(pruned)
+        return items, budget - 2
+    return value, budget - 8
+
+
+def _excerpt_of_value(value: object) -> str:
+    """The start of a JSON value that is no readable event, redacted field by field (a field named
+    like a secret whole), cut to 200 characters: from its first `_EXCERPT_WINDOW` characters only."""
+    try:
+        pruned, _ = _pruned(value, _EXCERPT_WINDOW)
+        return (_redacted_json(pruned) or "")[:_EXCERPT_CHARS]
+    except RecursionError:
+        return ""
 
 
 def _redact_strings(value: object, named_secret: bool = False) -> object:
@@ -134,12 +172,9 @@ def flatten_batches(
         text, reason, detail = _decode_payload(payload)
         if text is None:
             # Decoded as far as it goes, not cut at a byte count: a cut token would escape the rules.
-            excerpt = (
-                payload[: _EXCERPT_CHARS + 1024].decode("utf-8", "backslashreplace")
-                if isinstance(payload, bytes)
-                else ""
-            )
-            quarantined.append((row_id, None, reason, detail, _excerpt(excerpt)))
+            raw = payload[:_EXCERPT_WINDOW] if isinstance(payload, bytes) else b""
+            excerpt = _excerpt_of_text(raw.decode("utf-8", "backslashreplace"), escaped=True)
+            quarantined.append((row_id, None, reason, detail, excerpt))
             continue
         try:
             batch = json.loads(text)
@@ -150,13 +185,19 @@ def flatten_batches(
                     None,
                     "payload_not_json",
                     f"{error.msg} at line {error.lineno} column {error.colno}",
-                    _excerpt(text),
+                    _excerpt_of_text(text, escaped=True),
                 )
             )
             continue
         except RecursionError:
             quarantined.append(
-                (row_id, None, "payload_not_json", "arrays or objects nested too deeply", _excerpt(text))
+                (
+                    row_id,
+                    None,
+                    "payload_not_json",
+                    "arrays or objects nested too deeply",
+                    _excerpt_of_text(text, escaped=True),
+                )
             )
             continue
         if not isinstance(batch, list):
@@ -166,7 +207,7 @@ def flatten_batches(
                     None,
                     "payload_not_a_list",
                     f"payload is a JSON {type(batch).__name__}, expected an array",
-                    _excerpt(text),
+                    _excerpt_of_value(batch),
                 )
             )
             continue
@@ -180,9 +221,7 @@ def flatten_batches(
                 readable = False
             if not readable:
                 reason, detail = _why_unreadable(event)
-                quarantined.append(
-                    (row_id, event_index, reason, detail, _excerpt(_redacted_json(event) or ""))
-                )
+                quarantined.append((row_id, event_index, reason, detail, _excerpt_of_value(event)))
                 continue
             if state not in wanted_states:
                 non_error_states[state] += 1
@@ -194,7 +233,7 @@ def flatten_batches(
                         event_index,
                         "message_too_long",
                         f"message has {len(message)} characters, the limit is {max_message_chars}",
-                        _excerpt(message),
+                        _excerpt_of_text(message),
                     )
                 )
                 continue

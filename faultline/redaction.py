@@ -1,247 +1,603 @@
 """Secret redaction: credentials and personal data never travel past the flattening step.
 
 Every message is redacted once, when it leaves its batch, so the corpus, the report, the alerts
-and the logs downstream only ever see the placeholders.
+and the logs downstream only ever see the placeholders (`<kind>`): secrets found by their format,
+by their context (a URL's userinfo, a header, a name that says what the value is) or by their look
+(`SECRET_RULES`, then `_random_token_spans`), whole or split by a line break (`_wrapped_spans`).
+
+Every pattern runs in time linear in the text: on RE2 (google-re2), as Python's backtracking `re`
+took 110 s on one 100,000-character line; RE2 has no lookarounds, so what a rule needs around a
+secret is matched and kept, and what RE2 cannot state is checked in code on the match, in time
+linear in it. The few patterns left to Python's `re` have a fixed width, which it scans linearly.
 """
 
+import math
+import operator
 import re
+from bisect import bisect_left, bisect_right
+from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
+
+import re2
 
 from faultline.caching import BoundedCache
 
-# Names that say a field or an assignment holds a secret (`DB_PASSWORD`, `api_key`, `auth-token`).
-_SECRET_NAMES = (
-    r"password|passwd|pwd|secret|token|api[_-]?key|apikey|access[_-]?key|client[_-]?secret|auth[_-]?token"
-)
 NAMED_SECRET = "<assigned_secret>"
+
+# A span of the text: where a secret starts and ends, and its kind.
+Span = tuple[int, int, str]
 
 
 @dataclass(frozen=True)
 class SecretRule:
-    """A kind of secret, as the context kept before it and the secret (regexes), and what every text
-    the rule matches in holds: the triggers that decide which lines the rule scans."""
+    """A kind of secret: the secret (a regex, replaced by `<kind>`), what marks it before and after it
+    (regexes, kept), and for what RE2 cannot say, a check in code of the secret found: given the
+    text and the span the regex matched, the span of the secret after all, or None when it is none."""
 
     kind: str
-    context: str
     secret: str
-    # Literals of which every such text holds one; lower case where the rule ignores case, as they
-    # are then looked for in the text lowered.
-    triggers: tuple[str, ...] = ()
-    ignore_case: bool = False
-    # Regexes of which every such text holds a match of each, looked for in the text as it is, for
-    # what no literal tells (four dotted numbers). One that starts with a literal character is found
-    # at C speed: put it first.
-    shapes: tuple[str, ...] = ()
-
-    def __post_init__(self) -> None:
-        if not self.triggers and not self.shapes:
-            raise ValueError(
-                f"secret rule {self.kind!r} has no triggers: declare the literals (triggers) or regexes "
-                "(shapes) that every text it matches in holds, which decide the lines it scans"
-            )
-        if self.ignore_case and any(trigger != trigger.lower() for trigger in self.triggers):
-            raise ValueError(f"secret rule {self.kind!r} ignores case: write its triggers in lower case")
+    before: str = ""
+    after: str = ""
+    refine: Callable[[bytes, Span], Span | None] | None = None
 
 
-# Order matters: at one position the earlier rule wins, so credentials inside URLs go before the
-# e-mail rule would read `user:pw@host`.
-SECRET_RULES: tuple[SecretRule, ...] = (
-    SecretRule(
-        "private_key",
-        "",
-        r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?(?:-----END [A-Z ]*PRIVATE KEY-----|$)",
-        triggers=("-----BEGIN ",),
-    ),
-    SecretRule("url_credentials", "://", r"[^\s/@:]+:[^\s/@]+(?=@)", triggers=("@",), shapes=("://",)),
-    SecretRule("url_credentials", "://", r"[A-Za-z0-9._~%-]{16,}(?=@)", triggers=("@",), shapes=("://",)),
-    SecretRule(
-        "bearer_token", r"(?i:bearer\s+)", r"[A-Za-z0-9._~+/=-]{8,}", triggers=("bearer",), ignore_case=True
-    ),
-    SecretRule("basic_auth", r"(?i:basic\s+)", r"[A-Za-z0-9+/=]{8,}", triggers=("basic",), ignore_case=True),
-    SecretRule(
-        "github_token",
-        "",
-        r"\b(?:gh[pousr]_[A-Za-z0-9]{20,}|github_pat_[A-Za-z0-9_]{20,})\b",
-        triggers=("ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_"),
-    ),
-    SecretRule("gitlab_token", "", r"\bglpat-[A-Za-z0-9_-]{20,}\b", triggers=("glpat-",)),
-    SecretRule("slack_token", "", r"\bxox[abposr]-[A-Za-z0-9-]{10,}\b", triggers=("xox",)),
-    SecretRule("aws_access_key", "", r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b", triggers=("AKIA", "ASIA")),
-    SecretRule(
-        "jwt", "", r"\beyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\b", triggers=("eyJ",)
-    ),
-    SecretRule(
-        "assigned_secret",
-        # No word boundary before the name: `DB_PASSWORD=`, `PGPASSWORD=` and `aws_secret_access_key=`
-        # name secrets too. A quoted value is taken whole, spaces included, and so is one whose quotes
-        # are escaped, as in JSON text that could not be parsed (`\"password\": \"...\"`).
-        rf"(?i:(?:{_SECRET_NAMES})\\?[\"']?\s*[:=]\s*\\?[\"']?)",
-        r"(?:(?<=\")[^\"\r\n]+?(?=\\?\")|(?<=')[^'\r\n]+?(?=\\?')|[^\s\"',;&}]+)",
-        triggers=("pass", "pwd", "secret", "token", "key"),  # one is in every name above
-        ignore_case=True,
-    ),
-    SecretRule("email", "", r"\b[\w.%+-]+@[\w.-]+\.[A-Za-z]{2,}\b", triggers=("@",)),
-    # Four dotted numbers, eight colon-separated hex groups: versions (`1.2.3`) and times (`12:30:45`)
-    # do not trigger the costly IP rules; a shorter pattern starting with the punctuation goes first.
-    # On the text, where \d matches every script's digits as in the rule; no re.I, which would cost
-    # these patterns their fast scan.
-    SecretRule(
-        "ip_address",
-        "",
-        r"\b(?:(?:25[0-5]|2[0-4]\d|1?\d?\d)\.){3}(?:25[0-5]|2[0-4]\d|1?\d?\d)\b",
-        shapes=(r"\.\d{1,3}\.\d", r"\d{1,3}\.\d{1,3}\.\d{1,3}\.\d"),
-    ),
-    SecretRule(
-        "ip_address",
-        "",
-        r"(?i:\b(?:[0-9a-f]{1,4}:){7}[0-9a-f]{1,4}\b)",
-        shapes=(r":[0-9a-fA-F]{1,4}:[0-9a-fA-F]", r"(?:[0-9a-fA-F]{1,4}:){7}[0-9a-fA-F]"),
-    ),
-    # IPv6 with `::` (2001:db8::1, ::1, ::ffff:192.0.2.1); not `std::string` nor `Foo::Bar`.
-    SecretRule(
-        "ip_address",
-        "",
-        r"(?i:(?<![\w:.])(?=:*[0-9a-f])(?:[0-9a-f]{1,4}(?::[0-9a-f]{1,4}){0,6})?::"
-        r"(?:(?:[0-9a-f]{1,4}:){0,5}(?:\d{1,3}\.){3}\d{1,3}|[0-9a-f]{1,4}(?::[0-9a-f]{1,4}){0,6})?"
-        r"(?![\w]|:[0-9a-f]))",
-        triggers=("::",),
-    ),
+# Names ---------------------------------------------------------------------------------------
+# One rule for names, in fields and in text: a name names a secret when one of its parts (split at
+# `_`, `-`, `.`, spaces, digits and camelCase humps) is a secret word, or ends with one of the
+# long words (`PGPASSWORD`, `csrftoken`), or two neighbour parts make a secret pair (`api_key`).
+# Short words count only as a whole part: `author`, `passage`, `compass` and `bypass` are no secrets.
+
+# Secret words a part may end with (and their plurals): long enough to mean nothing else.
+_LONG_WORDS = (
+    "password", "passwd", "passphrase", "secret", "token", "credential", "signature", "authorization",
+    "contraseña", "contrasena", "apikey", "accesskey", "privatekey", "secretkey", "sessionid", "sessionkey",
+    "accountkey", "clientsecret", "authkey", "masterkey", "signingkey", "encryptionkey",
+)  # fmt: skip
+# Secret words that must be a whole part (or its plural).
+_SHORT_WORDS = (
+    "pass", "pwd", "pw", "auth", "sig", "cred", "creds", "cookie", "session", "jwt", "bearer",
+    "dsn",  # a DSN holds a password in its URL
+)  # fmt: skip
+# Two parts that name a secret together; either alone does not (`key`, `api`, `private`).
+_FIRST_OF_PAIR = (
+    "api", "access", "private", "priv", "secret", "auth", "service", "account", "client", "master",
+    "encryption", "signing", "storage", "app", "ssh", "gpg", "pgp", "license", "db", "database",
+    "shared",
+)  # fmt: skip
+_SECRET_PAIRS = frozenset(
+    {(first, "key") for first in _FIRST_OF_PAIR}
+    | {
+        ("key", "pass"),
+        ("db", "pass"),
+        ("database", "pass"),
+        ("connection", "string"),
+        ("access", "signature"),
+    }
 )
 
-SECRET_KINDS: frozenset[str] = frozenset(rule.kind for rule in SECRET_RULES)
+# Parts of a name: camelCase humps, runs of capitals (`APIKey`: `API`, `Key`), of digits, of letters.
+_HUMP = re.compile(r"([a-z0-9])([A-Z])")
+_CAPITALS_THEN_HUMP = re.compile(r"([A-Z])([A-Z][a-z])")
+_LETTER_DIGIT = re.compile(r"([^\W\d_])(\d)|(\d)([^\W\d_])")
+_NOT_A_PART = re.compile(r"[\W_]+")
 
 
-def _rules_by_trigger(ignore_case: bool) -> tuple[tuple[str, tuple[int, ...]], ...]:
-    """Each literal trigger of the rules that do (or do not) ignore case, with the rules it triggers."""
-    rules_of: dict[str, list[int]] = {}
-    for index, rule in enumerate(SECRET_RULES):
-        if rule.ignore_case == ignore_case:
-            for trigger in rule.triggers:
-                rules_of.setdefault(trigger, []).append(index)
-    return tuple((trigger, tuple(rules)) for trigger, rules in rules_of.items())
+def _name_parts(name: str) -> list[str]:
+    """`name` split at separators, digits and humps, lowered: `DB_PASSWORD2` -> db, password, 2."""
+    spaced = _CAPITALS_THEN_HUMP.sub(r"\1 \2", _HUMP.sub(r"\1 \2", name))
+    spaced = _LETTER_DIGIT.sub(lambda m: " ".join(g for g in m.groups() if g), spaced)
+    return [part for part in _NOT_A_PART.split(spaced.lower()) if part]
 
 
-# A text is scanned only by the rules it could trigger: the alternation of all fifteen rules runs
-# at about 1 MB/s, as each position tries every rule, while the triggers are substring checks at C
-# speed. Whether any trigger occurs at all is one scan of the text lowered (where every trigger
-# occurs lowered): in a short line (most lines) that is faster than the substring checks, each of
-# which costs a fixed setup.
-_CASED_TRIGGERS = _rules_by_trigger(ignore_case=False)
-_FOLDED_TRIGGERS = _rules_by_trigger(ignore_case=True)
-_ANY_TRIGGER = re.compile(
-    "|".join(re.escape(trigger.lower()) for trigger, _ in _CASED_TRIGGERS + _FOLDED_TRIGGERS)
-)
-_SHORT_LINE_CHARS = 256
-_WITHOUT_TRIGGERS = frozenset(index for index, rule in enumerate(SECRET_RULES) if not rule.triggers)
-_SHAPE_SEARCHES = tuple(
-    (index, tuple(re.compile(shape).search for shape in rule.shapes))
-    for index, rule in enumerate(SECRET_RULES)
-    if rule.shapes
-)
-
-
-# Under re.IGNORECASE these four match an ASCII letter, though str.lower() does not make them one
-# (found by matching [a-z] against every code point): fold them first, so no trigger misses them.
-_FOLD_TWINS = str.maketrans({"\u0130": "i", "\u0131": "i", "\u017f": "s", "\u212a": "k"})
-
-
-def _folded(text: str) -> str:
-    """`text` lowered, with the twins folded: every trigger of a rule that ignores case is then found."""
-    if not text.isascii() and ("\u0130" in text or "\u0131" in text or "\u017f" in text or "\u212a" in text):
-        text = text.translate(_FOLD_TWINS)
-    return text.lower()
-
-
-def _triggered_rules(text: str) -> tuple[int, ...]:
-    """The rules whose triggers and shapes `text` holds: those that could match in it."""
-    folded = _folded(text)
-    rules = set(_WITHOUT_TRIGGERS)
-    if len(text) > _SHORT_LINE_CHARS or _ANY_TRIGGER.search(folded):
-        rules.update([index for trigger, indices in _CASED_TRIGGERS if trigger in text for index in indices])
-        rules.update(
-            [index for trigger, indices in _FOLDED_TRIGGERS if trigger in folded for index in indices]
-        )
-    for index, searches in _SHAPE_SEARCHES:
-        if index in rules:
-            for search in searches:
-                if search(text) is None:
-                    rules.discard(index)
-                    break
-    return tuple(sorted(rules))
-
-
-def _alternation(rules: tuple[int, ...]) -> re.Pattern[str]:
-    """One pattern for these rules, in their order, so at one position the earlier rule still wins."""
-    return re.compile(
-        "|".join(f"(?P<p{i}>{SECRET_RULES[i].context})(?P<s{i}>{SECRET_RULES[i].secret})" for i in rules),
-        re.S,
+def _is_secret_part(part: str) -> bool:
+    singular = part[:-1] if part.endswith("s") else part
+    return (
+        part in _SHORT_WORDS
+        or singular in _SHORT_WORDS
+        or any(part.endswith(word) or singular.endswith(word) for word in _LONG_WORDS)
     )
 
 
-# Few sets of rules occur (most lines trigger none, or one or two).
-_alternations = BoundedCache(_alternation, max_entries=256, max_key_length=len(SECRET_RULES))
+def names_a_secret(name: str) -> bool:
+    """Whether a field called `name` holds a secret by its name alone, whatever its value looks like."""
+    parts = _name_parts(name)
+    return any(_is_secret_part(part) for part in parts) or any(
+        pair in _SECRET_PAIRS for pair in zip(parts, parts[1:], strict=False)
+    )
 
 
-_KIND_OF_GROUP = {f"s{i}": rule.kind for i, rule in enumerate(SECRET_RULES)}
+def _caseless(word: str) -> str:
+    """`word` as a regex in any case; RE2 folds `ſ` and the Kelvin sign, not the Turkish i's: add them."""
+    return "".join("[iI\\x{130}\\x{131}]" if char == "i" else re.escape(char) for char in word)
 
 
-def _placeholder(match: re.Match[str]) -> str:
-    secret_group = match.lastgroup
-    kept_prefix = match.group("p" + secret_group[1:])
-    return f"{kept_prefix}<{_KIND_OF_GROUP[secret_group]}>"
+def _either(words) -> str:
+    return "|".join(_caseless(word) for word in sorted(words, key=len, reverse=True))
 
 
-_ALL_RULES = tuple(range(len(SECRET_RULES)))
-# Only these rules can match across a line break: a private key's body, and the whitespace after
-# `Bearer`, `Basic` or a secret's name (`password:` then the value on the next line).
-_SPANS_LINES = "-----BEGIN "
-_OPENING_KINDS = ("bearer_token", "basic_auth", "assigned_secret")
-_OPEN_LINE_END = re.compile(rf"(?i:(?:bearer|basic|{_SECRET_NAMES})\\?[\"']?\s*(?:[:=]\s*)?)\Z")
+# The same rule for names in text. A long word may follow anything; a short word follows the text's
+# start, a character that is no letter, or a lower-case letter or digit when it starts a hump
+# (`dbPass`); those are matched, and kept, as RE2 has no lookbehind. Up to two more parts may follow
+# (`password_file`, `tokenExpiresAt`).
+_LONG = rf"(?i:(?:{_either(_LONG_WORDS)})s?|(?:{_either(_FIRST_OF_PAIR)})[_. -]?{_caseless('key')}s?"
+_LONG += rf"|(?:{_either(('key', 'db', 'database'))})[_.-]?{_caseless('pass')})"
+_SHORT = rf"(?:^|[^A-Za-z])(?i:(?:{_either(_SHORT_WORDS)})s?)"
+_SHORT += "|[a-z0-9](?:" + "|".join(w.capitalize() + "|" + w.upper() for w in _SHORT_WORDS) + ")"
+_TAIL = r"(?:[_.-][A-Za-z0-9]+|[A-Z][a-z0-9]*){0,2}"
+SECRET_NAME = rf"(?:{_LONG}|{_SHORT}){_TAIL}"
+
+# Values ----------------------------------------------------------------------------------------
+# Quoted: to the closing quote or the line's end. Unquoted: an object or array on the line, or the
+# first word, then more words while none is a name (`=`/`:` after it, checked in code) and none
+# opens a quote or a placeholder. What assigns (a closing quote, `=`, `:`, `:=`, `=>`) and the
+# opening quote are matched with the value and kept by `_assigned_value`: one rule for every way of
+# quoting, where RE2 would otherwise compile the names once for each.
+_OPERATOR = r"(?::=|::|=>|={1,3}|:)"
+_ASSIGNS = rf"\\?[\"'`]?\]?\s*{_OPERATOR}\s*"
+# In double quotes, an escape is part of the value (`"a\\"b"`), unless the quote that opened it was
+# escaped itself (`\\"password\\": \\"value\\"`, JSON inside a JSON string): an escaped quote closes it.
+_QUOTED = r""""(?:[^"\\\r\n]|\\[^\r\n])+|\\"(?:[^"\\\r\n]|\\[^"\r\n])+|'[^'\r\n]+|`[^`\r\n]+"""
+_UNQUOTED = r"\{[^}\r\n]*\}?|\[[^\]\r\n]*\]?|[^\s\"'`<>{\[&;=:][^\s&;]*(?:[ \t]+[^\s=:&;\"'`<>]+)*"
+_VALUE_START = re.compile(rb"""\\?["'`]?\]?\s*(?::=|::|=>|={1,3}|:)?\s*(\\?["'`])?""")
+_NAME_END = (b"=", b":")
+_ONLY_PLACEHOLDERS = re.compile(rb"(?:<[a-z_]+>)+")
 
 
-def _redact_scan(text: str, rules: tuple[int, ...]) -> str:
-    return _alternations[rules].sub(_placeholder, text) if rules else text
+def _assigned_value(data: bytes, span: Span) -> Span | None:
+    """The value alone, without what assigns it and its opening quote; an unquoted value's last word
+    given back when it is the name of the next assignment (`password=a b host=x`)."""
+    start, stop, kind = span
+    opening = _VALUE_START.match(data, start, stop)
+    start = opening.end()
+    if _ONLY_PLACEHOLDERS.fullmatch(data, start, stop):
+        return None  # redacted already
+    if opening[1] is None and data[stop : stop + 1] in _NAME_END:
+        space = max(data.rfind(b" ", start, stop), data.rfind(b"\t", start, stop))
+        if space > start:
+            stop = start + len(data[start:space].rstrip(b" \t"))
+    return (start, stop, kind) if start < stop else None
 
 
-def _redact_any_line(line: str) -> tuple[str, bool]:
-    """The line redacted, and whether a secret could start at its end and go on in the next line."""
-    rules = _triggered_rules(line)
-    if not rules:
-        return line, False
-    opens = any(SECRET_RULES[i].kind in _OPENING_KINDS for i in rules)
-    return _redact_scan(line, rules), opens and _OPEN_LINE_END.search(line) is not None
+_SCHEME = re.compile(rb"([A-Za-z][A-Za-z0-9._-]*)[ \t]+(?=\S)")
+_KIND_OF_SCHEME = {b"bearer": "bearer_token", b"basic": "basic_auth"}
 
 
-# Lines that recur (the framing, the hints) are short; a long line is most likely unique, and
-# caching lines of any length could hold gigabytes (a message may have 100,000 characters).
-_redacted_lines = BoundedCache(_redact_any_line, max_entries=16_384, max_key_length=500)
+def _header_value(data: bytes, span: Span) -> Span | None:
+    """An `Authorization` header's credentials after the scheme (kept), of the scheme's kind."""
+    value = _assigned_value(data, span)
+    if value is None:
+        return None
+    start, stop, kind = value
+    scheme = _SCHEME.match(data, start, stop)
+    if scheme is None:
+        return value
+    return scheme.end(), stop, _KIND_OF_SCHEME.get(scheme[1].lower(), kind)
+
+
+def _token(data: bytes, span: Span) -> Span | None:
+    """Not a word: 8 characters or more, a digit or a symbol among them (`Bearer authentication`)."""
+    secret = data[span[0] : span[1]]
+    return span if len(secret) >= 8 and not secret.isalpha() else None
+
+
+_SPACE = r"[\s\v\p{Z}\x{85}]"  # Unicode's spaces too (RE2's \s is ASCII)
+_NON_ASCII = r"\x{80}-\x{10FFFF}"  # other scripts as one range: \p{L} compiles to thousands of steps
+_PEM_DASHES = r"-{3,5} ?"
+_PRIVATE_KEY_LINE = r"[ A-Z0-9]*PRIVATE KEY(?: BLOCK)? ?-{3,5}"
+_HEX = "[0-9A-Fa-f]{1,4}"
+_IPV4 = r"(?:(?:25[0-5]|2[0-4][0-9]|1?[0-9]?[0-9])\.){3}(?:25[0-5]|2[0-4][0-9]|1?[0-9]?[0-9])"
+# A rule that starts with a run of some characters starts where such a run does (after a character
+# that is none of them): a match starting inside the run would otherwise keep RE2 reading to the
+# run's end before it can report any other match in it, again for each: `1.1.1.1...` took time
+# quadratic in its length under the e-mail rule.
+_URL_SCHEME = r"(?:^|[^A-Za-z0-9+.-])[A-Za-z][A-Za-z0-9+.-]*://"
+_USERINFO = r"[^\s/\"'<>\\]*"
+_WORD_START = r"(?:^|[^A-Za-z])"
+
+# By format: PEM, PGP, OpenSSH and PuTTY private keys; every token detect-secrets' plugins know
+# (AWS, Artifactory, Discord, GitHub, GitLab, JWT, Mailchimp, npm, OpenAI, PyPI, SendGrid, Slack,
+# Square, Stripe, Telegram, Twilio) and Google's, Anthropic's, Hugging Face's, Docker Hub's, Vault's,
+# Postman's, Grafana's, New Relic's, Linear's, Sentry's, Shopify's, DigitalOcean's, Atlassian's and
+# age's; Slack, Discord and Teams webhook URLs; e-mail, IPv4 and IPv6 addresses. By context: the
+# userinfo of a URL of any scheme (the user empty too), of Go's MySQL DSN and an Oracle thin URL; an
+# Authorization header of any scheme, a cookie; Bearer and Basic credentials; a value assigned to a
+# secret's name, quoted or not, and detect-secrets' IBM, Cloudant and SoftLayer keys.
+# Order matters: at one position the earlier rule wins, so credentials in a URL go before the
+# e-mail rule would read `user:pw@host`, and a header before the names in it.
+SECRET_RULES: tuple[SecretRule, ...] = (
+    SecretRule(
+        "private_key",
+        rf"(?s:.*?)(?:{_PEM_DASHES}END{_PRIVATE_KEY_LINE}|\z)",
+        before=rf"{_PEM_DASHES}BEGIN{_PRIVATE_KEY_LINE}",
+    ),
+    SecretRule(
+        "private_key", r"(?s:.*?)(?:Private-MAC:[ \t]*[0-9a-fA-F]+|\z)", before=r"PuTTY-User-Key-File-\d+:"
+    ),
+    SecretRule(
+        "webhook_url",
+        r"[A-Za-z0-9_/+-]+",
+        before=r"(?i:https?://hooks\.slack\.com/(?:services|workflows|triggers)/)",
+    ),
+    SecretRule(
+        "webhook_url",
+        r"[0-9]+/[A-Za-z0-9_-]+",
+        before=r"(?i:https?://(?:(?:canary|ptb)\.)?discord(?:app)?\.com/api/webhooks/)",
+    ),
+    SecretRule(
+        "webhook_url",
+        r"[^\s\"'<>]+",
+        before=r"(?i:https?://(?:[A-Za-z0-9-]+\.)*(?:webhook\.office\.com/webhookb2|outlook\.office\.com/webhook)/)",
+    ),
+    # user:password@ of any scheme, the user empty too; a password holding `@` ends at the last one.
+    SecretRule("url_credentials", rf"[^\s/:@\"'<>\\]*:{_USERINFO}", before=_URL_SCHEME, after="@"),
+    SecretRule("url_credentials", r"[A-Za-z0-9._~%+-]{16,}", before=_URL_SCHEME, after="@"),  # a token alone
+    # Go's MySQL DSN, user:pass@tcp(host)/db; a password holding a colon is cut there, as a pattern
+    # that could go on over colons would keep RE2 reading a run of `a:a:a:...` to its end at each.
+    SecretRule(
+        "url_credentials",
+        r"[^\s/:@\"'<>\\(=,;]*:[^\s/:\"'<>\\]*",
+        before=r"(?:^|[\s/:@\"'<>\\(=,;])",
+        after=r"@(?:tcp6?|udp6?|unix(?:gram|packet)?)\(",
+    ),
+    SecretRule("url_credentials", r"[^\s@\"']+", before=r"(?i:oracle:thin:)[^\s/@:\"']*/", after="@"),
+    # An Authorization header of any scheme, a cookie: to the closing quote or the line's end.
+    SecretRule(
+        "auth_header",
+        rf"{_ASSIGNS}(?:{_QUOTED}|[^\r\n]+)",
+        before=_WORD_START + r"(?i:(?:proxy-)?authori[sz]ation)",
+        refine=_header_value,
+    ),
+    SecretRule(
+        "cookie",
+        rf"{_ASSIGNS}(?:{_QUOTED}|[^\r\n]+)",
+        before=_WORD_START + r"(?i:(?:set-)?cookie)",
+        refine=_assigned_value,
+    ),
+    # detect-secrets' Cloudant, IBM Cloud IAM, IBM COS HMAC and SoftLayer keys: a vendor's prefix, a
+    # key word and a value of their shape, assigned by a space too.
+    SecretRule(
+        "assigned_secret",
+        r"[A-Za-z0-9_-]{24,}",
+        before=_WORD_START
+        + r"(?i:cloudant|clou|cl|softlayer|sl|ibm[_-]?cloud[_-]?iam|cloud[_-]?iam|ibm[_-]?cloud|ibm[_-]?iam"
+        + r"|ibm[_-]?cos[_-]?hmac|cos[_-]?hmac|ibm[_-]?cos|ibm|iam|cos)[_-]?(?i:api)?[_-]?"
+        + r"(?i:key|pwd|pw|password|pass|token|secret[_-]?(?:access)?[_-]?key)[\"']?\]?[ \t]*"
+        + r"(?::=|=>|::|=|:|[ \t])[ \t]*[\"']?",
+    ),
+    SecretRule(
+        "assigned_secret", r"[A-Za-z0-9]{64}", before=r"(?i:https?://api\.softlayer\.com/soap/v3(?:\.1)?/)"
+    ),
+    # name=value, name: value, "name": "value", name 'value'; --name value
+    SecretRule(
+        "assigned_secret",
+        rf"{_ASSIGNS}(?:{_QUOTED}|{_UNQUOTED})|[ \t]+(?:{_QUOTED})",
+        before=SECRET_NAME,
+        refine=_assigned_value,
+    ),
+    SecretRule(
+        "assigned_secret",
+        rf"[ \t]+(?:{_QUOTED}|[^\s\"'`<-][^\s]*)",
+        before="--" + SECRET_NAME,
+        refine=_assigned_value,
+    ),
+    SecretRule(
+        "assigned_secret",
+        r"[^\"'\r\n]+",
+        before=rf"(?i:identified){_SPACE}+(?i:by){_SPACE}+(?:(?i:password){_SPACE}+)?[\"']",
+    ),
+    SecretRule("bearer_token", r"[A-Za-z0-9._~+/=-]+", before=rf"(?i:bearer){_SPACE}+", refine=_token),
+    SecretRule("basic_auth", r"[A-Za-z0-9+/=]+", before=rf"(?i:basic){_SPACE}+", refine=_token),
+    SecretRule("github_token", r"(?:gh[pousr]_[A-Za-z0-9_]{20,}|github_pat_[A-Za-z0-9_]{20,})"),
+    SecretRule(
+        "gitlab_token",
+        r"(?:(?:glpat|gldt|glft|glsoat|glrt|glcbt|glimt|glptt|glagent|gloas)-[A-Za-z0-9_-]{20,}"
+        r"|GR1348941[A-Za-z0-9_-]{20,})",
+    ),
+    SecretRule("slack_token", r"(?:xox[abposrce]-[A-Za-z0-9-]{10,}|xapp-[0-9]-[A-Za-z0-9-]{10,})"),
+    SecretRule("aws_access_key", r"\b(?:A3T[A-Z0-9]|ABIA|ACCA|AKIA|ASIA)[A-Z0-9]{16}\b"),
+    SecretRule(
+        "google_api_key", r"(?:AIza[0-9A-Za-z_-]{30,}|ya29\.[0-9A-Za-z_-]{20,}|GOCSPX-[A-Za-z0-9_-]{20,})"
+    ),
+    SecretRule("stripe_key", r"\b(?:(?:sk|rk|pk)_(?:live|test)_[A-Za-z0-9]{10,}|whsec_[A-Za-z0-9]{20,})"),
+    SecretRule(
+        "openai_key",
+        r"\bsk-(?:(?:proj|svcacct|admin|ant-[a-z0-9]+)-[A-Za-z0-9_-]{20,}|[A-Za-z0-9_-]*T3BlbkFJ[A-Za-z0-9_-]+"
+        r"|[A-Za-z0-9]{32,})",
+    ),
+    SecretRule("sendgrid_key", r"\bSG\.[A-Za-z0-9_-]{16,}\.[A-Za-z0-9_-]{16,}"),
+    SecretRule("twilio_key", r"\b(?:AC|SK)[0-9a-z]{32}\b"),
+    SecretRule("mailchimp_key", r"\b[0-9a-f]{32}-us[0-9]{1,2}\b"),
+    SecretRule("npm_token", r"\bnpm_[A-Za-z0-9]{30,}"),
+    SecretRule("pypi_token", r"pypi-AgE[A-Za-z0-9_-]{40,}"),
+    SecretRule("discord_token", r"\b[MNO][A-Za-z0-9_-]{23,25}\.[A-Za-z0-9_-]{6}\.[A-Za-z0-9_-]{27,}"),
+    SecretRule("telegram_token", r"\b[0-9]{8,10}:[A-Za-z0-9_-]{35}\b"),
+    SecretRule("square_token", r"(?:sq0(?:csp|atp|idp)-[A-Za-z0-9_\\-]{20,}|\bEAAA[A-Za-z0-9_+-]{60,})"),
+    SecretRule("artifactory_token", r"\b(?:AKC[A-Za-z0-9]{10,}|AP[0-9A-F][A-Za-z0-9]{8,})\b"),
+    SecretRule(
+        "api_token",
+        r"\b(?:hf_[A-Za-z0-9]{30,}|dckr_pat_[A-Za-z0-9_-]{20,}|hv[sb]\.[A-Za-z0-9_-]{20,}|PMAK-[A-Za-z0-9-]{20,}"
+        r"|gl(?:c|sa)_[A-Za-z0-9+/=_-]{20,}|NRAK-[A-Z0-9]{20,}|lin_api_[A-Za-z0-9]{20,}|sntry[su]_[A-Za-z0-9+/=_-]{20,}"
+        r"|shp(?:at|ca|pa|ss)_[A-Fa-f0-9]{32}|do[opr]_v1_[a-f0-9]{64}|AGE-SECRET-KEY-1[A-Z0-9]{20,}"
+        r"|ATATT3[A-Za-z0-9_=-]{20,}|dp\.pt\.[A-Za-z0-9]{20,})",
+    ),
+    SecretRule("jwt", r"\beyJ[A-Za-z0-9_-]{4,}={0,2}\.[A-Za-z0-9_-]{4,}={0,2}(?:\.[A-Za-z0-9_+/=-]*)*"),
+    SecretRule(
+        "email",
+        before=rf"(?:^|[^A-Za-z0-9_.%+{_NON_ASCII}-])",
+        secret=rf"[A-Za-z0-9_.%+{_NON_ASCII}-]+@[A-Za-z0-9{_NON_ASCII}-]+(?:\.[A-Za-z0-9{_NON_ASCII}-]+)*"
+        rf"\.[A-Za-z{_NON_ASCII}]{{2,}}",
+    ),
+    SecretRule("ip_address", rf"\b{_IPV4}\b"),
+    SecretRule("ip_address", rf"\b(?:{_HEX}:){{7}}{_HEX}\b"),
+    # IPv6 with `::` (2001:db8::1, ::1, ::ffff:192.0.2.1), not after a letter, a digit, `:`, `.` or a
+    # placeholder and not before a letter or digit: `std::string` and `Foo::Bar` are not addresses.
+    SecretRule(
+        "ip_address",
+        rf"(?:{_HEX}(?::{_HEX}){{0,6}}::(?:(?:{_HEX}:){{0,5}}{_IPV4}|{_HEX}(?::{_HEX}){{0,6}})?"
+        rf"|::(?:(?:{_HEX}:){{0,5}}{_IPV4}|{_HEX}(?::{_HEX}){{0,6}}))",
+        before=r"(?:^|[^\w:.>])",
+        after=r"(?:[^\w:]|:[^0-9A-Fa-f:]|:?\z)",
+    ),
+)
+
+SECRET_KINDS: frozenset[str] = frozenset(rule.kind for rule in SECRET_RULES) | {
+    "bearer_token",
+    "basic_auth",
+    "high_entropy",
+}
+
+# Where a secret could go on past the end of a line: after a secret's name (and what assigns), after
+# `Bearer`, `Basic` or `IDENTIFIED BY`, only spaces and the line's end (`password:`, then the value
+# on the next line). Matched with the rules, as their last alternative, so knowing costs no search.
+_OPENS_LINE = rf"(?:{SECRET_NAME}|(?i:bearer|basic|identified|by))(?:{_ASSIGNS})?\s*\z"
+
+# Each rule's secret is the one capturing group of its alternative: the group that matched names it.
+_OPTIONS = re2.Options()
+_OPTIONS.max_mem = 64 << 20  # room for the DFA of the rules' alternatives, not to fall back to the NFA
+_RULES = re2.compile(
+    "|".join(
+        [*(f"(?:{rule.before})({rule.secret})(?:{rule.after})" for rule in SECRET_RULES), f"({_OPENS_LINE})"]
+    ).encode(),
+    _OPTIONS,
+)
+if _RULES.groups != len(SECRET_RULES) + 1:
+    raise ValueError("a secret rule holds a capturing group: write its groups as (?:...)")
+
+
+def _rule_spans(data: bytes, pos: int = 0) -> tuple[list[Span], bool]:
+    """Each secret the rules find in `data` (where it starts and ends, and its kind), and whether the
+    text ends where a secret could go on (`_OPENS_LINE`).
+
+    One RE2 search per secret, each from the end of the one before, so each part of the text is
+    read once: what a match needs after the secret (`@`, a last word given back) is bounded, and
+    read again by the next search."""
+    spans = []
+    end = len(data)
+    while pos < end and (match := _RULES.search(data, pos)) is not None:
+        index = match.lastindex
+        if index > len(SECRET_RULES):
+            return spans, True
+        rule = SECRET_RULES[index - 1]
+        span = (*match.span(index), rule.kind)
+        if rule.refine is not None:
+            span = rule.refine(data, span)
+        if span is not None:
+            spans.append(span)
+        pos = match.end(index) if span is None else span[1]
+    return spans, False
+
+
+# Random-looking tokens ---------------------------------------------------------------------------
+# Error messages are full of hashes and ids (commit SHAs, digests, UUIDs, request ids) that a reader
+# needs and that are variables the templates already take out; masking every string of high entropy
+# would take them from the report and, when it misfires on words, merge errors that differ. So:
+# - a quoted string is masked as detect-secrets flags one: hex of 20 characters or more with an
+#   entropy over 3 bits a character, base64 over 4.5 (none in the demo's or loghub's quotes);
+# - an unquoted one (`=` only as padding at its end: `key=value` is two) is masked when a piece of
+#   it of 16 characters or more, between `/`, `_`, `-` and `.`, mixes lower case, capitals and
+#   digits, changes between them at least every other character, and has an entropy of 3 bits or
+#   more: 69% of random 16-character base64 strings, 97% of 40-character ones, none of loghub's
+#   22,000 lines, on the demo only passwords and tokens. Hex (what SHAs and ids are written in) and
+#   UUIDs never are: a hex secret is found by its name.
+_TOKEN_RUN = re2.compile(
+    rb'"[A-Za-z0-9+/=]{20,}"|\'[A-Za-z0-9+/=]{20,}\'|[A-Za-z0-9+/_.-]*[A-Za-z0-9+]{16,}[A-Za-z0-9+/_.-]*={0,2}'
+)
+_PIECE_BREAK = re.compile(rb"[/_=.-]+")
+_MIN_PIECE = 16
+_HEX_DIGITS = frozenset(b"0123456789abcdefABCDEF")
+_CLASS_OF = bytes(
+    1 if byte in b"abcdefghijklmnopqrstuvwxyz" else 2 if byte in b"ABCDEFGHIJKLMNOPQRSTUVWXYZ" else
+    3 if byte in b"0123456789" else 0 for byte in range(256)
+)  # fmt: skip
+
+
+def _entropy(text: bytes) -> float:
+    """Shannon's entropy of `text`, in bits a character."""
+    return -sum(n / len(text) * math.log2(n / len(text)) for n in Counter(text).values())
+
+
+def _looks_random(piece: bytes) -> bool:
+    classes = piece.translate(_CLASS_OF)
+    if not (b"\x01" in classes and b"\x02" in classes and b"\x03" in classes):
+        return False
+    if sum(map(operator.ne, classes, classes[1:])) * 2 < len(piece) - 1:
+        return False
+    return _entropy(piece) >= 3.0
+
+
+# Whether a short text holds a run at all: Python's `re` answers before a call to RE2 has started
+# (a pattern of fixed width, linear there too), though it reads a long text slower than RE2.
+_ANY_TOKEN_RUN = re.compile(rb"[A-Za-z0-9+]{16}")
+_SHORT_TEXT = 256
+
+
+def _random_token_spans(data: bytes, pos: int = 0, found: list[Span] = ()) -> list[Span]:
+    """The random-looking tokens in `data` from `pos`, but for those within a secret `found` already
+    (a password, a token), which need no look."""
+    if len(data) < _SHORT_TEXT and _ANY_TOKEN_RUN.search(data, pos) is None:
+        return []
+    spans, covered = [], iter(found)  # `found` is in the order of the text, as the runs are
+    secret = next(covered, None)
+    for match in _TOKEN_RUN.finditer(data, pos):
+        start, stop = match.span()
+        while secret is not None and secret[1] <= start:
+            secret = next(covered, None)
+        if secret is not None and secret[0] <= start and stop <= secret[1]:
+            continue
+        if data[start : start + 1] in (b'"', b"'"):  # the quotes are kept
+            start, stop = start + 1, stop - 1
+            quoted = data[start:stop]
+            if _entropy(quoted) > (3.0 if _HEX_DIGITS.issuperset(quoted) else 4.5):
+                spans.append((start, stop, "high_entropy"))
+                continue
+        pieces = _PIECE_BREAK.split(data[start:stop])
+        if any(len(piece) >= _MIN_PIECE and _looks_random(piece) for piece in pieces):
+            spans.append((start, stop, "high_entropy"))
+    return spans
+
+
+# Whether a text holds anything a rule or a token could match, and from where: a search without
+# groups, which costs half one with them, and on most lines finds nothing, so they cost one search.
+_NO_GROUPS = re2.Options()
+_NO_GROUPS.max_mem, _NO_GROUPS.never_capture = _OPTIONS.max_mem, True
+_ANYTHING = re2.compile(_RULES.pattern + b"|" + _TOKEN_RUN.pattern, _NO_GROUPS)
+
+
+def _secret_spans(data: bytes) -> tuple[list[Span], bool]:
+    """The secrets in `data`, and whether it ends where a secret could go on (`_OPENS_LINE`)."""
+    first = _ANYTHING.search(data)
+    if first is None:
+        return [], False
+    spans, opens = _rule_spans(data, first.start())
+    return spans + _random_token_spans(data, first.start(), spans), opens
+
+
+# Secrets split by a line break -----------------------------------------------------------------
+# A break between two non-space characters, or after spaces that follow one (a line wrapped at a
+# space that it kept): whether there is one, at RE2's speed; then where (the lookarounds have a
+# fixed width, and a run of spaces fails once: linear in Python's `re`).
+_ANY_WRAP = re2.compile(rb"\S[ \t]*\r?\n\S")
+_WRAP = re.compile(rb"(?<=\S)[ \t]*(\r?\n)(?=\S)")
+_SPACE_BYTE = re.compile(rb"\s")
+_QUOTES = (b'"', b"'", b"`")
+
+
+def _wrapped_spans(data: bytes) -> list[Span]:
+    """Secrets that cross a line break that could wrap one (`_WRAP`), found in the text with those
+    breaks taken out, as pieces of `data`: the part before the first break with the secret's kind,
+    the parts after it with none; the breaks themselves are kept."""
+    if _ANY_WRAP.search(data) is None:
+        return []
+    breaks = [match.span(1) for match in _WRAP.finditer(data)]
+    pieces, glued_at, removed = [], [], [0]
+    last = 0
+    for start, stop in breaks:
+        pieces.append(data[last:start])
+        glued_at.append(start - removed[-1])
+        removed.append(removed[-1] + stop - start)
+        last = stop
+    pieces.append(data[last:])
+    glued = b"".join(pieces)
+    spans = []
+    for start, stop, kind in _secret_spans(glued)[0]:
+        first, past = bisect_right(glued_at, start), bisect_left(glued_at, stop)
+        if first == past:
+            continue  # within one line: the scan of the text finds it
+        spans.append((start + removed[first], breaks[first][0], kind))
+        # A quoted value goes on to its closing quote, over every break; anything else to the first
+        # space after a break, and over the next break only if it has none: the next line's words
+        # would otherwise join an unquoted value (`password=a`, then `Error: ...`).
+        quoted = glued[start - 1 : start] in _QUOTES
+        end = stop + removed[past]
+        for k in range(first, past):
+            line_end = breaks[k + 1][0] if k + 1 < past else end
+            space = None if quoted else _SPACE_BYTE.search(data, breaks[k][1], line_end)
+            spans.append((breaks[k][1], space.start() if space else line_end, ""))
+            if space:
+                break
+    return spans
+
+
+def _rendered(data: bytes, spans: list[Span]) -> str:
+    """`data` with each span replaced by its `<kind>` (none for a span of no kind); overlapping spans
+    make one, of the first one's kind (or the next's, if it has none)."""
+    spans.sort(key=lambda span: (span[0], -span[1]))
+    merged = [list(spans[0])]
+    for start, stop, kind in spans[1:]:
+        if start < merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], stop)
+            merged[-1][2] = merged[-1][2] or kind
+        else:
+            merged.append([start, stop, kind])
+    out, last = [], 0
+    for start, stop, kind in merged:
+        out += (data[last:start], f"<{kind}>".encode() if kind else b"")
+        last = stop
+    out.append(data[last:])
+    return b"".join(out).decode("utf-8", "surrogatepass")
+
+
+def _redacted_whole(text: str) -> str:
+    """`text` redacted in one piece: the reference the line-by-line path must equal."""
+    data = text.encode("utf-8", "surrogatepass")
+    spans = _secret_spans(data)[0]
+    if b"\n" in data:
+        spans += _wrapped_spans(data)
+    return _rendered(data, spans) if spans else text
+
+
+_ASCII_SPACE = " \t\n\r\f\v"
+
+
+def _redacted_line(line: str) -> tuple[str, bool, bool, bool]:
+    """A line redacted on its own; whether a secret could go on from its end into the next line; and
+    whether it starts, and ends (spaces and a carriage return aside), with a character that is no
+    space, as a line a break could have cut a token in two (`_WRAP`)."""
+    data = line.encode("utf-8", "surrogatepass")
+    spans, opens = _secret_spans(data)
+    body = line[:-1] if line.endswith("\r") else line
+    body = body.rstrip(" \t")
+    solid_end = body[-1:] not in ("", *_ASCII_SPACE)
+    solid_start = line[:1] not in ("", *_ASCII_SPACE)
+    return (_rendered(data, spans) if spans else line), opens, solid_start, solid_end
+
+
+# Lines that recur (a message's framing, its hints; field values, scopes) are redacted once each: 14
+# of a Qovery message's 16 lines do. Only short lines are kept: a long one is most likely unique,
+# and caching lines of any length could hold gigabytes.
+_redacted_lines = BoundedCache(_redacted_line, max_entries=16_384, max_key_length=500)
+_SPANS_LINES = ("PRIVATE KEY", "PuTTY-User-Key-File")
 
 
 def redact_secrets(text: str) -> str:
     """Replace every credential, e-mail address and IP address in `text` with `<kind>`.
 
-    The result is that of one scan with every rule at every position (at one position the earlier
-    rule wins), computed faster: line by line, since no match crosses a line break unless a line
-    ends open or holds a private key; each distinct line once, since messages share most of their
-    lines (the framing, the hint); and each line only by the rules it could trigger.
+    Linear in the length of `text` whatever it holds. The result is that of redacting the text in
+    one piece (`_redacted_whole`), computed line by line, each distinct line once, unless a secret
+    could cross a line: a private key, a line that ends open, or a break a token could be cut by.
     """
-    if _SPANS_LINES in text:
-        return _redact_scan(text, _triggered_rules(text))
-    get = _redacted_lines.get
-    redacted, opens = zip(*[get(line) or _redacted_lines[line] for line in text.split("\n")], strict=True)
-    if True in opens[:-1]:
-        return _redact_scan(text, _triggered_rules(text))
-    return "\n".join(redacted)
+    get = _redacted_lines.get  # a hit is a plain dict's get (see BoundedCache)
+    if "\n" not in text:
+        return (get(text) or _redacted_lines[text])[0]
+    if any(marker in text for marker in _SPANS_LINES):
+        return _redacted_whole(text)
+    lines = [get(line) or _redacted_lines[line] for line in text.split("\n")]
+    for (_, opens, _, solid_end), (_, _, solid_start, _) in zip(lines, lines[1:], strict=False):
+        if opens or (solid_end and solid_start):
+            return _redacted_whole(text)
+    return "\n".join(line[0] for line in lines)
 
 
-def redact_secrets_in_one_scan(text: str) -> str:
-    """`redact_secrets` the slow way, every rule tried at every position: the reference it must equal."""
-    return _redact_scan(text, _ALL_RULES)
+# JSON escapes --------------------------------------------------------------------------------
+_JSON_ESCAPE = re.compile(r"\\(?:u([0-9a-fA-F]{4})|([\"\\/bfnrt]))")  # fixed width: linear
+_ESCAPED = {'"': '"', "\\": "\\", "/": "/", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t"}
 
 
-_NAMES_A_SECRET = re.compile(_SECRET_NAMES, re.I)
-
-
-def names_a_secret(name: str) -> bool:
-    """Whether a field called `name` holds a secret by its name alone, whatever its value looks like."""
-    return _NAMES_A_SECRET.search(name) is not None
+def json_unescaped(text: str) -> str:
+    """`text` with its JSON escapes decoded (`\\u0070assword` is `password`), surrogate pairs joined:
+    what the rules must read in JSON that could not be parsed."""
+    if "\\" not in text:
+        return text
+    decoded = _JSON_ESCAPE.sub(lambda m: chr(int(m[1], 16)) if m[1] else _ESCAPED[m[2]], text)
+    return decoded.encode("utf-16", "surrogatepass").decode("utf-16", "surrogatepass")
