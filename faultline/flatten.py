@@ -1,14 +1,16 @@
 """Flattening: batched deployment-event rows become one record per error event.
 
 The event store batches events (one row holds a JSON array of them, as in Qovery's engine). A row
-or event that cannot be read is quarantined with its row id and the reason; nothing is dropped
-without a count.
+or event that cannot be read, or holds a field longer than its bound, is quarantined with its row
+id and the reason; nothing is dropped without a count. Every reason is counted exactly; the first
+rows of each are kept as a sample, so a payload of ten million bad elements costs a count, not ten
+million rows.
 """
 
 import dataclasses
 import json
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -21,6 +23,21 @@ REQUIRED_EVENT_FIELDS = ("scope", "state", "message")
 # Qovery's engine reports failures with these states; anything else is progress or success.
 DEFAULT_ERROR_STATES = ("BUILD_ERROR", "DEPLOYMENT_ERROR", "DELETE_ERROR", "STOP_ERROR", "RESTART_ERROR")
 DEFAULT_MAX_MESSAGE_CHARS = 100_000
+# The other fields' bounds, far above what Qovery's engine writes (a scope is a word, a state an
+# enum's name, the other fields a few ids): what passes them is not an event the analysis can use.
+MAX_SCOPE_CHARS = 10_000
+MAX_STATE_CHARS = 1_000
+MAX_EXTRA_CHARS = 100_000  # every field but scope, state and message, as JSON
+MAX_EVENT_CHARS = 200_000  # scope, state, message and the other fields together
+# Distinct states of non-error events counted by name; the rest are counted together.
+MAX_COUNTED_STATES = 1_000
+OTHER_STATES = "(other states)"
+# A row this short holds no event past MAX_EXTRA_CHARS or MAX_EVENT_CHARS, so its events need not
+# be measured: JSON writes a character of the row in 12 at most (an emoji as `\ud83d\ude00`), a
+# number in 4.5 (`1e15` is 1000000000000000.0).
+_WITHIN_BOUNDS = MAX_EXTRA_CHARS // 12
+# Quarantined records kept as a sample, per reason; all of them are counted.
+QUARANTINE_SAMPLE_PER_REASON = 100
 
 EVENT_COLUMNS = ["row_id", "event_index", "created_at", "scope", "state", "message", "extra"]
 QUARANTINE_COLUMNS = ["row_id", "event_index", "reason", "detail", "excerpt"]
@@ -32,14 +49,69 @@ _EXCERPT_WINDOW = _EXCERPT_CHARS + 1024
 
 @dataclass(frozen=True)
 class FlattenedEvents:
-    """Error events one per row, the records that could not be read, and what was counted."""
+    """Error events one per row, a sample of the records that could not be read, and the counts."""
 
     events: pd.DataFrame
-    quarantine: pd.DataFrame
+    quarantine: pd.DataFrame  # the first QUARANTINE_SAMPLE_PER_REASON records of each reason
     n_rows: int
     n_events_read: int
     n_non_error_events: int
     non_error_states: dict[str, int] = field(default_factory=dict)
+    quarantined: dict[str, int] = field(
+        default_factory=dict
+    )  # every record that could not be read, by reason
+    n_rows_quarantined: int = 0  # whole rows among them (their events unknown)
+
+    @property
+    def n_quarantined(self) -> int:
+        return sum(self.quarantined.values())
+
+
+def _empty_quarantine() -> pd.DataFrame:
+    return pd.DataFrame(columns=QUARANTINE_COLUMNS).astype({"event_index": "Int64"})
+
+
+class _Quarantine:
+    """The records that could not be read: every reason counted, the first of each kept with its
+    excerpt (made only for those, as it costs a redaction), in the order of the dump."""
+
+    def __init__(self) -> None:
+        self.sample: list[tuple[tuple[int, int], tuple]] = []  # (where in the dump, the record)
+        self.counts: Counter[str] = Counter()
+        self.n_rows = 0
+        self.row = -1  # the position in the dump of the row being read
+
+    def next_row(self) -> None:
+        self.row += 1
+
+    def add(
+        self, row_id, event_index: int | None, reason: str, detail: str, excerpt: Callable[[], str]
+    ) -> None:
+        self.counts[reason] += 1
+        self.n_rows += event_index is None
+        if self.counts[reason] <= QUARANTINE_SAMPLE_PER_REASON:
+            where = (self.row, -1 if event_index is None else event_index)
+            self.sample.append((where, (row_id, event_index, reason, detail, excerpt())))
+
+    def add_not_objects(self, row_id, batch: list, indexes: list[int]) -> None:
+        """The elements of a batch at `indexes`, which are no JSON objects: counted at once (a payload
+        of ten million numbers costs a count), the first of them sampled."""
+        reason = "event_not_an_object"
+        room = max(QUARANTINE_SAMPLE_PER_REASON - self.counts[reason], 0)
+        self.counts[reason] += len(indexes)
+        for index in indexes[:room]:
+            record = (
+                row_id,
+                index,
+                reason,
+                _why_unreadable(batch[index])[1],
+                _excerpt_of_value(batch[index]),
+            )
+            self.sample.append(((self.row, index), record))
+
+    def frame(self) -> pd.DataFrame:
+        records = [record for _, record in sorted(self.sample, key=lambda entry: entry[0])]
+        return pd.DataFrame(records, columns=QUARANTINE_COLUMNS).astype({"event_index": "Int64"})
 
 
 def _excerpt_of_text(text: str, escaped: bool = False) -> str:
@@ -151,6 +223,10 @@ def _why_unreadable(event: object) -> tuple[str, str]:
     return "event_field_not_text", "scope, state and message must be strings"
 
 
+def _too_long(name: str, length: int, limit: int) -> str:
+    return f"{name} has {length} characters, the limit is {limit}"
+
+
 def flatten_batches(
     dump: pd.DataFrame,
     error_states: Iterable[str] = DEFAULT_ERROR_STATES,
@@ -164,86 +240,98 @@ def flatten_batches(
     """
     wanted_states = frozenset(error_states)
     events: list[tuple] = []
-    quarantined: list[tuple] = []
+    quarantine = _Quarantine()
     non_error_states: Counter[str] = Counter()
     n_events_read = 0
 
     for row_id, created_at, payload in dump[["id", "created_at", "payload"]].itertuples(index=False):
+        quarantine.next_row()
         text, reason, detail = _decode_payload(payload)
         if text is None:
             # Decoded as far as it goes, not cut at a byte count: a cut token would escape the rules.
             raw = payload[:_EXCERPT_WINDOW] if isinstance(payload, bytes) else b""
             excerpt = _excerpt_of_text(raw.decode("utf-8", "backslashreplace"), escaped=True)
-            quarantined.append((row_id, None, reason, detail, excerpt))
+            quarantine.add(row_id, None, reason, detail, lambda excerpt=excerpt: excerpt)
             continue
         try:
             batch = json.loads(text)
-        except json.JSONDecodeError as error:
-            quarantined.append(
-                (
-                    row_id,
-                    None,
-                    "payload_not_json",
-                    f"{error.msg} at line {error.lineno} column {error.colno}",
-                    _excerpt_of_text(text, escaped=True),
-                )
+        except (json.JSONDecodeError, RecursionError) as error:
+            detail = (
+                f"{error.msg} at line {error.lineno} column {error.colno}"
+                if isinstance(error, json.JSONDecodeError)
+                else "arrays or objects nested too deeply"
             )
-            continue
-        except RecursionError:
-            quarantined.append(
-                (
-                    row_id,
-                    None,
-                    "payload_not_json",
-                    "arrays or objects nested too deeply",
-                    _excerpt_of_text(text, escaped=True),
-                )
+            quarantine.add(
+                row_id, None, "payload_not_json", detail, lambda t=text: _excerpt_of_text(t, escaped=True)
             )
             continue
         if not isinstance(batch, list):
-            quarantined.append(
-                (
-                    row_id,
-                    None,
-                    "payload_not_a_list",
-                    f"payload is a JSON {type(batch).__name__}, expected an array",
-                    _excerpt_of_value(batch),
-                )
-            )
+            detail = f"payload is a JSON {type(batch).__name__}, expected an array"
+            quarantine.add(row_id, None, "payload_not_a_list", detail, lambda b=batch: _excerpt_of_value(b))
             continue
 
+        n_events_read += len(batch)
+        not_objects = [index for index, event in enumerate(batch) if event.__class__ is not dict]
+        if not_objects:
+            quarantine.add_not_objects(row_id, batch, not_objects)
+            if len(not_objects) == len(batch):
+                continue
         for event_index, event in enumerate(batch):
-            n_events_read += 1
-            if isinstance(event, dict):
-                scope, state, message = event.get("scope"), event.get("state"), event.get("message")
-                readable = isinstance(scope, str) and isinstance(state, str) and isinstance(message, str)
-            else:
-                readable = False
-            if not readable:
+            if event.__class__ is not dict:
+                continue
+            scope, state, message = event.get("scope"), event.get("state"), event.get("message")
+            if not (isinstance(scope, str) and isinstance(state, str) and isinstance(message, str)):
                 reason, detail = _why_unreadable(event)
-                quarantined.append((row_id, event_index, reason, detail, _excerpt_of_value(event)))
+                quarantine.add(row_id, event_index, reason, detail, lambda e=event: _excerpt_of_value(e))
+                continue
+            if len(state) > MAX_STATE_CHARS:
+                detail = _too_long("state", len(state), MAX_STATE_CHARS)
+                quarantine.add(
+                    row_id, event_index, "state_too_long", detail, lambda s=state: _excerpt_of_text(s)
+                )
                 continue
             if state not in wanted_states:
-                non_error_states[state] += 1
+                named = redact_secrets(state)
+                if named not in non_error_states and len(non_error_states) >= MAX_COUNTED_STATES:
+                    named = OTHER_STATES
+                non_error_states[named] += 1
+                continue
+            if len(scope) > MAX_SCOPE_CHARS:
+                detail = _too_long("scope", len(scope), MAX_SCOPE_CHARS)
+                quarantine.add(
+                    row_id, event_index, "scope_too_long", detail, lambda s=scope: _excerpt_of_text(s)
+                )
                 continue
             if len(message) > max_message_chars:
-                quarantined.append(
-                    (
-                        row_id,
-                        event_index,
-                        "message_too_long",
-                        f"message has {len(message)} characters, the limit is {max_message_chars}",
-                        _excerpt_of_text(message),
-                    )
+                detail = _too_long("message", len(message), max_message_chars)
+                quarantine.add(
+                    row_id, event_index, "message_too_long", detail, lambda m=message: _excerpt_of_text(m)
                 )
                 continue
-            extra = _redacted_json(
-                {key: value for key, value in event.items() if key not in REQUIRED_EVENT_FIELDS}
-            )
+            others = {key: value for key, value in event.items() if key not in REQUIRED_EVENT_FIELDS}
+            if len(text) > _WITHIN_BOUNDS:
+                # Measured as they are (at C speed), so an oversized one is not redacted to be refused.
+                try:
+                    n_other_chars = len(_EXTRA_ENCODER.encode(others))
+                except RecursionError:
+                    n_other_chars = 0  # quarantined below: it cannot be redacted either
+                if n_other_chars > MAX_EXTRA_CHARS:
+                    detail = _too_long("the other fields as JSON", n_other_chars, MAX_EXTRA_CHARS)
+                    quarantine.add(
+                        row_id, event_index, "extra_too_long", detail, lambda o=others: _excerpt_of_value(o)
+                    )
+                    continue
+                n_chars = len(scope) + len(state) + len(message) + n_other_chars
+                if n_chars > MAX_EVENT_CHARS:
+                    detail = _too_long("the event", n_chars, MAX_EVENT_CHARS)
+                    quarantine.add(
+                        row_id, event_index, "event_too_long", detail, lambda e=event: _excerpt_of_value(e)
+                    )
+                    continue
+            extra = _redacted_json(others)
             if extra is None:
-                quarantined.append(
-                    (row_id, event_index, "event_too_deeply_nested", "its other fields nest too deeply", "")
-                )
+                detail = "its other fields nest too deeply"
+                quarantine.add(row_id, event_index, "event_too_deeply_nested", detail, lambda: "")
                 continue
             events.append(
                 (
@@ -259,11 +347,13 @@ def flatten_batches(
 
     return FlattenedEvents(
         events=pd.DataFrame(events, columns=EVENT_COLUMNS),
-        quarantine=pd.DataFrame(quarantined, columns=QUARANTINE_COLUMNS).astype({"event_index": "Int64"}),
+        quarantine=quarantine.frame(),
         n_rows=len(dump),
         n_events_read=n_events_read,
         n_non_error_events=sum(non_error_states.values()),
         non_error_states=dict(non_error_states),
+        quarantined=dict(quarantine.counts),
+        n_rows_quarantined=quarantine.n_rows,
     )
 
 
@@ -274,8 +364,8 @@ def flatten_part(
 ) -> tuple[pd.DataFrame, FlattenedEvents]:
     """`flatten_batches` on one part of a dump: its events, and the rest with no events in it.
 
-    The events are written beside the part; the rest (quarantine and counts) is small, and the parts'
-    rests add up with `add_flattened_parts`.
+    The events are written beside the part; the rest (the quarantine's sample and the counts) is
+    small, and the parts' rests add up with `add_flattened_parts`.
     """
     flattened = flatten_batches(dump, error_states, max_message_chars)
     # A new empty frame, not a slice of the events, which would keep all of them alive.
@@ -283,20 +373,27 @@ def flatten_part(
 
 
 def add_flattened_parts(parts: Sequence[FlattenedEvents]) -> FlattenedEvents:
-    """The quarantine and counts of a whole dump from those of its parts, in order (no events)."""
+    """The quarantine and counts of a whole dump from those of its parts, in order (no events): the
+    counts added, the first QUARANTINE_SAMPLE_PER_REASON records of each reason kept."""
     non_error_states: Counter[str] = Counter()
+    quarantined: Counter[str] = Counter()
     for part in parts:
         non_error_states.update(part.non_error_states)
-    quarantines = [part.quarantine for part in parts if len(part.quarantine)]
+        quarantined.update(part.quarantined)
+    if len(non_error_states) > MAX_COUNTED_STATES:
+        kept = dict(non_error_states.most_common(MAX_COUNTED_STATES - 1))
+        kept[OTHER_STATES] = kept.get(OTHER_STATES, 0) + sum(non_error_states.values()) - sum(kept.values())
+        non_error_states = Counter(kept)
+    samples = [part.quarantine for part in parts if len(part.quarantine)]
+    sample = pd.concat(samples, ignore_index=True) if samples else _empty_quarantine()
+    sample = sample[sample.groupby("reason").cumcount() < QUARANTINE_SAMPLE_PER_REASON].reset_index(drop=True)
     return FlattenedEvents(
         events=pd.DataFrame(columns=EVENT_COLUMNS),
-        quarantine=(
-            pd.concat(quarantines, ignore_index=True)
-            if quarantines
-            else pd.DataFrame(columns=QUARANTINE_COLUMNS).astype({"event_index": "Int64"})
-        ),
+        quarantine=sample,
         n_rows=sum(part.n_rows for part in parts),
         n_events_read=sum(part.n_events_read for part in parts),
         n_non_error_events=sum(part.n_non_error_events for part in parts),
         non_error_states=dict(non_error_states),
+        quarantined=dict(quarantined),
+        n_rows_quarantined=sum(part.n_rows_quarantined for part in parts),
     )

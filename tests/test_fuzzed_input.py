@@ -3,8 +3,9 @@
 Property-based (hypothesis, derandomized so CI sees the same examples every run). The invariants:
 
 - flatten_batches: n_rows == rows whose payload is a JSON array + rows quarantined whole (event_index
-  empty); n_events_read == the events in those arrays == kept + non-error + events quarantined; no
-  record is both kept and quarantined; `extra` is valid JSON.
+  empty); n_events_read == the events in those arrays == kept + non-error + events quarantined (the
+  exact counts, which the sample matches while it holds them all); no record is both kept and
+  quarantined; `extra` is valid JSON.
 - build_corpus: one corpus row per event, in order; variants and hints count every event once; a
   variant's example is its first event's message; cleaned text is ASCII; `has_text` iff it is
   non-empty; every variant has a template.
@@ -120,10 +121,14 @@ def test_every_fuzzed_row_and_event_is_kept_counted_or_quarantined(payload_list)
     arrays = [as_json_array(payload) for payload in payload_list]
     whole_rows = quarantine[quarantine["event_index"].isna()]
     single_events = quarantine[quarantine["event_index"].notna()]
-    assert flattened.n_rows == len(dump) == sum(a is not None for a in arrays) + len(whole_rows)
+    n_single_events = flattened.n_quarantined - flattened.n_rows_quarantined
+    assert flattened.n_rows == len(dump) == sum(a is not None for a in arrays) + flattened.n_rows_quarantined
     assert flattened.n_events_read == sum(len(a) for a in arrays if a is not None)
-    assert flattened.n_events_read == len(kept) + flattened.n_non_error_events + len(single_events)
+    assert flattened.n_events_read == len(kept) + flattened.n_non_error_events + n_single_events
     assert sum(flattened.non_error_states.values()) == flattened.n_non_error_events
+    # Fewer records than the sample keeps of a reason: the sample is all of them, counted by reason.
+    assert quarantine["reason"].value_counts().to_dict() == flattened.quarantined
+    assert len(whole_rows) == flattened.n_rows_quarantined
 
     records = list(zip(kept["row_id"], kept["event_index"], strict=True))
     records += list(zip(single_events["row_id"], single_events["event_index"].astype(int), strict=True))
