@@ -23,6 +23,8 @@ from faultline.clustering import (
     DEFAULT_DM,
     DEFAULT_EPOCHS,
     DEFAULT_EPS,
+    DEFAULT_MAX_TEMPLATES,
+    DEFAULT_MAX_WORDS,
     DEFAULT_MERGE_CLUSTERS_SHARING_HINT,
     DEFAULT_METRIC,
     DEFAULT_MIN_COUNT,
@@ -112,6 +114,16 @@ class Doc2VecConfig(dg.Config):
         default=DEFAULT_DM, description="1: distributed memory (gensim's default, the seed's); 0: DBOW."
     )
     seed: int = Field(default=DEFAULT_SEED, description="Fixed so the same input gives the same vectors.")
+    max_templates: int = Field(
+        default=DEFAULT_MAX_TEMPLATES,
+        description="Distinct cleaned templates vectorized and clustered, at most: the most frequent; the "
+        "events of the others are counted in the report as not vectorized (cluster -3).",
+    )
+    max_words: int = Field(
+        default=DEFAULT_MAX_WORDS,
+        description="Words of the templates vectorized, at most, which Doc2Vec trains on each epoch (each "
+        "template's first 1,000): the most frequent templates that fit; the others as past max_templates.",
+    )
 
 
 class DBSCANConfig(dg.Config):

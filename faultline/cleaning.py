@@ -6,6 +6,7 @@ numbers and punctuation are stripped, because they need the message's structure 
 lines, the punctuation that makes a URL, a path or an IP address) to find what to remove.
 """
 
+import array
 import functools
 import re
 import unicodedata
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+import re2
 
 from faultline.caching import BoundedCache
 from faultline.redaction import SECRET_KINDS
@@ -79,49 +81,175 @@ def stop_words() -> frozenset[str]:
     return frozenset(ENGLISH_STOP_WORDS - _MEANINGFUL_IN_ERRORS)
 
 
+# Rules that Python's backtracking `re` would run in time quadratic in their input (each position
+# of a long run of label characters, `a.a.a...`, rescanned the run to its end) run on RE2, whose
+# time is linear in the text. RE2's \s, \w and \b are ASCII-only and its case folding misses two
+# letters that `re.I` folds to `i`, so these rules spell out what they meant under `re`: Python's
+# whitespace (`str.isspace`, as a test holds it), its word characters (`_python_word_characters`),
+# `[a-z]` under `re.I` with ı and İ, and `\b` as a character consumed before the match (the start
+# of the text, or one of the other kind). RE2 searches the text as UTF-8 bytes, encoded once per
+# call: its Python API encodes a `str` anew at every search.
+_RE2_SPACE = (
+    r"\t-\r\x{1c}-\x{20}\x{85}\x{a0}\x{1680}\x{2000}-\x{200a}\x{2028}\x{2029}\x{202f}\x{205f}\x{3000}"
+)
+_RE2_WORD = "<word characters>"  # in a rule's pattern, where `_python_word_characters` go
+_RE2_LETTER_I = r"i\x{130}\x{131}"  # what `re.I` folds to i: I, İ and the dotless ı
+
+
+@functools.cache
+def _python_word_characters() -> str:
+    r"""What `re` takes for `\w`, as the ranges of an RE2 class: letters and numbers by Python's own
+    Unicode tables, which may be older than RE2's (`\pL` would take letters Python does not know yet
+    for word characters). Found once per process, by `re` itself over every code point."""
+    points = array.array("I", range(0x110000))
+    points[0xD800:0xE000] = array.array("I", [0x20]) * 0x800  # surrogates, never word characters
+    every = points.tobytes().decode("utf-32-le")
+    return "".join(rf"\x{{{m.start():x}}}-\x{{{m.end() - 1:x}}}" for m in re.finditer(r"\w+", every))
+
+
+def _re2_ignoring_case(pattern: str) -> str:
+    """`pattern` (letters, `-` and `.`) as RE2 matches it the way `re.I` does."""
+    return "(?i:" + pattern.replace("i", f"[{_RE2_LETTER_I}]") + ")"
+
+
+def _utf8(text: str) -> bytes:
+    # A lone surrogate (a JSON `\ud83d` without its pair) is one character to `re`; RE2 reads its
+    # three bytes as one character too.
+    return text.encode("utf-8", "surrogatepass")
+
+
+def _from_utf8(data: bytes) -> str:
+    return data.decode("utf-8", "surrogatepass")
+
+
+def _holds(text: str, needs: str | re.Pattern[str]) -> bool:
+    return needs in text if isinstance(needs, str) else needs.search(text) is not None
+
+
+class ReRule:
+    """A rule run by `re`; `needs` is a literal (or a pattern) every match holds: a text without it
+    is returned at once, after one scan at C speed rather than the rule's."""
+
+    def __init__(self, pattern: re.Pattern[str], needs: str | re.Pattern[str]) -> None:
+        self.pattern, self.needs = pattern, needs
+
+    def sub(self, replacement: str, text: str) -> str:
+        return self.pattern.sub(replacement, text) if _holds(text, self.needs) else text
+
+
+class Re2Rule:
+    r"""A rule run by RE2, as `re.Pattern.sub` would run it: every match of the groups named `body`
+    (one per alternative; the pattern may consume one character on each side of a body, for `\b`)
+    replaced, left to right. The next search starts where the body ended, so a character the
+    pattern consumed after one body can stand before the next. `needs` as for `ReRule`."""
+
+    def __init__(self, pattern: str, needs: str | re.Pattern[str]) -> None:
+        self.source, self.needs = pattern, needs
+
+    @functools.cached_property
+    def pattern(self) -> re2._Regexp:
+        # Compiled at the first use, as the word characters are found then.
+        return re2.compile(self.source.replace(_RE2_WORD, _python_word_characters()))
+
+    @functools.cached_property
+    def _bodies(self) -> list[int]:
+        return [index for name, index in self.pattern.groupindex.items() if name.startswith("body")]
+
+    def sub(self, replacement: str, text: str) -> str:
+        if not _holds(text, self.needs):
+            return text
+        data = _utf8(text)
+        pieces, kept_from, searched_from = [], 0, 0
+        while (match := self.pattern.search(data, searched_from)) is not None:
+            start, end = next((span for span in map(match.span, self._bodies) if span[0] >= 0), match.span())
+            pieces.append(data[kept_from:start])
+            kept_from = searched_from = end
+        if not pieces:
+            return text
+        pieces.append(data[kept_from:])
+        return _from_utf8(_utf8(replacement).join(pieces))
+
+
 # Qovery's framing: a section for the platform team (execution id, scope, rollback message), a
 # dashed rule, then the user's section whose "Need help" line is the same support text everywhere.
 # Each pattern but the scope's finds its match within one line, so the framing is taken apart line
 # by line, and the lines that recur (all but the error message and the execution id) are judged once.
 _TEAM_SECTION_END = re.compile(r"message for the user", re.I)  # the line that ends the team section
-_SCOPE_NAME = re.compile(r"scope:[^'\n]*'([^'\n]+)'(?:\s+with id\s+'([^'\n]+)')?", re.I)
 _NEED_HELP_LINE = re.compile(r"^[^\n]*need help:[^\n]*$", re.I | re.M)
 # The labels follow an emoji, and some emoji (ℹ) count as letters to `re`: allow a few characters.
 _SECTION_LABEL = re.compile(r"^[^\n]{0,6}?(?:error message|hint):\s*", re.I | re.M)
 _RULE_LINE = re.compile(r"-{5,}")
 _HINT_LABEL = re.compile(r"[^\n]{0,6}?hint:[ \t]*", re.I)  # the hint is all that follows it
+# The scope line, `scope:[^'\n]*'([^'\n]+)'(?:\s+with id\s+'([^'\n]+)')?` under re.I, is found in
+# code (`scope_names`): as one regex, `re` rescanned the line to its end from every `scope:` on it.
+_SCOPE_LABEL = re.compile(r"scope:", re.I)
+_SCOPE_ID = re.compile(r"\s+with id\s+'([^'\n]+)'", re.I)
+
 
 # Variable parts, each replaced by a word naming its kind, so that messages that differ only in
 # them become the same text. Most specific first: a URL holds a path, a UUID holds hex.
 _REDACTED = re.compile("<(" + "|".join(sorted(SECRET_KINDS)) + ")>")
 WILDCARD_WORD = "var"
 _REDACTED_WORD = {"ip_address": " ip ", "email": " email "}
-VARIABLE_PARTS: tuple[tuple[str, re.Pattern[str]], ...] = (
-    ("url", re.compile(r"\b[a-z][a-z0-9+.-]*://[^\s'\"()<>]+", re.I)),
-    ("id", re.compile(r"\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}(?:-\d+)*\b", re.I)),
+_TOP_LEVEL_DOMAINS = "com|net|org|io|dev|app|co|cloud|sh|ai|eu|fr|de|uk|us|internal|local|svc"
+_HOST_LABEL = f"[a-z0-9{_RE2_LETTER_I}-]"
+_HOST_END = rf"(?i:{_HOST_LABEL}*\.(?:{_HOST_LABEL}+\.)*){_re2_ignoring_case(_TOP_LEVEL_DOMAINS)}"
+_DIGIT = re.compile(r"\d")  # what all but the URL, UUID, path and host rules need: Unicode's digits
+VARIABLE_PARTS: tuple[tuple[str, ReRule | Re2Rule], ...] = (
+    # r"\b[a-z][a-z0-9+.-]*://[^\s'\"()<>]+" under re.I.
     (
-        "time",
-        re.compile(
-            r"\b\d{4}-\d{2}-\d{2}(?:[t ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:z|[+-]\d{2}:?\d{2})?)?\b", re.I
+        "url",
+        Re2Rule(
+            rf"(?:^|[^{_RE2_WORD}])(?P<body>(?i:[a-z{_RE2_LETTER_I}][a-z0-9+.{_RE2_LETTER_I}-]*)://"
+            rf"[^{_RE2_SPACE}'\"()<>]+)",
+            needs="://",
         ),
     ),
-    ("path", re.compile(r"(?<![\w/.])(?:~|\.{1,2})?(?:/[\w.@+-]+)+/?")),
+    (
+        "id",
+        ReRule(
+            re.compile(r"\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}(?:-\d+)*\b", re.I),
+            needs="-",
+        ),
+    ),
+    (
+        "time",
+        ReRule(
+            re.compile(
+                r"\b\d{4}-\d{2}-\d{2}(?:[t ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:z|[+-]\d{2}:?\d{2})?)?\b", re.I
+            ),
+            needs=_DIGIT,
+        ),
+    ),
+    ("path", ReRule(re.compile(r"(?<![\w/.])(?:~|\.{1,2})?(?:/[\w.@+-]+)+/?"), needs="/")),
+    # r"\b(?:[a-z0-9-]+\.)+(?:com|net|...|svc)\b" under re.I; `\b` before its first character is a
+    # non-word character (or the start) before a word character, and a word character before `-`.
     (
         "host",
-        re.compile(
-            r"\b(?:[a-z0-9-]+\.)+(?:com|net|org|io|dev|app|co|cloud|sh|ai|eu|fr|de|uk|us|internal|local|svc)\b",
-            re.I,
+        Re2Rule(
+            rf"(?:(?:^|[^{_RE2_WORD}])(?P<body>(?i:[a-z0-9{_RE2_LETTER_I}]){_HOST_END})"
+            rf"|[{_RE2_WORD}](?P<body_after_word>-{_HOST_END}))(?:$|[^{_RE2_WORD}])",
+            needs=".",
         ),
     ),
     (
         "quantity",
-        re.compile(
-            r"\b\d+(?:\.\d+)?(?:%|\s?(?:[kmgtp]i?b?|bytes?|[mun]?s|secs?|seconds?|mins?|minutes?|h|hours?)\b)",
-            re.I,
+        ReRule(
+            re.compile(
+                r"\b\d+(?:\.\d+)?(?:%|\s?(?:[kmgtp]i?b?|bytes?|[mun]?s|secs?|seconds?|mins?|minutes?|h|hours?)\b)",
+                re.I,
+            ),
+            needs=_DIGIT,
         ),
     ),
-    ("hash", re.compile(r"\b(?:0x[0-9a-f]+|(?=[0-9a-f]*[a-f])(?=[0-9a-f]*\d)[0-9a-f]{7,})\b", re.I)),
-    ("id", re.compile(r"\b(?=[a-z_]*\d)(?=\d*[a-z])[a-z0-9_]{5,}\b", re.I)),
+    (
+        "hash",
+        ReRule(
+            re.compile(r"\b(?:0x[0-9a-f]+|(?=[0-9a-f]*[a-f])(?=[0-9a-f]*\d)[0-9a-f]{7,})\b", re.I),
+            needs=_DIGIT,
+        ),
+    ),
+    ("id", ReRule(re.compile(r"\b(?=[a-z_]*\d)(?=\d*[a-z])[a-z0-9_]{5,}\b", re.I), needs=_DIGIT)),
 )
 PLACEHOLDER_WORDS: frozenset[str] = frozenset(
     {"ip", "email", "secret", "app", WILDCARD_WORD} | {word for word, _ in VARIABLE_PARTS}
@@ -203,24 +331,56 @@ def strip_framing(message: str) -> str:
     return user_text_and_hint(message)[0]
 
 
+def scope_names(message: str) -> tuple[str, str | None] | None:
+    """The application and id the first scope line names: `scope: ... 'name'`, then maybe
+    `with id 'id'`, as the regex in the comment above finds them, in time linear in the message.
+
+    From a `scope:`, the name is between the first quote after it on its line and the next; where
+    that fails, it fails from every `scope:` up to that quote too, so the search goes on after it.
+    """
+    at = 0
+    while (label := _SCOPE_LABEL.search(message, at)) is not None:
+        line_end = message.find("\n", label.end())
+        line_end = len(message) if line_end == -1 else line_end
+        opening = message.find("'", label.end(), line_end)
+        if opening == -1:
+            at = line_end
+            continue
+        closing = message.find("'", opening + 1, line_end)
+        if closing == -1:
+            at = line_end
+        elif closing == opening + 1:
+            at = opening + 1
+        else:
+            identified = _SCOPE_ID.match(message, closing + 1)
+            return message[opening + 1 : closing], identified.group(1) if identified else None
+    return None
+
+
 def _named_by_their_kind(message: str, text: str) -> str:
-    scope = _SCOPE_NAME.search(message)
-    if scope:
-        for value, word in zip(scope.groups(), ("app", "id"), strict=True):
+    names = scope_names(message)
+    if names:
+        for value, word in zip(names, ("app", "id"), strict=True):
             if value:
                 text = _replace_name(text, value, word)
     return text.strip()
 
 
 _NAME_CHARACTERS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-")
+# Finding a name costs up to its length at each character of the text; a name is at most a DNS
+# name's 253 characters, so a longer "name" is not one and is left in the text.
+_MAX_NAME_CHARS = 253
 
 
 def _replace_name(text: str, name: str, word: str) -> str:
-    """Every whole-word occurrence of `name` in `text`, in any case, replaced by `word`.
+    """Every whole-word occurrence of `name` in `text`, in any case, replaced by `word`; a `name`
+    longer than `_MAX_NAME_CHARS` is left as it is.
 
     On ASCII text (what the framing leaves, nearly always) a search of the lowercased text, which is
     what the regex does there but several times faster; elsewhere the regex, for Unicode's cases.
     """
+    if len(name) > _MAX_NAME_CHARS:
+        return text
     if not name or not (text.isascii() and name.isascii()):
         return re.sub(rf"(?<![\w-]){re.escape(name)}(?![\w-])", word, text, flags=re.I)
     folded_text, folded_name, end_of_text = text.lower(), name.lower(), len(text)
@@ -253,7 +413,8 @@ def mask_variable_parts(text: str, placeholder: str | None = None) -> str:
 
     With `placeholder` set (for display, e.g. `<*>`), every kind is replaced by it instead.
     """
-    text = _REDACTED.sub(lambda m: placeholder or _REDACTED_WORD.get(m.group(1), " secret "), text)
+    if "<" in text:
+        text = _REDACTED.sub(lambda m: placeholder or _REDACTED_WORD.get(m.group(1), " secret "), text)
     # A template's wildcard is a word of its own: `rhost=<*>` and `rhost=<*> <*>` are two templates.
     text = text.replace(WILDCARD, placeholder or f" {WILDCARD_WORD} ")
     for word, pattern in VARIABLE_PARTS:

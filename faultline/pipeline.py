@@ -19,6 +19,8 @@ from faultline.clustering import (
     DEFAULT_DM,
     DEFAULT_EPOCHS,
     DEFAULT_EPS,
+    DEFAULT_MAX_TEMPLATES,
+    DEFAULT_MAX_WORDS,
     DEFAULT_MERGE_CLUSTERS_SHARING_HINT,
     DEFAULT_METRIC,
     DEFAULT_MIN_COUNT,
@@ -88,8 +90,11 @@ def vectorize_corpus(
     epochs: int = DEFAULT_EPOCHS,
     dm: int = DEFAULT_DM,
     seed: int = DEFAULT_SEED,
+    max_templates: int = DEFAULT_MAX_TEMPLATES,
+    max_words: int = DEFAULT_MAX_WORDS,
 ) -> DocumentVectors:
-    """A Doc2Vec vector per distinct cleaned template, with the events that carry it."""
+    """A Doc2Vec vector per distinct cleaned template (the most frequent, within `max_templates` and
+    `max_words`), with the events that carry it."""
     variants = corpus.variants
     return vectorize_texts(
         variants["cleaned"],
@@ -100,6 +105,8 @@ def vectorize_corpus(
         epochs=epochs,
         dm=dm,
         seed=seed,
+        max_templates=max_templates,
+        max_words=max_words,
     )
 
 
@@ -143,6 +150,8 @@ class DaySettings:
     epochs: int = DEFAULT_EPOCHS
     dm: int = DEFAULT_DM
     seed: int = DEFAULT_SEED
+    max_templates: int = DEFAULT_MAX_TEMPLATES
+    max_words: int = DEFAULT_MAX_WORDS
     eps: float = DEFAULT_EPS
     min_samples: int = DEFAULT_MIN_SAMPLES
     metric: str = DEFAULT_METRIC
@@ -186,6 +195,8 @@ def run_day(dump: FrameParts, folder: Path | str, settings: DaySettings = DaySet
         settings.epochs,
         settings.dm,
         settings.seed,
+        settings.max_templates,
+        settings.max_words,
     )
     clustered = cluster_corpus(
         corpus,

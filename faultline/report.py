@@ -21,10 +21,13 @@ from faultline.cleaning import (
     mask_variable_parts,
     strip_framing,
 )
-from faultline.clustering import NO_TEXT, NOISE, event_weights
+from faultline.clustering import NO_TEXT, NOISE, NOT_VECTORIZED, event_weights
 
 WILDCARD = "<*>"
 _LABEL_SOURCES = 50  # distinct messages folded into a label; more changes nothing but the time
+# Characters of each message's first line that are folded: folding two lines costs up to the product
+# of their lengths, and a label shows 240 characters. The corpus keeps 1,000 of each line.
+_LABEL_SOURCE_CHARS = 1_000
 _MAX_LABEL_CHARS = 240
 _MAX_EXAMPLE_CHARS = 2_000
 _MAX_SHOWN_CHARS = 300
@@ -63,7 +66,9 @@ def message_template(messages: pd.Series, counts: pd.Series | None = None) -> st
     # Masked once per distinct message, then counted per masked line. Lines seen as often go in the
     # order they first appear (a stable sort), so the label never depends on a sort's tie-breaking.
     message_counts = weights.groupby(messages, sort=False).sum()
-    lines = message_counts.index.map(lambda text: mask_variable_parts(first_line(text), placeholder=WILDCARD))
+    lines = message_counts.index.map(
+        lambda text: mask_variable_parts(first_line(text)[:_LABEL_SOURCE_CHARS], placeholder=WILDCARD)
+    )
     distinct = (
         message_counts.groupby(lines, sort=False)
         .sum()
@@ -170,6 +175,13 @@ def _label(members: pd.DataFrame) -> str:
     return message_template(lines.astype(str).reset_index(drop=True), weights.reset_index(drop=True))
 
 
+_GROUP_NAMES = {
+    NOISE: "noise",
+    NO_TEXT: "no text after cleaning",
+    NOT_VECTORIZED: "rare templates, not vectorized (past max_templates or max_words)",
+}
+
+
 def build_cluster_report(clustered: pd.DataFrame) -> ClusterReport:
     """Summarize rows with `cluster_id`, `error_text` and `cleaned` (and `message`, `hint_text`,
     `first_lines`) into the report's groups. A row is one event, or stands for `n_events` events."""
@@ -180,7 +192,7 @@ def build_cluster_report(clustered: pd.DataFrame) -> ClusterReport:
     for cluster_id, members in clustered.groupby("cluster_id"):
         cluster_id = int(cluster_id)
         is_cluster = cluster_id >= 0
-        name = {NOISE: "noise", NO_TEXT: "no text after cleaning"}.get(cluster_id, f"cluster {cluster_id}")
+        name = _GROUP_NAMES.get(cluster_id, f"cluster {cluster_id}")
         size = int(event_weights(members).sum())
         rows.append(
             (
@@ -198,7 +210,8 @@ def build_cluster_report(clustered: pd.DataFrame) -> ClusterReport:
     clusters = groups[groups["cluster_id"] >= 0].sort_values(
         ["n_events", "cluster_id"], ascending=[False, True]
     )
-    # Noise, then empty texts, last whatever their size: they qualify the clusters' shares.
+    # Noise, empty texts, then templates not vectorized, last whatever their size: they qualify the
+    # clusters' shares.
     others = groups[groups["cluster_id"] < 0].sort_values("cluster_id", ascending=False)
     groups = pd.concat([clusters, others], ignore_index=True)
     noise = int(weights[clustered["cluster_id"] == NOISE].sum())
@@ -238,7 +251,8 @@ def markdown_table(frame: pd.DataFrame) -> str:
 # What ends a line in a markdown renderer or in Python's splitlines, and the other control characters.
 _LINE_BREAKS = re.compile(r"\r\n|[\n\r\v\f\x1c-\x1e\x85\u2028\u2029]")
 _CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0e-\x1f\x7f]")
-_PIPE = re.compile(r"(\\*)\|")
+# From the first backslash of a run only: from each one, `re` would rescan the run to its end.
+_PIPE = re.compile(r"(?<!\\)(\\*)\|")
 
 
 def _cell(text: str) -> str:
@@ -268,7 +282,8 @@ def report_markdown(report: ClusterReport, title: str, max_groups: int = 30) -> 
         rest = clusters.iloc[max_groups:]
         share, events = rest["share_pct"].sum(), rest["n_events"].sum()
         lines.append(f"| {len(rest)} smaller clusters | {share:.2f}% | {events} | | | | |")
-    # Noise and empty texts always show, however small: they qualify every share above.
+    # Noise, empty texts and templates not vectorized always show, however small: they qualify every
+    # share above.
     lines.extend(_markdown_row(row) for row in others.itertuples(index=False))
     return "\n".join(lines) + "\n"
 

@@ -20,8 +20,8 @@ Three steps, on the user-facing text of each message (framing stripped, secrets 
 """
 
 import re
-from collections import defaultdict
-from itertools import chain
+from collections import Counter, defaultdict
+from itertools import chain, islice
 
 from faultline.caching import BoundedCache
 
@@ -90,51 +90,147 @@ def template_tokens(text: str) -> Tokens:
     return tuple(chain.from_iterable(tokens for _, tokens in lines))
 
 
+# A message is compared with the templates of its shape that hold its token at one of a few
+# positions, found in an index; past this many such templates at one position, with the most
+# recently made ones only (as Drain3 keeps its most recently used), so that a day of many
+# templates sharing tokens cannot make mining quadratic. No loghub system comes near it.
+_MAX_TEMPLATES_PER_TOKEN = 2_000
+
+
+class _Shape:
+    """The templates of one shape (token count, first token), and where each holds which token.
+
+    Drain compares a message with every template of its shape and joins the one that matches it in
+    the most positions (the first made, of those as good), if in at least `similarity` of them. To
+    match in that many, a template must hold the message's token at one of any `k - needed + 1` of
+    the message's `k` positions that are not wildcards (`needed` positions must match, and the other
+    `needed - 1` cannot hold them all). So only the templates found under the message's rarest
+    tokens are compared, and only those holding enough of them: the same choice as comparing all,
+    at the cost of the templates that share the message's rarest tokens, not of every template.
+    """
+
+    def __init__(self, length: int, similarity: float) -> None:
+        # The fewest matching positions that make a share of `similarity`, as Drain computes it (an
+        # empty list matches an empty template wholly).
+        self.needed = next((same for same in range(1, length + 1) if same / length >= similarity), 0)
+        self.templates: list[list[str]] = []
+        self.members: list[list[Tokens]] = []
+        # Per position, per token, the templates holding that token there, oldest first.
+        self.holding: list[dict[str, dict[int, None]]] = [{} for _ in range(length)]
+
+    def add(self, tokens: Tokens) -> None:
+        """Join the template that matches best, or make a new one."""
+        best = self._best_match(tokens)
+        if best is None:
+            template = len(self.templates)
+            self.templates.append(list(tokens))
+            self.members.append([tokens])
+            for position, token in enumerate(tokens):
+                if token != WILDCARD:
+                    self.holding[position].setdefault(token, {})[template] = None
+            return
+        known_tokens = self.templates[best]
+        for position, (known, token) in enumerate(zip(known_tokens, tokens, strict=True)):
+            if known != token and known != WILDCARD:
+                known_tokens[position] = WILDCARD
+                holders = self.holding[position][known]
+                del holders[best]
+                if not holders:
+                    del self.holding[position][known]
+        self.members[best].append(tokens)
+
+    def _best_match(self, tokens: Tokens) -> int | None:
+        if not tokens:
+            return 0 if self.templates else None
+        lists = []
+        for position, (token, holding) in enumerate(zip(tokens, self.holding, strict=True)):
+            holders = holding.get(token)
+            if holders:  # (no template holds a wildcard)
+                lists.append((len(holders), position, holders))
+        # The rarest positions of which a match holds at least one: the positions no template holds
+        # are the rarest, and of the others, enough to leave `needed - 1`.
+        enough = len(lists) - self.needed + 1
+        if enough <= 0:
+            return None
+        lists.sort()
+        # Count matches over more of the rarest positions while each costs no more than those that
+        # must be counted: a template then needs more of them to be worth comparing.
+        cost = sum(size for size, _, _ in lists[:enough])
+        while enough < len(lists) and lists[enough][0] <= cost:
+            enough += 1
+        rest = [position for _, position, _ in lists[enough:]]
+        hits = Counter(
+            chain.from_iterable(
+                islice(reversed(holders), _MAX_TEMPLATES_PER_TOKEN)
+                if size > _MAX_TEMPLATES_PER_TOKEN
+                else holders
+                for size, _, holders in lists[:enough]
+            )
+        )
+        worth_comparing = self.needed - len(rest)
+        best, best_same = None, self.needed - 1
+        for template in sorted(template for template, same in hits.items() if same >= worth_comparing):
+            known_tokens = self.templates[template]
+            same = hits[template] + sum(1 for position in rest if known_tokens[position] == tokens[position])
+            if same > best_same:
+                best, best_same = template, same
+        return best
+
+
 def _drain(token_counts: dict[Tokens, int], similarity: float) -> list[list[Tokens]]:
     """Drain's grouping: the token lists of each template, frequent lists seeding the templates."""
-    templates_by_shape: dict[tuple[int, str], list[tuple[list[str], list[Tokens]]]] = {}
+    shapes: dict[tuple[int, str], _Shape] = {}
     for tokens, _ in sorted(token_counts.items(), key=lambda item: (-item[1], item[0])):
-        candidates = templates_by_shape.setdefault((len(tokens), tokens[0] if tokens else ""), [])
-        best, best_share = None, -1.0
-        for candidate in candidates:
-            same = sum(
-                1 for known, token in zip(candidate[0], tokens, strict=True) if known == token != WILDCARD
-            )
-            share = same / len(tokens) if tokens else 1.0
-            if share > best_share:
-                best, best_share = candidate, share
-        if best is not None and best_share >= similarity:
-            template, members = best
-            template[:] = [
-                known if known == token else WILDCARD for known, token in zip(template, tokens, strict=True)
-            ]
-            members.append(tokens)
-        else:
-            candidates.append((list(tokens), [tokens]))
-    return [members for candidates in templates_by_shape.values() for _, members in candidates]
+        key = (len(tokens), tokens[0] if tokens else "")
+        shape = shapes.get(key)
+        if shape is None:
+            shape = shapes[key] = _Shape(len(tokens), similarity)
+        shape.add(tokens)
+    return [members for shape in shapes.values() for members in shape.members]
 
 
 def _split_few_valued(members: list[Tokens], max_constant_values: int) -> list[list[Tokens]]:
-    """The template's token lists, split by every position that takes 2..max values (fewest first)."""
-    best_position, best_values = None, max_constant_values + 1
-    for position in range(len(members[0])):
-        values = {tokens[position] for tokens in members}
-        if 1 < len(values) < best_values and not any(WILDCARD in value for value in values):
-            best_position, best_values = position, len(values)
-    if best_position is None:
+    """The template's token lists, split by every position that takes 2..max values (fewest first).
+
+    Splitting a group by the position of fewest values, then each part the same way, counts each
+    part's values at every position. The largest part takes its parent's counts, less the other
+    parts' lists; only the others are counted anew, so a list is counted again only in a part at most
+    half its parent's size: at most log2 of the template's lists times, not once per split.
+    """
+    if len(members) < 2 or max_constant_values < 2:
         return [members]
-    by_value: dict[str, list[Tokens]] = defaultdict(list)
-    for tokens in members:
-        by_value[tokens[best_position]].append(tokens)
-    return [
-        part
-        for _, group in sorted(by_value.items())
-        for part in _split_few_valued(group, max_constant_values)
-    ]
+    parts: list[list[Tokens]] = []
+    groups = [(members, [Counter(column) for column in zip(*members, strict=True)])]
+    while groups:
+        group, values = groups.pop()
+        best_position, best_values = None, max_constant_values + 1
+        for position, counts in enumerate(values):
+            if 1 < len(counts) < best_values and not any(WILDCARD in value for value in counts):
+                best_position, best_values = position, len(counts)
+        if best_position is None:
+            parts.append(group)
+            continue
+        by_value: dict[str, list[Tokens]] = defaultdict(list)
+        for tokens in group:
+            by_value[tokens[best_position]].append(tokens)
+        largest = max(by_value.values(), key=len)
+        for part in by_value.values():
+            if part is largest:
+                continue
+            for tokens in part:
+                for counts, token in zip(values, tokens, strict=True):
+                    counts[token] -= 1
+                    if not counts[token]:
+                        del counts[token]
+            groups.append((part, [Counter(column) for column in zip(*part, strict=True)]))
+        groups.append((largest, values))
+    return parts
 
 
 def _template_text(members: list[Tokens]) -> str:
     first = members[0]
+    if len(members) == 1:
+        return " ".join(first)
     return " ".join(
         token if all(tokens[position] == token for tokens in members) else WILDCARD
         for position, token in enumerate(first)

@@ -3,6 +3,7 @@
 import re
 
 import pandas as pd
+import re2
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -263,13 +264,14 @@ def test_the_application_name_is_replaced_as_the_whole_word_regex_would(text, na
 
 
 # The framing as one scan of each regex over the whole message: what strip_framing and extract_hint
-# do line by line must equal it.
+# do line by line must equal it. The scope's regex as Python's `re` ran it, which RE2 now runs.
 _TEAM_SECTION = re.compile(r"\A.*?message for the user[^\n]*(?:\n|\Z)", re.I | re.S)
 _HINT = re.compile(r"^[^\n]{0,6}?hint:[ \t]*(.*)\Z", re.I | re.M | re.S)
+_SCOPE_NAME = re.compile(r"scope:[^'\n]*'([^'\n]+)'(?:\s+with id\s+'([^'\n]+)')?", re.I)
 
 
 def strip_framing_in_whole_scans(message: str) -> str:
-    scope = cleaning._SCOPE_NAME.search(message)
+    scope = _SCOPE_NAME.search(message)
     text = _TEAM_SECTION.sub("", message, count=1)
     text = cleaning._NEED_HELP_LINE.sub("", text)
     text = cleaning._SECTION_LABEL.sub("", text)
@@ -307,3 +309,76 @@ def test_a_label_followed_by_nothing_takes_the_next_lines_whitespace_as_in_one_s
     for message in ["Hint:\n  \n  check the port", "x\n Error message: \t\nfailed\nHint:", FRAMED]:
         assert strip_framing(message) == strip_framing_in_whole_scans(message)
         assert extract_hint(message) == extract_hint_in_one_scan(message)
+
+
+# The variable parts' rules as Python's `re` ran them all, without prefilters: on any text, the
+# masking (two rules now on RE2, each rule skipped where the text lacks what it needs) must equal it.
+_TIME = r"\b\d{4}-\d{2}-\d{2}(?:[t ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:z|[+-]\d{2}:?\d{2})?)?\b"
+_TLDS = "com|net|org|io|dev|app|co|cloud|sh|ai|eu|fr|de|uk|us|internal|local|svc"
+_UNITS = r"[kmgtp]i?b?|bytes?|[mun]?s|secs?|seconds?|mins?|minutes?|h|hours?"
+_MASKS_AS_RE_RAN_THEM = [
+    ("url", re.compile(r"\b[a-z][a-z0-9+.-]*://[^\s'\"()<>]+", re.I)),
+    ("id", re.compile(r"\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}(?:-\d+)*\b", re.I)),
+    ("time", re.compile(_TIME, re.I)),
+    ("path", re.compile(r"(?<![\w/.])(?:~|\.{1,2})?(?:/[\w.@+-]+)+/?")),
+    ("host", re.compile(rf"\b(?:[a-z0-9-]+\.)+(?:{_TLDS})\b", re.I)),
+    ("quantity", re.compile(rf"\b\d+(?:\.\d+)?(?:%|\s?(?:{_UNITS})\b)", re.I)),
+    ("hash", re.compile(r"\b(?:0x[0-9a-f]+|(?=[0-9a-f]*[a-f])(?=[0-9a-f]*\d)[0-9a-f]{7,})\b", re.I)),
+    ("id", re.compile(r"\b(?=[a-z_]*\d)(?=\d*[a-z])[a-z0-9_]{5,}\b", re.I)),
+]
+_REDACTED_AS_IT_WAS = re.compile("<(" + "|".join(sorted(cleaning.SECRET_KINDS)) + ")>")
+
+
+def masked_as_re_did(text: str, placeholder: str | None) -> str:
+    words = {"ip_address": " ip ", "email": " email "}
+    text = _REDACTED_AS_IT_WAS.sub(lambda m: placeholder or words.get(m.group(1), " secret "), text)
+    text = text.replace("<*>", placeholder or " var ")
+    for word, pattern in _MASKS_AS_RE_RAN_THEM:
+        text = pattern.sub(placeholder or f" {word} ", text)
+    return text
+
+
+_RULE_PIECES = [
+    "a", "B", "x", "f", "-", "_", ".", "com", "co", "io", "ıo", "İO", "ſh", "uK", "http", "://", "/", ":",
+    " ", "\t", "\x0b", "\x1c", "\x85", "\u3000", "\u2028", "é", "ſ", "ı", "İ", "\u212a", "\ud83d", "9",
+    "٣", "'", '"', "(", "<", ">", "+", "\n", "ª", "\u0345", "\U0002ebf0", "a.b.com", "x-a.io", "s3://b",
+    "~", "..", "0x1f", "3f9a1c2e7b", "512Mi", "30 s", "95%", "2024-05-01T10:00:00Z", "12:30",
+    "0548486d-0605-4b64-8049-24954ceec8e0", "abcdefab-abcd-abcd-abcd-abcdefabcdef", "-13", "web-x2x9q",
+    "<ip_address>", "<email>", "<jwt>", "<*>",
+]  # fmt: skip
+
+
+@given(
+    st.lists(st.sampled_from(_RULE_PIECES) | st.text(max_size=2), max_size=14).map("".join),
+    st.sampled_from([None, "<*>"]),
+)
+@settings(max_examples=3000, derandomize=True, database=None, deadline=None)
+def test_the_masking_masks_what_pythons_re_masked_with_every_rule(text, placeholder):
+    assert mask_variable_parts(text, placeholder) == masked_as_re_did(text, placeholder)
+
+
+_SCOPE_PIECES = [
+    "scope:", "SCOPE:", "ſcope:", "'", "a", "'b'", " with id ", " wıth İd ", "\n", " ", "\x85", "\u2028",
+    "x", "''", "\t", "\ud83d", "scope:scope:", "'a'\n",
+]  # fmt: skip
+
+
+@given(st.lists(st.sampled_from(_SCOPE_PIECES) | st.text(max_size=2), max_size=10).map("".join))
+@settings(max_examples=1500, derandomize=True, database=None, deadline=None)
+def test_the_scope_names_found_in_code_are_those_the_regex_found(text):
+    expected = _SCOPE_NAME.search(text)
+    assert cleaning.scope_names(text) == (expected.groups() if expected else None)
+
+
+def test_re2s_whitespace_is_pythons():
+    spelled = re2.compile(f"[{cleaning._RE2_SPACE}]")
+    assert [c for c in range(0x110000) if spelled.fullmatch(chr(c).encode("utf-8", "surrogatepass"))] == [
+        c for c in range(0x110000) if chr(c).isspace()
+    ]
+
+
+def test_a_name_longer_than_a_dns_name_is_left_in_the_text():
+    name = "a" * 254
+    message = FRAMED.replace("'beta-build'", f"'{name}'").replace("image beta-build", f"image {name}")
+    assert name in strip_framing(message)
+    assert "image app " in strip_framing(message.replace(name, name[:253]))

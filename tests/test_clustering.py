@@ -11,6 +11,7 @@ from faultline.cleaning import build_corpus
 from faultline.clustering import (
     NO_TEXT,
     NOISE,
+    NOT_VECTORIZED,
     DocumentVectors,
     assign_clusters,
     cluster_vectors,
@@ -206,3 +207,36 @@ def test_the_functions_defaults_are_the_shipped_configs():
     assert defaults_of(label_events) == {"merge_by_hint": dbscan.merge_clusters_sharing_hint}
     # Not the seed's DBSCAN (0.2, 5, raw vectors): the README's "Defaults" says why.
     assert (dbscan.eps, dbscan.min_samples, dbscan.center_vectors) == (0.02, 2, True)
+
+
+def test_past_max_templates_the_most_frequent_are_vectorized_and_the_rest_counted():
+    texts = pd.Series(["disk full", "probe failed", "push denied", "quota hit", "oom killed"])
+    vectors = vectorize_texts(texts, counts=[5, 1, 9, 1, 2], vector_size=8, epochs=5, max_templates=3)
+    # Of the two texts seen once, the first in text order would be kept; neither fits.
+    assert vectors.texts == ["disk full", "oom killed", "push denied"]
+    assert vectors.counts.tolist() == [5, 2, 9]
+    assert (vectors.left_out_texts, vectors.left_out_events) == (2, 2)
+    tied = vectorize_texts(texts, counts=[5, 1, 9, 1, 2], vector_size=8, epochs=5, max_templates=4)
+    assert tied.texts == ["disk full", "oom killed", "probe failed", "push denied"]
+
+
+def test_past_max_words_the_most_frequent_templates_that_fit_are_vectorized():
+    texts = pd.Series(["one two three four five six seven", "disk full", "probe failed now", "oom"])
+    vectors = vectorize_texts(texts, counts=[9, 5, 2, 1], vector_size=8, epochs=5, max_words=6)
+    # Seven words do not fit in six: the next most frequent that fit are taken.
+    assert vectors.texts == ["disk full", "oom", "probe failed now"]
+    assert (vectors.left_out_texts, vectors.left_out_events) == (1, 9)
+
+
+def test_under_max_templates_the_vectors_are_those_without_a_cap():
+    texts = pd.Series(["disk full on node", "readiness probe failed", "image push denied"])
+    capped = vectorize_texts(texts, vector_size=16, epochs=20, max_templates=3)
+    uncapped = vectorize_texts(texts, vector_size=16, epochs=20, max_templates=10_000)
+    np.testing.assert_array_equal(capped.vectors, uncapped.vectors)
+    assert (capped.left_out_texts, capped.left_out_events) == (0, 0)
+
+
+def test_events_of_templates_left_out_are_labelled_not_vectorized():
+    rows = pd.DataFrame({"cleaned": ["text 0", "rare text", "", "text 0"]})
+    clustered = assign_clusters(rows, vectors_of([(1, 0)], counts=[2]), np.array([0]))
+    assert clustered["cluster_id"].tolist() == [0, NOT_VECTORIZED, NO_TEXT, 0]

@@ -3,8 +3,8 @@
 import pandas as pd
 
 from faultline.cleaning import build_corpus
-from faultline.clustering import NO_TEXT, NOISE
-from faultline.report import build_cluster_report, message_template, report_markdown, report_rows
+from faultline.clustering import NO_TEXT, NOISE, NOT_VECTORIZED
+from faultline.report import _cell, build_cluster_report, message_template, report_markdown, report_rows
 
 
 def clustered(rows: list[tuple[int, str, str]]) -> pd.DataFrame:
@@ -121,3 +121,26 @@ def test_a_label_shows_as_wildcards_what_varies_within_a_variant():
     report = build_cluster_report(report_rows(corpus, corpus.events.assign(cluster_id=0)))
     assert report.groups.loc[0, "label"] == "Container exited with exit code <*> on node <*>"
     assert report.groups.loc[0, "examples"] == [messages[0]]
+
+
+def test_templates_not_vectorized_are_a_line_of_their_own_after_noise():
+    report = build_cluster_report(
+        clustered([(0, "disk full", "disk full"), (NOT_VECTORIZED, "rare", "rare"), (NOISE, "odd", "odd")])
+    )
+    assert report.groups["cluster_id"].tolist() == [0, NOISE, NOT_VECTORIZED]
+    assert report.groups.loc[2, "name"] == "rare templates, not vectorized (past max_templates or max_words)"
+    assert report.groups.loc[2, "share_pct"] == 33.33 and report.n_clusters == 1
+    assert "rare templates, not vectorized" in report_markdown(report, "day")
+
+
+def test_a_label_folds_the_first_thousand_characters_of_each_line():
+    long_line = "disk full on " + "x " * 5_000
+    label = message_template(pd.Series([long_line, long_line.replace("disk", "pod")]))
+    assert label == message_template(pd.Series([long_line[:1_000], long_line[:1_000].replace("disk", "pod")]))
+    assert label.startswith("<*> full on x x")
+
+
+def test_pipes_are_escaped_with_the_backslashes_before_them():
+    assert _cell("a|b") == "a\\|b"
+    assert _cell("a\\|b") == "a\\\\\\|b"
+    assert _cell("\\\\ no pipe \\") == "\\\\ no pipe \\"

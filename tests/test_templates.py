@@ -1,11 +1,13 @@
 """Template mining: messages that differ only in their variable parts share a template."""
 
 import re
+from collections import defaultdict
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from faultline import templates as templates_module
 from faultline.templates import _ASCTIME, WILDCARD, mine_templates, template_tokens
 
 
@@ -100,3 +102,79 @@ _PIECES = ["rhost=", "10.0.0.1", "mail.example.org", "a.b", "/var/lib", "<email>
 def test_tokens_are_what_the_whole_text_regex_makes_of_the_text(text):
     lowered = _ASCTIME.sub(WILDCARD, text.lower())
     assert template_tokens(text) == tuple(_VARIABLE_PART.sub(WILDCARD, lowered).split())
+
+
+# Mining as it was, comparing each list with every template of its shape and splitting by recursion:
+# the indexed mining must choose the same templates.
+def drain_comparing_every_template(token_counts, similarity):
+    by_shape = {}
+    for tokens, _ in sorted(token_counts.items(), key=lambda item: (-item[1], item[0])):
+        candidates = by_shape.setdefault((len(tokens), tokens[0] if tokens else ""), [])
+        best, best_share = None, -1.0
+        for candidate in candidates:
+            same = sum(
+                1 for known, token in zip(candidate[0], tokens, strict=True) if known == token != WILDCARD
+            )
+            share = same / len(tokens) if tokens else 1.0
+            if share > best_share:
+                best, best_share = candidate, share
+        if best is not None and best_share >= similarity:
+            best[0][:] = [
+                known if known == token else WILDCARD for known, token in zip(best[0], tokens, strict=True)
+            ]
+            best[1].append(tokens)
+        else:
+            candidates.append((list(tokens), [tokens]))
+    return [members for candidates in by_shape.values() for _, members in candidates]
+
+
+def split_by_recursion(members, max_constant_values):
+    best_position, best_values = None, max_constant_values + 1
+    for position in range(len(members[0])):
+        values = {tokens[position] for tokens in members}
+        if 1 < len(values) < best_values and not any(WILDCARD in value for value in values):
+            best_position, best_values = position, len(values)
+    if best_position is None:
+        return [members]
+    by_value = defaultdict(list)
+    for tokens in members:
+        by_value[tokens[best_position]].append(tokens)
+    return [
+        part
+        for _, group in sorted(by_value.items())
+        for part in split_by_recursion(group, max_constant_values)
+    ]
+
+
+def mined_as_before(token_counts, similarity, max_constant_values):
+    template_of = {}
+    for members in drain_comparing_every_template(token_counts, similarity):
+        for part in split_by_recursion(members, max_constant_values):
+            text = templates_module._template_text(part)
+            template_of.update(dict.fromkeys(part, text))
+    return template_of
+
+
+_WORDS = st.sampled_from(["a", "b", "c", "d", "e", WILDCARD, "x=<*>"])
+_TOKEN_COUNTS = st.dictionaries(
+    st.lists(_WORDS, max_size=7).map(tuple), st.integers(min_value=1, max_value=4), max_size=40
+)
+
+
+@given(_TOKEN_COUNTS, st.sampled_from([0.2, 0.4, 0.5, 0.6, 0.75, 1.0]), st.integers(min_value=0, max_value=4))
+@settings(max_examples=1500, derandomize=True, database=None, deadline=None)
+def test_indexed_mining_chooses_the_templates_comparing_every_template_chose(counts, similarity, max_values):
+    assert mine_templates(counts, similarity, max_values) == mined_as_before(counts, similarity, max_values)
+
+
+def test_past_the_index_bound_a_message_is_compared_with_the_latest_templates(monkeypatch):
+    # The message shares `s` (position 1) and `t` (position 2) with the oldest template only, and each
+    # with four later ones, which share no third position with it: 3 of 5 positions joins (0.6).
+    counts = {("go", "s", "t", "m", "n"): 10, ("go", "s", "t", "new", "newer"): 1}
+    counts |= {("go", "s", f"a{i}", f"b{i}", f"c{i}"): 5 for i in range(4)}
+    counts |= {("go", f"d{i}", "t", f"e{i}", f"f{i}"): 5 for i in range(4)}
+    message = ("go", "s", "t", "new", "newer")
+    assert mine_templates(counts, similarity=0.6, max_constant_values=0)[message] == "go s t <*> <*>"
+    # Past 3 templates under one token, the message is compared with the latest 3 only: not the oldest.
+    monkeypatch.setattr(templates_module, "_MAX_TEMPLATES_PER_TOKEN", 3)
+    assert mine_templates(counts, similarity=0.6, max_constant_values=0)[message] == "go s t new newer"
