@@ -45,8 +45,10 @@ class BoundedPoster:
 
     def _connect(self) -> http.client.HTTPConnection:
         """A connection to the host, through the proxy the environment names for it, if any."""
-        proxy = None if urllib.request.proxy_bypass(self._host) else urllib.request.getproxies().get(
-            "https" if self._https else "http"
+        proxy = (
+            None
+            if urllib.request.proxy_bypass(self._host)
+            else urllib.request.getproxies().get("https" if self._https else "http")
         )
         if proxy:
             proxied = urllib.parse.urlsplit(proxy if "://" in proxy else f"http://{proxy}")

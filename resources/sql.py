@@ -86,7 +86,10 @@ _TRANSIENT_SQLSTATES = ("40001", "40P01")
 _TRANSIENT_SQLITE_ERRORS = ("SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_IOERR", "SQLITE_PROTOCOL")
 # psycopg2 reports a refused login without a SQLSTATE: these words tell it from a network failure.
 _CONFIGURATION_WORDS = (
-    "authentication failed", "does not exist", "no pg_hba.conf entry", "permission denied"
+    "authentication failed",
+    "does not exist",
+    "no pg_hba.conf entry",
+    "permission denied",
 )
 
 

@@ -535,4 +535,3 @@ def test_runs_whose_process_died_with_the_code_server_are_failed_and_free_the_qu
                 instance.all_logs(run, of_type=dg.DagsterEventType.RUN_FAILURE)[0].message for run in stuck
             ]
     assert all("no longer executes it: its process died" in message for message in failures), failures
-
