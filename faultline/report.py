@@ -240,7 +240,7 @@ def markdown_table(frame: pd.DataFrame) -> str:
     """Any small frame as a markdown table, for metadata a person reads in the Dagster UI."""
     if frame.empty:
         return "(none)"
-    header = "| " + " | ".join(map(str, frame.columns)) + " |"
+    header = "| " + " | ".join(_cell(str(name)) for name in frame.columns) + " |"
     rule = "|" + "---|" * len(frame.columns)
     rows = [
         "| " + " | ".join(_cell(str(value)) for value in row) + " |" for row in frame.itertuples(index=False)
@@ -251,15 +251,20 @@ def markdown_table(frame: pd.DataFrame) -> str:
 # What ends a line in a markdown renderer or in Python's splitlines, and the other control characters.
 _LINE_BREAKS = re.compile(r"\r\n|[\n\r\v\f\x1c-\x1e\x85\u2028\u2029]")
 _CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0e-\x1f\x7f]")
-# From the first backslash of a run only: from each one, `re` would rescan the run to its end.
-_PIPE = re.compile(r"(?<!\\)(\\*)\|")
+# What makes markup inside a table cell (its inline markdown): links and images need `[`, raw HTML
+# and autolinks `<`, entities `&`, emphasis `*` and `_`, code spans a backtick, strikethrough `~`;
+# a pipe ends the cell, and a backslash would escape the next one. Each is shown as itself by a
+# backslash before it (CommonMark escapes any ASCII punctuation so). Block markup (headings, lists)
+# cannot start inside a cell.
+_MARKUP = re.compile(r"[\\`*_\[\]~|<&]")
 
 
 def _cell(text: str) -> str:
-    """`text` as one table cell: on one line, control characters shown as U+FFFD, pipes escaped
-    (with the backslashes before them, so `\\|` cannot end the cell either)."""
+    """`text` as one table cell that shows it as it is: on one line, control characters shown as
+    U+FFFD, every character that would make markup (a link, an image, HTML, emphasis) or end the
+    cell escaped."""
     text = _CONTROL_CHARACTERS.sub("\ufffd", _LINE_BREAKS.sub(" ", text))
-    return _PIPE.sub(lambda match: match.group(1) * 2 + "\\|", text)
+    return _MARKUP.sub(r"\\\g<0>", text)
 
 
 def report_markdown(report: ClusterReport, title: str, max_groups: int = 30) -> str:
@@ -300,4 +305,4 @@ def _markdown_row(row) -> str:
         _cell(row.hint),
         examples,
     ]
-    return "| " + " | ".join(cells) + f" | {', '.join(row.terms)} |"
+    return "| " + " | ".join(cells) + f" | {_cell(', '.join(row.terms))} |"

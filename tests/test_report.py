@@ -1,10 +1,21 @@
 """The report: shares of all error events, template labels, examples and distinctive terms."""
 
+from html.parser import HTMLParser
+
 import pandas as pd
+import pytest
+from markdown_it import MarkdownIt
 
 from faultline.cleaning import build_corpus
 from faultline.clustering import NO_TEXT, NOISE, NOT_VECTORIZED
-from faultline.report import _cell, build_cluster_report, message_template, report_markdown, report_rows
+from faultline.report import (
+    _cell,
+    build_cluster_report,
+    markdown_table,
+    message_template,
+    report_markdown,
+    report_rows,
+)
 
 
 def clustered(rows: list[tuple[int, str, str]]) -> pd.DataFrame:
@@ -143,4 +154,78 @@ def test_a_label_folds_the_first_thousand_characters_of_each_line():
 def test_pipes_are_escaped_with_the_backslashes_before_them():
     assert _cell("a|b") == "a\\|b"
     assert _cell("a\\|b") == "a\\\\\\|b"
-    assert _cell("\\\\ no pipe \\") == "\\\\ no pipe \\"
+    assert _cell("\\\\ no pipe \\") == "\\\\\\\\ no pipe \\\\"
+
+
+# Text from the data that a markdown renderer would turn into markup: links and images that hide
+# where they point, raw HTML, autolinks, entities, emphasis, code, strikethrough, a cell's end.
+MARKUP = [
+    "[click here](http://evil.example/login)",
+    "![pixel](http://evil.example/track.png)",
+    "[ref link][1]\n\n[1]: http://evil.example",
+    '<img src=x onerror="alert(1)"> <script>alert(1)</script> <a href="http://evil.example">x</a>',
+    "<http://evil.example/auto> <user@evil.example>",
+    "&lt;b&gt; &amp; &#60;i&#62; &copy;",
+    "**bold** __bold__ *it* _it_ `code` ``co`de`` ~~gone~~ ~gone~",
+    "a \\| b \\\\| c | d \\",
+    "\\[not a link\\](x) \\<b>",
+    "<!-- hidden --> <br> </td></tr>",
+]
+
+
+class _Html(HTMLParser):
+    """The tags of rendered HTML, and the text of each table cell as a reader sees it."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.tags: set[str] = set()
+        self.cells: list[str] = []
+        self._in_cell = False
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.add(tag)
+        if tag in ("td", "th"):
+            self.cells.append("")
+            self._in_cell = True
+        elif tag == "br" and self._in_cell:
+            self.cells[-1] += "\n"
+
+    def handle_endtag(self, tag):
+        if tag in ("td", "th"):
+            self._in_cell = False
+
+    def handle_data(self, data):
+        if self._in_cell:
+            self.cells[-1] += data
+
+    def handle_comment(self, data):
+        self.tags.add("<!-- comment -->")
+
+
+def rendered(markdown: str) -> _Html:
+    # CommonMark with GFM's tables and strikethrough, raw HTML allowed: the most a viewer renders.
+    renderer = MarkdownIt("commonmark", {"html": True}).enable(["table", "strikethrough"])
+    html = _Html()
+    html.feed(renderer.render(markdown))
+    return html
+
+
+TABLE_TAGS = {"table", "thead", "tbody", "tr", "th", "td"}
+
+
+@pytest.mark.parametrize("text", MARKUP)
+def test_a_table_cell_shows_its_text_as_it_is_and_makes_no_markup(text):
+    html = rendered(markdown_table(pd.DataFrame({"excerpt": [text], "reason": ["r"]})))
+    assert html.tags == TABLE_TAGS
+    assert html.cells == ["excerpt", "reason", " ".join(text.split("\n")).replace("\n", " "), "r"]
+
+
+def test_a_report_shows_labels_hints_and_examples_as_they_are_and_makes_no_markup():
+    rows = clustered([(i, text, f"word{i}") for i, text in enumerate(MARKUP)])
+    rows["message"], rows["hint_text"] = rows["error_text"], MARKUP[0]
+    html = rendered(report_markdown(build_cluster_report(rows), title="Errors"))
+    # <br> between examples is the report's own; nothing else but the table.
+    assert html.tags - {"br"} == TABLE_TAGS | {"h1", "p"}
+    shown = " ".join(html.cells)
+    for text in MARKUP:
+        assert " ".join(text.split()) in " ".join(shown.split()), text
