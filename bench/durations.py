@@ -2,15 +2,26 @@
 100,000 running tasks against them, on PostgreSQL.
 
     python bench/durations.py --task-types 10000 --runs 10000000 --running 100000
+    python bench/durations.py --compare-with /tmp/before    # a checkout of an older commit, see below
 
-A fresh database is created on the server and dropped at the end (also on failure or Ctrl-C). It is
-loaded with generated runs in the `task_runs` contract by COPY, then the project's own code is timed,
-each step three times: the baselines as the `task_duration_baselines` asset computes them, and one
-tick of the `long_running_tasks` sensor (a first tick that raises the alerts, a second that finds
-nothing new). Results are printed and written to bench/results/durations.json.
+Fresh databases are created on the server and dropped at the end (also on failure or Ctrl-C). One is
+loaded with generated runs in the `task_runs` contract by COPY; then the project's own code is timed
+three times, each time in a fresh process: the baselines as the `task_duration_baselines` asset
+computes and saves them, then whole evaluations of the `long_running_tasks` sensor with its real
+resources: a first tick that raises the planted alerts with no sink, one that raises them and
+delivers them to a JSON webhook on loopback, and a second tick that finds nothing new. Results are
+printed and written to bench/results/durations.json (`--output`).
+
+`--compare-with TREE` times the same script in TREE (a `git worktree` of an older commit, with this
+file copied into its bench/) in turn with this one, on the same data, each with an alert store of its
+own: on a shared, noisy machine only figures taken side by side compare.
 """
 
 import argparse
+import contextlib
+import functools
+import gc
+import http.server
 import io
 import json
 import os
@@ -18,13 +29,14 @@ import platform
 import queue
 import signal
 import statistics
+import subprocess
 import sys
+import tempfile
 import threading
 import time
 import tracemalloc
 import uuid
 from collections.abc import Callable, Iterator
-from concurrent.futures import ProcessPoolExecutor
 from datetime import UTC, datetime, timedelta
 from itertools import chain
 from multiprocessing import get_context
@@ -37,14 +49,20 @@ import sqlalchemy as sa
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from faultline.durations import WINDOW_DAYS, K, baselines_from_moments, find_overdue_tasks  # noqa: E402
+import dagster as dg  # noqa: E402
+
+import dagster_project.sensors as sensors  # noqa: E402
+from faultline.durations import WINDOW_DAYS, K, baselines_from_moments  # noqa: E402
+from resources.alert_sinks import AlertSinks  # noqa: E402
 from resources.alert_store import AlertStore  # noqa: E402
 from resources.workflow import SqlWorkflowService  # noqa: E402
 
-RESULTS = Path(__file__).resolve().parent / "results" / "durations.json"
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results" / "durations.json"
 DEFAULT_ADMIN_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
 BAR_BASELINES_S = 30.0  # issue 5
 BAR_TICK_S = 1.0  # issue 5
+BAR_DELIVERY_TICK_S = 5.0  # issue 19: a tick that raises and delivers 1,000 new alerts to a webhook
 REPEATS = 3  # a shared, noisy machine: each figure is the median and the min of three
 
 # One day more history than the 14-day window, so the window's filter has runs to leave out.
@@ -60,6 +78,23 @@ INDEXES = {
     "task_runs_pkey": "PRIMARY KEY (run_id), as write_runs declares it",
     "task_runs_status_ended_at": "(status, ended_at): the window of successful runs, and the running ones",
 }
+# The sensor's ticks, each timed whole: (name, with the webhook sink, alerts cleared first, bar); {n}
+# is the number of planted overdue runs.
+TICKS = [
+    ("sensor tick 1 ({n:,} new alerts, no sink)", False, True, BAR_TICK_S),
+    ("sensor tick 1 ({n:,} new alerts delivered to the webhook)", True, True, BAR_DELIVERY_TICK_S),
+    ("sensor tick 2 (nothing new)", True, False, BAR_TICK_S),
+]
+# Time in Python's full (generation 2) garbage collections during a tick, part of the steps it falls in.
+FULL_COLLECTIONS = "of all the above, full garbage collections"
+# What the sensor calls, timed one by one inside its evaluation: (owner, attribute, step name).
+SENSOR_STEPS = [
+    (AlertStore, "latest_baselines", "latest_baselines"),
+    (SqlWorkflowService, "running_tasks", "running_tasks"),
+    (sensors, "find_overdue_tasks", "find_overdue_tasks"),
+    (AlertStore, "record_alerts", "record_alerts"),
+    (sensors, "deliver_pending_alerts", "deliver_pending_alerts"),
+]
 
 
 class TaskTypes:
@@ -220,48 +255,169 @@ def timed(steps: dict[str, float], name: str, step: Callable[[], Any]) -> Any:
     return value
 
 
-def compute_baselines(url: str, start: datetime, end: datetime) -> tuple[dict[str, float], pd.DataFrame]:
-    """The task_duration_baselines asset's mean_std path: moments aggregated in SQL, limits in pandas."""
+def compute_baselines(
+    runs_url: str, alerts_url: str, start: datetime, end: datetime
+) -> tuple[dict[str, float], pd.DataFrame]:
+    """What the task_duration_baselines asset does for mean_std, in its order: moments aggregated in SQL,
+    limits in pandas, the window's rejected runs counted, the limits saved where the sensor reads them."""
+    workflow, alert_store = SqlWorkflowService(url=runs_url), AlertStore(url=alerts_url)
     steps: dict[str, float] = {}
     began = time.perf_counter()
-    moments = timed(
-        steps, "duration_moments", lambda: SqlWorkflowService(url=url).duration_moments(start, end)
-    )
+    moments = timed(steps, "duration_moments", lambda: workflow.duration_moments(start, end))
     baselines = timed(steps, "baselines_from_moments", lambda: baselines_from_moments(moments))
+    timed(steps, "rejected_runs", lambda: workflow.rejected_runs(start, end))
+    timed(steps, "save_baselines", lambda: alert_store.save_baselines(end, baselines))
     steps["total"] = time.perf_counter() - began
     return steps, baselines
 
 
-def sensor_tick(url: str, now: datetime) -> tuple[dict[str, float], dict[str, Any]]:
-    """What the long_running_tasks sensor does per tick before it reports, in its order."""
-    workflow, alert_store = SqlWorkflowService(url=url), AlertStore(url=url)
-    steps: dict[str, float] = {}
+def build_sensor(now: datetime) -> dg.SensorDefinition:
+    """The project's long_running_tasks sensor, its clock fixed at `now`: a short task must not drift past
+    its limit while the benchmark runs."""
+    return sensors.build_long_running_tasks_sensor(clock=lambda: now)
+
+
+class StepTimes:
+    """Wraps what the sensor calls (SENSOR_STEPS) so each call adds its time to `steps`; and adds the time
+    of Python's full garbage collections, wherever they fall, to FULL_COLLECTIONS."""
+
+    def __init__(self) -> None:
+        self.steps: dict[str, float] = {}
+        for owner, attribute, name in SENSOR_STEPS:
+            setattr(owner, attribute, self._timed(getattr(owner, attribute), name))
+        self._collection_began = 0.0
+        gc.callbacks.append(self._full_collection)
+
+    def _full_collection(self, phase: str, info: dict) -> None:
+        if info["generation"] != 2:
+            return
+        if phase == "start":
+            self._collection_began = time.perf_counter()
+        else:
+            self.steps[FULL_COLLECTIONS] = (
+                self.steps.get(FULL_COLLECTIONS, 0.0) + time.perf_counter() - self._collection_began
+            )
+
+    def _timed(self, function: Callable, name: str) -> Callable:
+        @functools.wraps(function)
+        def timed_call(*args, **kwargs):
+            began = time.perf_counter()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                self.steps[name] = self.steps.get(name, 0.0) + time.perf_counter() - began
+
+        return timed_call
+
+
+def sensor_tick(
+    runs_url: str,
+    alerts_url: str,
+    now: datetime,
+    instance: dg.DagsterInstance,
+    step_times: StepTimes,
+    webhook_url: str | None,
+) -> tuple[dict[str, float], dict[str, Any]]:
+    """One whole evaluation of the sensor, as the daemon runs it: resources built, the tick evaluated
+    (limits, running tasks, overdue check, alerts recorded and logged, delivery, the result's table)."""
+    sensor = build_sensor(now)
+    step_times.steps = {}
     began = time.perf_counter()
-    _, baselines = timed(steps, "latest_baselines", alert_store.latest_baselines)
-    running, unreadable = timed(steps, "running_tasks", lambda: workflow.running_tasks(now))
-    scan = timed(steps, "find_overdue_tasks", lambda: find_overdue_tasks(running, baselines, now))
-    new_alerts = timed(steps, "record_alerts", lambda: alert_store.record_alerts(scan.overdue, raised_at=now))
-    steps["total"] = time.perf_counter() - began
-    counts = {
-        "running": scan.n_running,
-        "checked": scan.n_checked,
-        "without_baseline": scan.n_without_baseline,
-        "unreadable": len(unreadable),
-        "overdue": len(scan.overdue),
-        "new_alerts": len(new_alerts),
-        "new_alert_run_ids": set(new_alerts["run_id"]),
+    resources = {
+        "workflow": SqlWorkflowService(url=runs_url),
+        "alert_store": AlertStore(url=alerts_url),
+        "alert_sinks": AlertSinks(webhook_url=webhook_url),
     }
+    # The sensor logs a warning per new alert to the console, as in the daemon: here to /dev/null.
+    with open(os.devnull, "w") as console, contextlib.redirect_stderr(console):
+        with dg.build_sensor_context(instance=instance, resources=resources) as context:
+            result = sensor(context)
+    total = time.perf_counter() - began
+    steps = {name: step_times.steps.get(name, 0.0) for _, _, name in SENSOR_STEPS}
+    steps["the rest (resources, log lines, result)"] = total - sum(steps.values())
+    steps[FULL_COLLECTIONS] = step_times.steps.get(FULL_COLLECTIONS, 0.0)
+    steps["total"] = total
+    metadata = {}
+    if isinstance(result, dg.SensorResult) and result.asset_events:
+        metadata = {key: value.value for key, value in result.asset_events[0].metadata.items()}
+    counts = {
+        key: metadata[key]
+        for key in ("new_alerts", "running", "checked", "without_baseline")
+        if key in metadata
+    }
+    counts.setdefault("new_alerts", 0)
     return steps, counts
+
+
+def alert_tables(url: str) -> list[str]:
+    """Every table of the alert store but the limits: alerts, deliveries and whatever else it keeps."""
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as connection:
+            names = sa.inspect(connection).get_table_names()
+    finally:
+        engine.dispose()
+    return sorted(set(names) - {"task_duration_baselines"})
 
 
 def clear_alerts(url: str) -> None:
     """Empty the alert store, so that the next tick is a first tick again."""
+    tables = ", ".join(f'"{name}"' for name in alert_tables(url))
     engine = sa.create_engine(url)
     try:
         with engine.begin() as connection:
-            connection.execute(sa.text("TRUNCATE alert_deliveries, alerts RESTART IDENTITY"))
+            connection.execute(sa.text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
     finally:
         engine.dispose()
+
+
+def alerted_run_ids(url: str) -> set[str]:
+    return set(AlertStore(url=url).alerts()["run_id"])
+
+
+class _WebhookHandler(http.server.BaseHTTPRequestHandler):
+    # HTTP/1.1, as a real receiver answers: the sink's session keeps its connection open.
+    protocol_version = "HTTP/1.1"
+    received: Any = None  # a shared counter, set in the server's process
+
+    def do_POST(self) -> None:  # noqa: N802 - the stdlib's name
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        with self.received.get_lock():
+            self.received.value += 1
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def _serve_webhook(received: Any, ready: Any) -> None:
+    _WebhookHandler.received = received
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _WebhookHandler)
+    ready.put(server.server_address[1])
+    server.serve_forever()
+
+
+class Webhook:
+    """A JSON webhook on loopback that answers 200 to every POST and counts them, in a process of its
+    own: a real receiver does not share the sensor's interpreter."""
+
+    def __init__(self) -> None:
+        context = get_context("spawn")
+        self._received = context.Value("q", 0)
+        ready = context.Queue()
+        self._process = context.Process(target=_serve_webhook, args=(self._received, ready), daemon=True)
+        self._process.start()
+        self.url = f"http://127.0.0.1:{ready.get(timeout=60)}/alerts"
+
+    @property
+    def received(self) -> int:
+        return self._received.value
+
+    def close(self) -> None:
+        self._process.terminate()
+        self._process.join()
 
 
 def _status_kib(field: str) -> int:
@@ -269,20 +425,22 @@ def _status_kib(field: str) -> int:
         return next(int(line.split()[1]) for line in status if line.startswith(f"{field}:"))
 
 
-def tick_memory(url: str, now: datetime) -> dict[str, float]:
-    """In a fresh process: the peak RSS of a first tick over the RSS before it, then its tracemalloc peak."""
-    AlertStore(url=url).alerts()  # the driver and dialect loaded, the store's tables checked
-    clear_alerts(url)
-    # Not ru_maxrss: a spawned process starts with its parent's (the loader's) high-water mark.
-    # Writing 5 to clear_refs resets this process's own, VmHWM, to its current RSS (proc(5)).
+def tick_memory(runs_url: str, alerts_url: str, now: datetime, webhook_url: str) -> dict[str, float]:
+    """In this fresh process: the peak RSS of a first tick (delivering to the webhook) over the RSS
+    before it, then its tracemalloc peak."""
+    instance, step_times = dg.DagsterInstance.ephemeral(), StepTimes()
+    AlertStore(url=alerts_url).alerts()  # the driver and dialect loaded, the store's tables checked
+    clear_alerts(alerts_url)
+    # Not ru_maxrss: a spawned process starts with its parent's high-water mark. Writing 5 to
+    # clear_refs resets this process's own, VmHWM, to its current RSS (proc(5)).
     with open("/proc/self/clear_refs", "w") as clear_refs:
         clear_refs.write("5")
     before_kib = _status_kib("VmRSS")
-    sensor_tick(url, now)
+    sensor_tick(runs_url, alerts_url, now, instance, step_times, webhook_url)
     peak_kib = _status_kib("VmHWM")
-    clear_alerts(url)
+    clear_alerts(alerts_url)
     tracemalloc.start()
-    sensor_tick(url, now)
+    sensor_tick(runs_url, alerts_url, now, instance, step_times, webhook_url)
     _, traced_peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     return {
@@ -315,6 +473,16 @@ def step_summaries(label: str, repeats: list[dict[str, float]], bar_s: float) ->
     ]
 
 
+def code_version() -> dict[str, Any]:
+    """The commit measured, and the tracked files that differed from it (others may be editing)."""
+
+    def git(*arguments: str) -> str:
+        return subprocess.run(["git", *arguments], cwd=ROOT, capture_output=True, text=True).stdout.rstrip()
+
+    changed = [line[3:] for line in git("status", "--porcelain", "--untracked-files=no").splitlines()]
+    return {"commit": git("rev-parse", "--short", "HEAD"), "uncommitted_changes": changed}
+
+
 def machine(url: str) -> dict[str, Any]:
     with open("/proc/meminfo") as meminfo:
         total_kib = next(int(line.split()[1]) for line in meminfo if line.startswith("MemTotal:"))
@@ -338,24 +506,130 @@ def machine(url: str) -> dict[str, Any]:
 
 
 def print_table(results: list[dict[str, Any]], memory: dict[str, float]) -> None:
-    print(f"\n{'step':<46} {'median s':>9} {'min s':>8} {'bar s':>6} {'median/bar':>10} {'min/bar':>8}  met")
+    print(f"\n{'step':<72} {'median s':>9} {'min s':>8} {'bar s':>6} {'median/bar':>10} {'min/bar':>8}  met")
     for r in results:
         bar = "" if r["bar_s"] is None else f"{r['bar_s']:6.0f}"
         ratios = "" if r["bar_s"] is None else f"{r['median_to_bar']:10.3f} {r['min_to_bar']:8.3f}"
         met = "" if r["met"] is None else ("met" if r["met"] else "MISSED")
-        print(f"{r['name']:<46} {r['median_s']:9.3f} {r['min_s']:8.3f} {bar:>6} {ratios:>19}  {met}")
+        print(f"{r['name']:<72} {r['median_s']:9.3f} {r['min_s']:8.3f} {bar:>6} {ratios:>19}  {met}")
     print(
-        f"memory of a first tick (fresh process): peak RSS +{memory['peak_rss_increase_mb']:.0f} MB "
-        f"(from {memory['rss_before_mb']:.0f} to {memory['peak_rss_mb']:.0f} MB), "
-        f"tracemalloc peak {memory['tracemalloc_peak_mb']:.0f} MB"
+        f"memory of a first tick delivering to the webhook (fresh process): peak RSS "
+        f"+{memory['peak_rss_increase_mb']:.0f} MB (from {memory['rss_before_mb']:.0f} to "
+        f"{memory['peak_rss_mb']:.0f} MB), tracemalloc peak {memory['tracemalloc_peak_mb']:.0f} MB"
     )
 
 
-def run(admin_url: str, url: str, args: argparse.Namespace) -> dict[str, Any]:
-    now = datetime.now(UTC).replace(microsecond=0)
+def compare(
+    before: dict[str, Any], after: dict[str, Any], before_code: dict, after_code: dict
+) -> dict[str, Any]:
+    """Each step both trees measured, before and after, with after/before of the medians and mins."""
+    earlier = {r["name"]: r for r in before["results"]}
+    rows = [
+        {
+            "name": r["name"],
+            "before_median_s": earlier[r["name"]]["median_s"],
+            "after_median_s": r["median_s"],
+            "median_after_to_before": r["median_s"] / earlier[r["name"]]["median_s"],
+            "before_min_s": earlier[r["name"]]["min_s"],
+            "after_min_s": r["min_s"],
+            "min_after_to_before": r["min_s"] / earlier[r["name"]]["min_s"],
+        }
+        for r in after["results"]
+        if r["name"] in earlier and earlier[r["name"]]["median_s"] > 0
+    ]
+    heading = f"at {before_code['commit']} -> at {after_code['commit']}"
+    print(f"\n{heading:<72} {'median s':>17} {'ratio':>6} {'min s':>17} {'ratio':>6}")
+    for r in rows:
+        print(
+            f"{r['name']:<72} {r['before_median_s']:7.3f} -> {r['after_median_s']:6.3f} "
+            f"{r['median_after_to_before']:6.2f} {r['before_min_s']:7.3f} -> {r['after_min_s']:6.3f} "
+            f"{r['min_after_to_before']:6.2f}"
+        )
+    return {"before": before_code, "after": after_code, "results": rows}
+
+
+def measure(args: argparse.Namespace) -> None:
+    """A worker: this tree's code timed once on a loaded database (baselines, then each tick of TICKS);
+    the step times as JSON on stdout. Run as a process of its own, so that two trees' code can be timed
+    one after the other on the same data."""
+    now = datetime.fromisoformat(args.now)
+    planted = set(json.loads(Path(args.planted).read_text()))
     start = now - timedelta(days=WINDOW_DAYS)
+    if args.memory:
+        webhook = Webhook()
+        try:
+            print(json.dumps(tick_memory(args.runs_url, args.alerts_url, now, webhook.url)))
+        finally:
+            webhook.close()
+        return
+    baselines_steps, baselines = compute_baselines(args.runs_url, args.alerts_url, start, now)
+    instance, step_times, webhook = dg.DagsterInstance.ephemeral(), StepTimes(), Webhook()
+    ticks, counts = {}, {}
+    try:
+        for template, to_webhook, clear, _ in TICKS:
+            name = template.format(n=len(planted))
+            if clear:
+                clear_alerts(args.alerts_url)
+            received = webhook.received
+            ticks[name], counts[name] = sensor_tick(
+                args.runs_url, args.alerts_url, now, instance, step_times, webhook.url if to_webhook else None
+            )
+            counts[name]["delivered_to_webhook"] = webhook.received - received
+            alerted = alerted_run_ids(args.alerts_url)
+            expected_delivered = len(planted) if to_webhook and clear else 0
+            if alerted != planted or counts[name]["delivered_to_webhook"] != expected_delivered:
+                raise SystemExit(
+                    f"{name}: the store holds {len(alerted)} alerts ({len(alerted & planted)} of the "
+                    f"{len(planted)} planted) and the webhook got {counts[name]['delivered_to_webhook']} "
+                    f"(expected {expected_delivered}); the figures would not measure the planted workload"
+                )
+    finally:
+        webhook.close()
+    print(
+        json.dumps(
+            {
+                "code": code_version(),
+                "baselines": baselines_steps,
+                "ticks": ticks,
+                "counts": counts,
+                "limits": {
+                    "task_types": len(baselines),
+                    "with_limit": int(baselines["has_limit"].sum()),
+                    "successful_runs_in_window": int(baselines["n_runs"].sum()),
+                },
+            }
+        )
+    )
+
+
+def run_worker(
+    tree: Path, urls: dict[str, str], now: datetime, planted_file: Path, memory: bool = False
+) -> dict:
+    """This script of `tree` (a checkout of some commit) run as a worker on the loaded database."""
+    command = [
+        sys.executable, str(tree / "bench" / "durations.py"), "--measure", "--now", now.isoformat(),
+        "--planted", str(planted_file), "--runs-url", urls["runs"], "--alerts-url", urls[str(tree)],
+    ]  # fmt: skip
+    done = subprocess.run(
+        [*command, *(["--memory"] if memory else [])], cwd=tree, capture_output=True, text=True
+    )
+    if done.returncode != 0:
+        raise SystemExit(f"the worker of {tree} failed:\n{done.stderr[-4000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def tree_results(n_planted: int, repeats: list[dict]) -> list[dict[str, Any]]:
+    results = step_summaries("baselines", [r["baselines"] for r in repeats], BAR_BASELINES_S)
+    for template, *_, bar_s in TICKS:
+        name = template.format(n=n_planted)
+        results += step_summaries(name, [r["ticks"][name] for r in repeats], bar_s)
+    return results
+
+
+def run(admin_url: str, urls: dict[str, str], trees: list[Path], args: argparse.Namespace) -> dict[str, Any]:
+    now = datetime.now(UTC).replace(microsecond=0)
     print(f"loading {args.runs:,} runs of {args.task_types:,} task types and {args.running:,} running ...")
-    loaded = load(url, args, now)
+    loaded = load(urls["runs"], args, now)
     planted = loaded.pop("planted_overdue")
     print(
         f"loaded {loaded['rows']:,} rows in {loaded['seconds']:.0f} s (generate + COPY "
@@ -364,51 +638,40 @@ def run(admin_url: str, url: str, args: argparse.Namespace) -> dict[str, Any]:
         f"{loaded['table_with_indexes_mb']:.0f} MB with indexes",
         flush=True,
     )
+    planted_file = Path(tempfile.gettempdir()) / f"{urls['runs'].rsplit('/', 1)[-1]}_planted.json"
+    planted_file.write_text(json.dumps(sorted(planted)))
+    try:
+        # The machine is shared: the load average says how much the timings competed for the CPUs. With
+        # trees to compare, each repetition times every tree once, in turn, starting with a different one.
+        load_average = {"before_timings": os.getloadavg()[0]}
+        repeats: dict[Path, list[dict]] = {tree: [] for tree in trees}
+        for i in range(REPEATS):
+            for tree in trees[i % len(trees) :] + trees[: i % len(trees)]:
+                repeats[tree].append(run_worker(tree, urls, now, planted_file))
+                timing = repeats[tree][-1]
+                ticks = ", ".join(f"{steps['total']:.3f} s" for steps in timing["ticks"].values())
+                print(
+                    f"repetition {i + 1} at {timing['code']['commit']}: baselines "
+                    f"{timing['baselines']['total']:.2f} s, ticks {ticks}",
+                    flush=True,
+                )
+        load_average["after_timings"] = os.getloadavg()[0]
+        memory = run_worker(ROOT, urls, now, planted_file, memory=True)
+    finally:
+        planted_file.unlink()
 
-    # The machine is shared: the load average says how much the timings competed for the CPUs.
-    load_average = {"before_timings": os.getloadavg()[0]}
-    baseline_runs = []
-    for i in range(REPEATS):
-        steps, baselines = compute_baselines(url, start, now)
-        baseline_runs.append(steps)
-        print(f"baselines {i + 1}: {steps['total']:.2f} s", flush=True)
-    # The sensor's time is measured as it runs: with the limits as of `now` saved where it reads them.
-    AlertStore(url=url).save_baselines(now, baselines)
-
-    first_runs, second_runs = [], []
-    for i in range(REPEATS):
-        clear_alerts(url)
-        steps, first = sensor_tick(url, now)
-        first_runs.append(steps)
-        steps, second = sensor_tick(url, now)
-        second_runs.append(steps)
-        print(
-            f"tick {i + 1}: first {first_runs[-1]['total']:.3f} s, second {steps['total']:.3f} s", flush=True
-        )
-    if first["new_alert_run_ids"] != planted or second["new_alerts"]:
-        raise SystemExit(
-            f"the sensor flagged {first['new_alerts']} runs ({len(first['new_alert_run_ids'] & planted)} of "
-            f"the {len(planted)} planted) and {second['new_alerts']} on its second tick; the figures would "
-            "not measure the planted workload"
-        )
-    load_average["after_timings"] = os.getloadavg()[0]
-    with ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn")) as pool:
-        memory = pool.submit(tick_memory, url, now).result()
-
-    results = [
-        *step_summaries("baselines", baseline_runs, BAR_BASELINES_S),
-        *step_summaries("sensor tick 1 (new alerts)", first_runs, BAR_TICK_S),
-        *step_summaries("sensor tick 2 (nothing new)", second_runs, BAR_TICK_S),
-    ]
+    results = tree_results(len(planted), repeats[ROOT])
     print_table(results, memory)
     print(
         f"1-minute load average: {load_average['before_timings']:.1f} before the timings, "
         f"{load_average['after_timings']:.1f} after ({len(os.sched_getaffinity(0))} CPUs)"
     )
-    return {
+    this = repeats[ROOT][-1]
+    record = {
         "benchmark": "durations",
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "command": " ".join(["python bench/durations.py", *sys.argv[1:]]),
+        "code": this["code"],
         "machine": machine(admin_url) | {"load_average_1min": load_average},
         "parameters": {
             "task_types": args.task_types,
@@ -425,30 +688,48 @@ def run(admin_url: str, url: str, args: argparse.Namespace) -> dict[str, Any]:
             "now": now.isoformat(),
         },
         "load": loaded | {"indexes": INDEXES},
-        "baselines": {
-            "task_types": len(baselines),
-            "with_limit": int(baselines["has_limit"].sum()),
-            "successful_runs_in_window": int(baselines["n_runs"].sum()),
-        },
+        "baselines": this["limits"],
         "sensor": {
-            "first_tick": {k: v for k, v in first.items() if k != "new_alert_run_ids"},
-            "second_tick": {k: v for k, v in second.items() if k != "new_alert_run_ids"},
+            "ticks": this["counts"],
             "flagged_are_the_planted": True,
+            "method": "each tick is one evaluation of the project's long_running_tasks sensor (its clock "
+            "fixed at the data's now), built with dg.build_sensor_context and the real resources on this "
+            "database, timed from building the resources to the returned result; a tick's steps are timed by "
+            "wrapping what the sensor calls. Log lines are formatted and written to /dev/null. The webhook "
+            "is a loopback HTTP/1.1 server in a process of its own that answers 200 to every POST. Each "
+            "repetition runs in a fresh process: the baselines, then the ticks in the order listed.",
         },
         "memory": memory
         | {
-            "method": "a first tick in a fresh process, after one read of the store: peak RSS (VmHWM, reset "
-            "before the tick) minus RSS before it, which counts all of the process's memory (Python objects, "
-            "numpy/pandas buffers, libpq's result set); then tracemalloc's peak over a second such tick, "
-            "which counts Python and numpy allocations only. The PostgreSQL server's memory is not included.",
+            "method": "a first tick delivering to the webhook, in a fresh process after one read of the "
+            "store: peak RSS (VmHWM, reset before the tick) minus RSS before it, which counts all of the "
+            "process's memory (Python objects, numpy/pandas buffers, libpq's result set); then tracemalloc's "
+            "peak over a second such tick, which counts Python and numpy allocations only. The PostgreSQL "
+            "server's memory is not included.",
             "bar_mb": None,
         },
         "results": results,
     }
+    if len(trees) > 1:
+        record["before_after"] = {
+            repeats[tree][0]["code"]["commit"]: compare(
+                {"results": tree_results(len(planted), repeats[tree])},
+                {"results": results},
+                repeats[tree][0]["code"],
+                this["code"],
+            )
+            | {
+                "method": "the trees' code timed in turn on one database, each repetition starting with a "
+                "different tree; alert stores apart, one database per tree"
+            }
+            for tree in trees
+            if tree != ROOT
+        }
+    return record
 
 
 def _interrupt(signum: int, frame: object) -> None:
-    # A terminated run unwinds like Ctrl-C, so the benchmark's database is always dropped.
+    # A terminated run unwinds like Ctrl-C, so the benchmark's databases are always dropped.
     raise KeyboardInterrupt(f"signal {signum}")
 
 
@@ -460,27 +741,51 @@ def main() -> None:
     parser.add_argument(
         "--url", default=DEFAULT_ADMIN_URL, help="a PostgreSQL URL allowed to create databases"
     )
+    parser.add_argument("--output", type=Path, default=RESULTS, help="where the results are written")
+    parser.add_argument(
+        "--compare-with",
+        type=Path,
+        action="append",
+        default=[],
+        help="a checkout of an older commit holding this script in bench/, timed in turn with this one on "
+        "the same data ('before_after' in the results); repeatable",
+    )
+    # A worker's arguments (run_worker).
+    parser.add_argument("--measure", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--memory", action="store_true", help=argparse.SUPPRESS)
+    for name in ("--now", "--planted", "--runs-url", "--alerts-url"):
+        parser.add_argument(name, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.measure:
+        measure(args)
+        return
 
     signal.signal(signal.SIGTERM, _interrupt)
-    name = f"faultline_bench_{uuid.uuid4().hex[:8]}"
+    trees = [tree.resolve() for tree in args.compare_with] + [ROOT]
+    prefix = f"faultline_bench_{uuid.uuid4().hex[:8]}"
+    names = {"runs": prefix} | {str(tree): f"{prefix}_alerts_{i}" for i, tree in enumerate(trees)}
     admin = sa.create_engine(args.url, isolation_level="AUTOCOMMIT")
-    url = sa.engine.make_url(args.url).set(database=name).render_as_string(hide_password=False)
+    urls = {
+        key: sa.engine.make_url(args.url).set(database=name).render_as_string(hide_password=False)
+        for key, name in names.items()
+    }
+    created = []
     try:
-        with admin.connect() as connection:
-            connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
         try:
-            record = run(args.url, url, args)
+            with admin.connect() as connection:
+                for name in names.values():
+                    connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
+                    created.append(name)
+            record = run(args.url, urls, trees, args)
         finally:
             with admin.connect() as connection:
-                connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+                for name in created:
+                    connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     finally:
         admin.dispose()
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(record, indent=2) + "\n")
-    print(
-        f"\nwritten to {RESULTS.relative_to(Path.cwd()) if RESULTS.is_relative_to(Path.cwd()) else RESULTS}"
-    )
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(record, indent=2) + "\n")
+    print(f"\nwritten to {args.output}")
 
 
 if __name__ == "__main__":
