@@ -1,4 +1,4 @@
-"""Where reports are written as files a person can open (markdown) or a program can read (JSON)."""
+"""Where reports are written as files a person can open (markdown, charts) or a program can read (JSON)."""
 
 import os
 import secrets
@@ -22,13 +22,17 @@ class ReportStore(dg.ConfigurableResource):
         for any file it writes. Text that is not valid Unicode (a lone surrogate from a JSON escape)
         is written with a backslash escape rather than failing the report.
         """
+        return self.write_bytes(name, content.encode("utf-8", "backslashreplace"))
+
+    def write_bytes(self, name: str, content: bytes) -> Path:
+        """Write `content` (a chart's PNG, say) to `name` in the folder, atomically as `write_text`."""
         folder = Path(self.directory)
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / name
         descriptor, partial = _new_file(folder, name)
         try:
             with os.fdopen(descriptor, "wb") as file:
-                file.write(content.encode("utf-8", "backslashreplace"))
+                file.write(content)
                 file.flush()
                 os.fsync(file.fileno())
             os.replace(partial, path)
@@ -36,6 +40,13 @@ class ReportStore(dg.ConfigurableResource):
             Path(partial).unlink(missing_ok=True)
             raise
         return path
+
+    def read_text(self, name: str) -> str | None:
+        """The text of `name` in the folder, or None when there is no such file."""
+        try:
+            return (Path(self.directory) / name).read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return None
 
 
 def _new_file(folder: Path, name: str) -> tuple[int, Path]:
