@@ -78,7 +78,7 @@ def test_task_types_with_too_little_history_get_no_limit_and_are_reported(instan
     assert metadata["task_types_with_too_little_history"] == 1
     assert metadata["successful_runs"] == 9
     assert metadata["rejected_reasons"] == {"ended_at before started_at": 1, "unknown status": 1}
-    assert "| etl.orders | 5 | 180.0 | 94.9 | 369.7 | True | mean_std |" in metadata["limits"]
+    assert "| etl.orders | 5 | 180.0 | 94.9 | 369.7 | True | mean\\_std |" in metadata["limits"]
 
 
 def test_the_robust_estimator_is_selected_by_config(instance, workflow, tmp_path):
