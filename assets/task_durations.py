@@ -5,13 +5,14 @@ a mean and an upper limit (mean + 2 standard deviations); the `long_running_task
 running tasks against the latest limits. A backtest replays history at the sensor's cadence.
 """
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 import pandas as pd
 from pydantic import Field
 
 from assets.settings import DEFAULT_DAILY_PARTITIONS, retried_on_outage
+from faultline.alerting import over_limit_rows, over_limit_summary, scan_counts
 from faultline.backtest import backtest
 from faultline.durations import (
     CHECK_INTERVAL_S,
@@ -19,12 +20,14 @@ from faultline.durations import (
     MIN_RUNS,
     WINDOW_DAYS,
     Estimator,
+    OverdueScan,
     baselines_from_durations,
     baselines_from_moments,
     estimator_named,
+    find_overdue_tasks,
 )
 from faultline.redaction import redact_secrets
-from faultline.report import markdown_table
+from faultline.report import markdown_table, table_columns, table_records
 from resources.alert_store import AlertStore
 from resources.workflow import WorkflowService
 
@@ -107,10 +110,10 @@ def task_duration_baselines(
         metadata={
             "as_of": end.isoformat(),
             "estimator": estimator.value,
-            "k": k,
+            "k": round(float(k), 3),
             "task_types": len(baselines),
-            "task_types_with_limit": with_limit,
-            "task_types_with_too_little_history": len(baselines) - with_limit,
+            "with_limit": with_limit,
+            "too_little_history": len(baselines) - with_limit,
             "successful_runs": int(baselines["n_runs"].sum()),
             "rejected_runs": len(rejected),
             "rejected_reasons": dg.MetadataValue.json(rejected["reason"].value_counts().to_dict()),
@@ -136,15 +139,74 @@ def duration_alert_backtest(
         injected_fraction=config.injected_fraction,
         seed=config.seed,
     )
-    metadata: dict[str, object] = {
-        "history_runs": len(history),
-        "results": dg.MetadataValue.md(markdown_table(results.round(4))),
-    }
+    metadata: dict[str, object] = {"history_runs": len(history), "results": metadata_table(results)}
+    # Short keys, so the UI's metadata column shows them whole: false alerts per task type per day,
+    # and the recall on injected slowdowns and on hangs.
     for row in results.itertuples(index=False):
-        metadata[f"{row.estimator}_false_alerts_per_task_type_per_day"] = float(
-            row.false_alerts_per_task_type_per_day
-        )
-        metadata[f"{row.estimator}_slowdown_recall"] = float(row.slowdown_recall)
-        metadata[f"{row.estimator}_hang_recall"] = float(row.hang_recall)
+        metadata[f"{row.estimator}_false_per_day"] = round(float(row.false_alerts_per_task_type_per_day), 4)
+        metadata[f"{row.estimator}_slow_recall"] = round(float(row.slowdown_recall), 4)
+        metadata[f"{row.estimator}_hang_recall"] = round(float(row.hang_recall), 4)
     context.log.info(f"Backtest over {len(history)} successful runs:\n{results.to_string(index=False)}")
     return dg.MaterializeResult(value=results, metadata=metadata)
+
+
+def metadata_table(frame: pd.DataFrame, digits: int = 4) -> dg.TableMetadataValue:
+    """A frame as Dagster's table metadata: the UI shows each cell as plain text, numbers rounded."""
+    return dg.MetadataValue.table(
+        records=[dg.TableRecord(record) for record in table_records(frame, digits)],
+        schema=dg.TableSchema(columns=[dg.TableColumn(name, kind) for name, kind in table_columns(frame)]),
+    )
+
+
+OVER_LIMIT_CHECK = "tasks_within_their_limit"
+OVER_LIMIT_COLUMNS = ["task_type", "run_id", "started_at", "elapsed", "limit", "mean", "runs"]
+
+
+def over_limit_findings(
+    scan: OverdueScan, as_of: datetime | None, n_unreadable: int, n_new_alerts: int | None = None
+) -> dict[str, object]:
+    """What a check of the running tasks found, as the keyword arguments of an asset check's result:
+    passed when no task is over its limit; the description names the first few over it; the metadata
+    has their count (the UI plots it across checks) and all of them as a table."""
+    counts = scan_counts(scan.n_running, scan.n_checked, scan.n_without_baseline, n_unreadable)
+    limits = f"limits as of {as_of:%Y-%m-%d}" if as_of else "no limits learned yet"
+    over = scan.overdue
+    if over.empty:
+        description = f"No running task is over its limit ({counts}; {limits})."
+    else:
+        description = (
+            f"{len(over)} running tasks over their limit ({counts}; {limits}): {over_limit_summary(over)}."
+        )
+    tasks = pd.DataFrame(over_limit_rows(over), columns=OVER_LIMIT_COLUMNS)
+    metadata: dict[str, object] = {
+        "over_limit": len(over),
+        **({"new_alerts": n_new_alerts} if n_new_alerts is not None else {}),
+        "running": scan.n_running,
+        "checked": scan.n_checked,
+        "without_baseline": scan.n_without_baseline,
+        "unreadable": n_unreadable,
+        "limits_as_of": as_of.strftime("%Y-%m-%d") if as_of else "none",
+        "tasks": metadata_table(tasks.astype({"runs": "int64"})),
+    }
+    return {
+        "passed": over.empty,
+        "severity": dg.AssetCheckSeverity.WARN,
+        "description": description,
+        "metadata": metadata,
+    }
+
+
+@dg.asset_check(
+    asset=task_duration_baselines,
+    name=OVER_LIMIT_CHECK,
+    description="Whether any running task is past its learned limit. The long_running_tasks sensor "
+    "evaluates it on each tick that checks (every 10 minutes by default): the tasks over their limit "
+    "now, new or already alerted, with their count plotted over time. Executing it here checks once, "
+    "and raises no alert.",
+)
+def tasks_within_their_limit(workflow: WorkflowService, alert_store: AlertStore) -> dg.AssetCheckResult:
+    now = datetime.now(UTC)
+    as_of, baselines = alert_store.latest_baselines()
+    running, unreadable = workflow.running_tasks(now)
+    scan = find_overdue_tasks(running, baselines, now)
+    return dg.AssetCheckResult(**over_limit_findings(scan, as_of, len(unreadable)))

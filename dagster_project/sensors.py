@@ -1,11 +1,13 @@
-"""Sensors: every 10 minutes, each running task past its learned limit raises one alert."""
+"""Sensors: every 10 minutes, each running task past its learned limit raises one alert, and the
+tasks over their limit are recorded as the `tasks_within_their_limit` check of the limits' asset."""
 
 from collections.abc import Callable
 from datetime import UTC, datetime
 
 import dagster as dg
 
-from faultline.alerting import alert_text, format_duration
+from assets.task_durations import OVER_LIMIT_CHECK, over_limit_findings, task_duration_baselines
+from faultline.alerting import alert_text, format_duration, over_limit_summary, scan_counts
 from faultline.durations import CHECK_INTERVAL_S, find_overdue_tasks
 from faultline.report import markdown_table
 from resources.alert_sinks import AlertSinks, deliver_pending_alerts
@@ -64,16 +66,26 @@ def build_long_running_tasks_sensor(
                 f"Sink {sink} failed ({'; '.join(failures)}); its alerts are retried next tick."
             )
 
-        counts = (
-            f"{scan.n_running} running, {scan.n_checked} checked, {scan.n_without_baseline} without baseline"
-            + (f", {len(unreadable)} unreadable" if len(unreadable) else "")
+        counts = scan_counts(scan.n_running, scan.n_checked, scan.n_without_baseline, len(unreadable))
+        if as_of is None:
+            return dg.SkipReason(f"No new task over its limit ({counts}; no limits learned yet).")
+        limits = f"limits as of {as_of:%Y-%m-%d}"
+        over = scan.overdue
+        # Each tick that checks leaves its findings on the limits' asset, as the evaluation of its
+        # check: the tasks over their limit now, new or alerted before, and their count, which the
+        # UI plots across ticks. Its one-line result names the first of them.
+        check = dg.AssetCheckEvaluation(
+            asset_key=task_duration_baselines.key,
+            check_name=OVER_LIMIT_CHECK,
+            **over_limit_findings(scan, as_of, len(unreadable), n_new_alerts=len(new_alerts)),
         )
-        limits = f"limits as of {as_of:%Y-%m-%d}" if as_of else "no limits learned yet"
+        named = f" Over their limit now: {over_limit_summary(over)}." if len(over) else ""
         if new_alerts.empty:
-            still_over = (
-                f", {len(scan.overdue)} still over their limit, already alerted" if len(scan.overdue) else ""
+            still_over = f", {len(over)} still over their limit, already alerted" if len(over) else ""
+            return dg.SensorResult(
+                skip_reason=f"No new task over its limit ({counts}{still_over}; {limits}).{named}",
+                asset_events=[check],
             )
-            return dg.SkipReason(f"No new task over its limit ({counts}{still_over}; {limits}).")
         shown = new_alerts.assign(
             elapsed=new_alerts["elapsed_s"].map(format_duration),
             limit=new_alerts["upper_limit_s"].map(format_duration),
@@ -82,10 +94,11 @@ def build_long_running_tasks_sensor(
         return dg.SensorResult(
             # A tick that requests no run is "skipped" to Dagster, whose own message for it would be
             # "Sensor function returned an empty result"; the tick history says what it did instead.
-            skip_reason=f"Alerted: {summary}",
+            skip_reason=f"Alerted: {summary}{named}",
             asset_events=[
+                # The alerts this tick raised, in the asset's event history.
                 dg.AssetObservation(
-                    asset_key="task_duration_baselines",
+                    asset_key=task_duration_baselines.key,
                     description=summary,
                     metadata={
                         "new_alerts": len(new_alerts),
@@ -94,7 +107,8 @@ def build_long_running_tasks_sensor(
                         "without_baseline": scan.n_without_baseline,
                         "alerts": dg.MetadataValue.md(markdown_table(shown)),
                     },
-                )
+                ),
+                check,
             ],
         )
 

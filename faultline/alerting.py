@@ -20,7 +20,10 @@ def format_duration(seconds: float) -> str:
 
 
 def _timestamp(value: object) -> str:
-    return pd.Timestamp(value).tz_convert("UTC").strftime("%Y-%m-%d %H:%M UTC")
+    """A time as `2026-11-22 05:00 UTC`; a time without a zone is taken as UTC (as a scan gives it)."""
+    timestamp = pd.Timestamp(value)
+    timestamp = timestamp.tz_localize("UTC") if timestamp.tzinfo is None else timestamp.tz_convert("UTC")
+    return timestamp.strftime("%Y-%m-%d %H:%M UTC")
 
 
 def _one_line(text: str) -> str:
@@ -28,12 +31,18 @@ def _one_line(text: str) -> str:
     return " ".join(printable.split())
 
 
+def _quoted_ids(alert: Mapping[str, object]) -> tuple[str, str]:
+    """The task type and run id as an alert quotes them: redacted, one line of printable text."""
+    # Task types and run ids are the workflow's data: whatever they hold, they are shown as one line of
+    # printable text and no secret leaves in them. Each is redacted before it is quoted (quoting escapes
+    # quotes and line breaks, which would hide `password="..."` from the rules).
+    return tuple(_one_line(redact_secrets(str(alert[key]))) for key in ("task_type", "run_id"))
+
+
 def alert_text(alert: Mapping[str, object]) -> str:
     """One line: which task, how long it has run, its limit and where the limit comes from."""
-    # Task types and run ids are the workflow's data: whatever they hold, the alert stays one line of
-    # printable text and no secret leaves in it. Each is redacted before it is quoted (quoting escapes
-    # quotes and line breaks, which would hide `password="..."` from the rules), the line once more.
-    task_type, run_id = (_one_line(redact_secrets(str(alert[key]))) for key in ("task_type", "run_id"))
+    # The line is redacted once more, as a whole.
+    task_type, run_id = _quoted_ids(alert)
     text = (
         f"Task {task_type!r} (run {run_id}) has been running for "
         f"{format_duration(float(alert['elapsed_s']))}, past its limit of "
@@ -41,6 +50,46 @@ def alert_text(alert: Mapping[str, object]) -> str:
         f"over {int(alert['n_runs'])} successful runs); started {_timestamp(alert['started_at'])}."
     )
     return redact_secrets(_one_line(text))
+
+
+def over_limit_rows(overdue: pd.DataFrame) -> list[dict[str, object]]:
+    """The tasks past their limit (`find_overdue_tasks`' `overdue`), one plain row each for a table a
+    person reads: the task type and run id as alerts show them, the times as alerts say them."""
+    rows = []
+    for alert in overdue.to_dict(orient="records"):
+        task_type, run_id = _quoted_ids(alert)
+        rows.append(
+            {
+                "task_type": task_type,
+                "run_id": run_id,
+                "started_at": _timestamp(alert["started_at"]),
+                "elapsed": format_duration(float(alert["elapsed_s"])),
+                "limit": format_duration(float(alert["upper_limit_s"])),
+                "mean": format_duration(float(alert["mean_s"])),
+                "runs": int(alert["n_runs"]),
+            }
+        )
+    return rows
+
+
+def scan_counts(n_running: int, n_checked: int, n_without_baseline: int, n_unreadable: int) -> str:
+    """What a check of the running tasks looked at: `4 running, 3 checked, 1 without baseline`, and
+    how many running rows could not be read, if any."""
+    counts = f"{n_running} running, {n_checked} checked, {n_without_baseline} without baseline"
+    return counts + (f", {n_unreadable} unreadable" if n_unreadable else "")
+
+
+def over_limit_summary(overdue: pd.DataFrame, n_named: int = 3) -> str:
+    """The first `n_named` tasks past their limit named on one line, then how many more: what a
+    sensor tick's one-line result says (`'etl.orders' run r-7 1h 0m, limit 3m 26s; ...; and 4 more`)."""
+    named = [
+        f"{task_type!r} run {run_id} {format_duration(float(alert['elapsed_s']))}, "
+        f"limit {format_duration(float(alert['upper_limit_s']))}"
+        for alert in overdue.head(n_named).to_dict(orient="records")
+        for task_type, run_id in [_quoted_ids(alert)]
+    ]
+    more = len(overdue) - len(named)
+    return redact_secrets(_one_line("; ".join(named) + (f"; and {more} more" if more > 0 else "")))
 
 
 def slack_text(alert: Mapping[str, object]) -> str:

@@ -293,9 +293,13 @@ def report_markdown(report: ClusterReport, title: str, max_groups: int = 30) -> 
     return "\n".join(lines) + "\n"
 
 
-def _markdown_row(row) -> str:
+def _shown_examples(examples: list[str]) -> list[str]:
     # A table cell shows the part of each raw example a user reads; the JSON report has them whole.
-    shown = (_shorten(" ".join(strip_framing(example).split()), _MAX_SHOWN_CHARS) for example in row.examples)
+    return [_shorten(" ".join(strip_framing(example).split()), _MAX_SHOWN_CHARS) for example in examples]
+
+
+def _markdown_row(row) -> str:
+    shown = _shown_examples(row.examples)
     examples = "<br>".join(f"{n}. {_cell(text)}" for n, text in enumerate(shown, start=1))
     cells = [
         row.name,
@@ -306,3 +310,92 @@ def _markdown_row(row) -> str:
         examples,
     ]
     return "| " + " | ".join(cells) + f" | {_cell(', '.join(row.terms))} |"
+
+
+# Between a group's examples in a plain-text table cell, which shows no line break.
+EXAMPLE_SEPARATOR = "  ·  "
+
+
+def _plain(text: str) -> str:
+    """`text` on one line for a plain-text table cell: line breaks as spaces, control characters as
+    U+FFFD. Nothing is escaped: such a cell shows its text as it is."""
+    return _CONTROL_CHARACTERS.sub("\ufffd", _LINE_BREAKS.sub(" ", text))
+
+
+def report_table(report: ClusterReport, max_groups: int = 30) -> pd.DataFrame:
+    """The report's groups as a table of plain text and numbers (one row per group, as in the markdown:
+    the `max_groups` biggest clusters, the rest summed in one row, then noise, no text and not
+    vectorized), for a table that shows each cell as it is, `<*>` and all."""
+    groups = report.groups
+    clusters, others = groups[groups["cluster_id"] >= 0], groups[groups["cluster_id"] < 0]
+    shown = [clusters.head(max_groups)]
+    if len(clusters) > max_groups:
+        rest = clusters.iloc[max_groups:]
+        summed = {
+            "name": f"{len(rest)} smaller clusters",
+            "share_pct": rest["share_pct"].sum(),
+            "n_events": rest["n_events"].sum(),
+            "label": "",
+            "hint": "",
+            "examples": [],
+            "terms": [],
+        }
+        shown.append(pd.DataFrame([summed]))
+    shown.append(others)
+    rows = pd.concat(shown, ignore_index=True)
+    return pd.DataFrame(
+        {
+            "group": rows["name"].astype(str),
+            "share_pct": rows["share_pct"].astype(float).round(2),
+            "events": rows["n_events"].astype("int64"),
+            "label": rows["label"].map(_plain),
+            "hint": rows["hint"].map(_plain),
+            "examples": rows["examples"].map(
+                lambda examples: EXAMPLE_SEPARATOR.join(
+                    f"{n}. {_plain(text)}" for n, text in enumerate(_shown_examples(examples), start=1)
+                )
+            ),
+            "terms": rows["terms"].map(lambda terms: _plain(", ".join(terms))),
+        }
+    )
+
+
+TableCell = str | int | float | bool | None
+
+
+def table_columns(frame: pd.DataFrame) -> list[tuple[str, str]]:
+    """Each column's name and the kind of its values (`bool`, `int`, `float`, else `string`), as a
+    table schema gives them."""
+    kinds = []
+    for name, dtype in frame.dtypes.items():
+        if pd.api.types.is_bool_dtype(dtype):
+            kind = "bool"
+        elif pd.api.types.is_integer_dtype(dtype):
+            kind = "int"
+        elif pd.api.types.is_float_dtype(dtype):
+            kind = "float"
+        else:
+            kind = "string"
+        kinds.append((str(name), kind))
+    return kinds
+
+
+def table_records(frame: pd.DataFrame, digits: int = 4) -> list[dict[str, TableCell]]:
+    """The frame's rows as plain values: floats rounded to `digits` (a missing one is None), ints and
+    bools as Python's, anything else as its text on one line."""
+    kinds = dict(table_columns(frame))
+    records = []
+    for row in frame.to_dict(orient="records"):
+        record: dict[str, TableCell] = {}
+        for name, value in row.items():
+            kind = kinds[str(name)]
+            if kind == "float":
+                record[str(name)] = None if pd.isna(value) else round(float(value), digits)
+            elif kind == "int":
+                record[str(name)] = int(value)
+            elif kind == "bool":
+                record[str(name)] = bool(value)
+            else:
+                record[str(name)] = None if value is None else _plain(str(value))
+        records.append(record)
+    return records

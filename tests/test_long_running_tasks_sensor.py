@@ -1,4 +1,5 @@
-"""The long_running_tasks sensor: one alert per overdue run, kept across ticks and restarts, sinks retried."""
+"""The long_running_tasks sensor: one alert per overdue run, kept across ticks and restarts, sinks retried;
+each tick that checks names the tasks over their limit and records them as the limits' check."""
 
 import math
 from datetime import UTC, datetime, timedelta
@@ -10,7 +11,7 @@ import pytest
 import sqlalchemy as sa
 from conftest import FIXED_NOW, FIXED_TODAY, fixed_clock, until
 
-from assets.task_durations import task_duration_baselines
+from assets.task_durations import OVER_LIMIT_CHECK, task_duration_baselines, tasks_within_their_limit
 from dagster_project.sensors import build_long_running_tasks_sensor, long_running_tasks_sensor
 from resources.alert_sinks import AlertSinks
 from resources.alert_store import AlertStore
@@ -113,13 +114,33 @@ def test_the_baselines_hold_the_hand_computed_limit(stores):
     assert limits.set_index("task_type").loc["etl.orders", "upper_limit_s"] == pytest.approx(ORDERS_LIMIT)
 
 
+def check_of(result: dg.SensorResult) -> dg.AssetCheckEvaluation:
+    """The tick's evaluation of the limits' check: what it found over the limit."""
+    (check,) = [event for event in result.asset_events if isinstance(event, dg.AssetCheckEvaluation)]
+    assert (check.asset_key, check.check_name) == (dg.AssetKey("task_duration_baselines"), OVER_LIMIT_CHECK)
+    return check
+
+
+def table_rows(check: dg.AssetCheckEvaluation) -> list[dict]:
+    return [record.data for record in check.metadata["tasks"].value.records]
+
+
 def test_a_tick_flags_exactly_the_tasks_over_their_limit(instance, stores):
     result = tick(instance, stores)
     assert isinstance(result, dg.SensorResult)
-    # What the daemon's tick history shows for a tick that requests no run.
-    assert result.skip_reason.skip_message.startswith(
-        "Alerted: 1 running tasks past their limit (4 running, 3 checked, 1 without baseline;"
+    # What the daemon's tick history shows for a tick that requests no run, the task named.
+    assert result.skip_reason.skip_message == (
+        "Alerted: 1 running tasks past their limit (4 running, 3 checked, 1 without baseline; limits as of "
+        f"{TODAY:%Y-%m-%d}). Over their limit now: 'etl.orders' run r-stuck 1h 0m, limit 3m 26s."
     )
+    check = check_of(result)
+    assert not check.passed and check.severity == dg.AssetCheckSeverity.WARN
+    assert (check.metadata["over_limit"].value, check.metadata["new_alerts"].value) == (1, 1)
+    assert check.description.startswith("1 running tasks over their limit (4 running, 3 checked")
+    assert table_rows(check) == [
+        {"task_type": "etl.orders", "run_id": "r-stuck", "started_at": "2026-11-22 05:00 UTC",
+         "elapsed": "1h 0m", "limit": "3m 26s", "mean": "2m 25s", "runs": 10}
+    ]  # fmt: skip
     observation = result.asset_events[0]
     assert observation.metadata["new_alerts"].value == 1
     assert (observation.metadata["running"].value, observation.metadata["checked"].value) == (4, 3)
@@ -130,15 +151,80 @@ def test_a_tick_flags_exactly_the_tasks_over_their_limit(instance, stores):
     assert alerts.loc[0, "elapsed_s"] == pytest.approx(3600)
 
 
-def test_a_second_tick_with_the_same_state_flags_nothing(instance, stores):
+def test_a_second_tick_with_the_same_state_flags_nothing_and_still_names_the_task(instance, stores):
     tick(instance, stores)
     result = tick(instance, stores)
-    assert isinstance(result, dg.SkipReason)
-    assert (
-        "4 running, 3 checked, 1 without baseline, 1 still over their limit, already alerted"
-        in result.skip_message
+    assert result.skip_reason.skip_message == (
+        "No new task over its limit (4 running, 3 checked, 1 without baseline, 1 still over their limit, "
+        f"already alerted; limits as of {TODAY:%Y-%m-%d}). "
+        "Over their limit now: 'etl.orders' run r-stuck 1h 0m, limit 3m 26s."
     )
+    # No new alert, so no observation of one; the check still records the task over its limit.
+    check = check_of(result)
+    assert len(result.asset_events) == 1
+    assert not check.passed
+    assert (check.metadata["over_limit"].value, check.metadata["new_alerts"].value) == (1, 0)
+    assert [row["run_id"] for row in table_rows(check)] == ["r-stuck"]
     assert len(stores["alert_store"].alerts()) == 1
+
+
+def test_a_tick_names_the_first_three_tasks_over_their_limit_and_tabulates_them_all(instance, stores):
+    stores["workflow"].write_runs(
+        pd.DataFrame([running(f"r-stuck-{i}", "etl.orders", 3600 - 60 * i) for i in range(1, 6)])
+    )
+    result = tick(instance, stores)
+    message = result.skip_reason.skip_message
+    assert message.startswith("Alerted: 6 running tasks past their limit (9 running, 8 checked,")
+    assert message.endswith(
+        "Over their limit now: 'etl.orders' run r-stuck 1h 0m, limit 3m 26s; 'etl.orders' run r-stuck-1 "
+        "59m 0s, limit 3m 26s; 'etl.orders' run r-stuck-2 58m 0s, limit 3m 26s; and 3 more."
+    )
+    check = check_of(result)
+    assert check.metadata["over_limit"].value == 6
+    assert [row["run_id"] for row in table_rows(check)] == ["r-stuck"] + [f"r-stuck-{i}" for i in range(1, 6)]
+
+
+def test_each_checking_tick_is_recorded_on_the_instance_as_the_limits_check(instance, stores):
+    """As the daemon does with a tick's asset events: the check's history holds one evaluation a tick,
+    its count plotted over time; the asset graph shows the check's latest state."""
+    for _ in range(2):
+        for event in tick(instance, stores).asset_events:
+            instance.report_runless_asset_event(event)
+    key = dg.AssetCheckKey(dg.AssetKey("task_duration_baselines"), OVER_LIMIT_CHECK)
+    history = instance.event_log_storage.get_asset_check_execution_history(key, limit=10)
+    evaluations = [record.event.dagster_event.event_specific_data for record in history]
+    assert [e.passed for e in evaluations] == [False, False]
+    assert [e.metadata["over_limit"].value for e in evaluations] == [1, 1]
+    assert [e.metadata["new_alerts"].value for e in evaluations] == [0, 1]  # newest first
+    assert [row.data["run_id"] for row in evaluations[0].metadata["tasks"].value.records] == ["r-stuck"]
+
+
+def test_task_types_and_run_ids_are_named_redacted_as_in_alerts(instance, stores):
+    secret_run = "run-ghp_abcdefghijklmnopqrstuvwxyz0123456789"
+    stores["workflow"].write_runs(pd.DataFrame([running(secret_run, "etl.orders", 4000)]))
+    result = tick(instance, stores)
+    assert "ghp_" not in result.skip_reason.skip_message
+    assert "'etl.orders' run run-<github_token> 1h 6m" in result.skip_reason.skip_message
+    check = check_of(result)
+    assert "ghp_" not in check.description
+    assert [row["run_id"] for row in table_rows(check)] == ["run-<github_token>", "r-stuck"]
+
+
+def test_executing_the_check_itself_reports_the_tasks_over_their_limit_and_raises_no_alert(instance, stores):
+    """What "Execute" on the check in the UI does: one check at the real time, long after the runs
+    above started, so every task with a limit is over it."""
+    result = dg.materialize(
+        [task_duration_baselines, tasks_within_their_limit],
+        instance=instance,
+        resources={"workflow": stores["workflow"], "alert_store": stores["alert_store"]},
+        selection=dg.AssetSelection.checks(tasks_within_their_limit),
+    )
+    (evaluation,) = result.get_asset_check_evaluations()
+    assert not evaluation.passed
+    assert evaluation.metadata["over_limit"].value == 3
+    assert "new_alerts" not in evaluation.metadata
+    assert evaluation.description.startswith("3 running tasks over their limit (4 running, 3 checked")
+    assert stores["alert_store"].alerts().empty
 
 
 def test_a_new_crossing_is_flagged_on_the_next_tick(instance, stores):
@@ -156,9 +242,17 @@ def test_nothing_over_its_limit_is_a_skip_with_the_counts(instance, stores):
         connection.execute(sa.text("DELETE FROM task_runs WHERE run_id = 'r-stuck'"))
     engine.dispose()
     result = tick(instance, stores)
-    assert isinstance(result, dg.SkipReason)
     counts = "3 running, 2 checked, 1 without baseline"
-    assert result.skip_message == f"No new task over its limit ({counts}; limits as of {TODAY:%Y-%m-%d})."
+    assert result.skip_reason.skip_message == (
+        f"No new task over its limit ({counts}; limits as of {TODAY:%Y-%m-%d})."
+    )
+    # Recorded all the same: the count the UI plots drops to 0 and the check passes.
+    check = check_of(result)
+    assert check.passed
+    assert check.metadata["over_limit"].value == 0 and table_rows(check) == []
+    assert (
+        check.description == f"No running task is over its limit ({counts}; limits as of {TODAY:%Y-%m-%d})."
+    )
 
 
 def test_without_learned_limits_the_sensor_says_so(instance, tmp_path: Path):

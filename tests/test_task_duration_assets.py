@@ -74,8 +74,8 @@ def test_task_types_with_too_little_history_get_no_limit_and_are_reported(instan
     assert not baselines.loc["etl.rare", "has_limit"] and np.isnan(baselines.loc["etl.rare", "upper_limit_s"])
     metadata = metadata_of(result, "task_duration_baselines")
     assert metadata["task_types"] == 2
-    assert metadata["task_types_with_limit"] == 1
-    assert metadata["task_types_with_too_little_history"] == 1
+    assert metadata["with_limit"] == 1
+    assert metadata["too_little_history"] == 1
     assert metadata["successful_runs"] == 9
     assert metadata["rejected_reasons"] == {"ended_at before started_at": 1, "unknown status": 1}
     assert "| etl.orders | 5 | 180.0 | 94.9 | 369.7 | True | mean\\_std |" in metadata["limits"]
@@ -136,5 +136,40 @@ def test_the_backtest_asset_replays_the_configured_days_of_history(instance, tmp
         assert row["mean_detection_delay_s"] == pytest.approx(300)
     metadata = metadata_of(result, "duration_alert_backtest")
     assert metadata["history_runs"] == 72
-    assert metadata["mean_std_false_alerts_per_task_type_per_day"] == 0
-    assert metadata["log_mad_slowdown_recall"] == metadata["log_mad_hang_recall"] == 1
+    assert metadata["mean_std_false_per_day"] == 0
+    assert metadata["log_mad_slow_recall"] == metadata["log_mad_hang_recall"] == 1
+    # Short keys, so the UI's metadata column shows them whole.
+    assert max(len(key) for key in metadata) <= 22
+    # The table as the UI shows it: one record per estimator, numbers rounded (the delay is 299.999991 s).
+    records = [record.data for record in metadata["results"].records]
+    assert [record["estimator"] for record in records] == ["mean_std", "log_mad"]
+    assert [record["mean_detection_delay_s"] for record in records] == [300.0, 300.0]
+    assert [record["n_task_days"] for record in records] == [1, 1]
+
+
+def test_the_backtest_metadata_rounds_its_figures(instance, tmp_path):
+    """Three task types with 20-minute runs every hour for two days; on the replayed second day one run
+    of one type lasts an hour: 1 false alert in 3 task-days, shown as 0.3333, not 0.333333333."""
+    rows = []
+    for task_type in ("etl.a", "etl.b", "etl.c"):
+        for days_before in (2, 1):
+            rows += [{**run, "run_id": f"{task_type}-{run['run_id']}", "task_type": task_type}
+                     for run in hourly_runs(TODAY - pd.Timedelta(days=days_before), 1200)]  # fmt: skip
+    noon = TODAY - pd.Timedelta(hours=12)
+    long_run = next(row for row in rows if row["task_type"] == "etl.a" and row["started_at"] > noon)
+    long_run["ended_at"] = long_run["started_at"] + pd.Timedelta(hours=1)
+    workflow = SqlWorkflowService(url=f"sqlite:///{tmp_path / 'history.db'}")
+    workflow.write_runs(pd.DataFrame(rows))
+    config = {"end_date": f"{TODAY:%Y-%m-%d}", "history_days": 2, "window_days": 1,
+              "injected_fraction": 0.0, "check_interval_s": 600}  # fmt: skip
+    result = dg.materialize(
+        [duration_alert_backtest],
+        instance=instance,
+        resources={"workflow": workflow},
+        run_config={"ops": {"duration_alert_backtest": {"config": config}}},
+    )
+    table = result.asset_value("duration_alert_backtest").set_index("estimator")
+    metadata = metadata_of(result, "duration_alert_backtest")
+    for estimator in ("mean_std", "log_mad"):
+        assert table.loc[estimator, "false_alerts_per_task_type_per_day"] == pytest.approx(1 / 3)
+        assert metadata[f"{estimator}_false_per_day"] == 0.3333
