@@ -142,6 +142,9 @@ _UNQUOTED = r"\{[^}\r\n]*\}?|\[[^\]\r\n]*\]?|[^\s\"'`<>{\[&;=:][^\s&;]*(?:[ \t]+
 _VALUE_START = re.compile(rb"""\\?["'`]?\]?\s*(?::=|::|=>|={1,3}|:)?\s*(\\?["'`])?""")
 _NAME_END = (b"=", b":")
 _ONLY_PLACEHOLDERS = re.compile(rb"(?:<[a-z_]+>)+")
+# `&` ends an unquoted value only where a parameter's name follows (`sig=x&se=2026`): `pass=ab&3` is
+# one value. Each check reads what the next piece then takes, so the text is read once.
+_AMPERSAND_GOES_ON = re.compile(rb"&+(?![A-Za-z_][A-Za-z0-9_.\[\]-]*=)[^\s&;\"'`<>]+")
 
 
 def _assigned_value(data: bytes, span: Span) -> Span | None:
@@ -152,6 +155,9 @@ def _assigned_value(data: bytes, span: Span) -> Span | None:
     start = opening.end()
     if _ONLY_PLACEHOLDERS.fullmatch(data, start, stop):
         return None  # redacted already
+    if opening[1] is None:
+        while (more := _AMPERSAND_GOES_ON.match(data, stop)) is not None:
+            stop = more.end()
     if opening[1] is None and data[stop : stop + 1] in _NAME_END:
         space = max(data.rfind(b" ", start, stop), data.rfind(b"\t", start, stop))
         if space > start:
@@ -192,7 +198,8 @@ _IPV4 = r"(?:(?:25[0-5]|2[0-4][0-9]|1?[0-9]?[0-9])\.){3}(?:25[0-5]|2[0-4][0-9]|1
 # run's end before it can report any other match in it, again for each: `1.1.1.1...` took time
 # quadratic in its length under the e-mail rule.
 _URL_SCHEME = r"(?:^|[^A-Za-z0-9+.-])[A-Za-z][A-Za-z0-9+.-]*://"
-_USERINFO = r"[^\s/\"'<>\\]*"
+# A password may hold `/` and `@` (not valid in a URL, but typed so): it goes to the token's last `@`.
+_USERINFO = r"[^\s\"'<>\\]*"
 _WORD_START = r"(?:^|[^A-Za-z])"
 
 # By format: PEM, PGP, OpenSSH and PuTTY private keys; every token detect-secrets' plugins know
@@ -285,6 +292,12 @@ SECRET_RULES: tuple[SecretRule, ...] = (
         "assigned_secret",
         r"[^\"'\r\n]+",
         before=rf"(?i:identified){_SPACE}+(?i:by){_SPACE}+(?:(?i:password){_SPACE}+)?[\"']",
+    ),
+    # MySQL's clients take the password glued to -p (`mysql -u root -pS3cret db`); -P is the port.
+    SecretRule(
+        "assigned_secret",
+        r"'[^'\r\n]*'|\"[^\"\r\n]*\"|[^\s\"'`]+",
+        before=r"(?:^|[^A-Za-z0-9_])(?:mysql(?:dump|admin|import|check)?|mariadb)\b[^\r\n]*?[ \t]-p",
     ),
     SecretRule("bearer_token", r"[A-Za-z0-9._~+/=-]+", before=rf"(?i:bearer){_SPACE}+", refine=_token),
     SecretRule("basic_auth", r"[A-Za-z0-9+/=]+", before=rf"(?i:basic){_SPACE}+", refine=_token),

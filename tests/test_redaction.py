@@ -16,6 +16,10 @@ GITHUB_TOKEN = "ghp_" + "a1B2c3D4e5F6g7H8i9J0k1L2m3N4o5P6q7R8"
         ("postgresql://admin:S3cr3t!x@db.internal:5432/app", "S3cr3t!x", "<url_credentials>"),
         ("redis://:S3cr3tPw@cache:6379/0", "S3cr3tPw", "<url_credentials>"),
         ("amqp://guest:p@ss@word@rabbit:5672", "ss@word", "<url_credentials>"),
+        ("postgres://admin:p@ss:w/rd@db:5432/x", "ss:w/rd", "<url_credentials>"),  # `/` typed raw
+        ("passphrase=tr0ub4dor&3 user=bob", "&3", "<assigned_secret>"),
+        ("mysql -u root -pS3cretPw shop", "S3cretPw", "<assigned_secret>"),
+        ("mysqldump -uroot -p'two words' shop", "two words", "<assigned_secret>"),
         ("dsn app:S3cr3tPw@tcp(db:3306)/shop", "S3cr3tPw", "<url_credentials>"),
         ("jdbc:oracle:thin:scott/T1ger9@//db:1521/orcl", "T1ger9", "<url_credentials>"),
         ("Authorization: Bearer abc.def-ghi_123456", "abc.def-ghi_123456", "<bearer_token>"),
@@ -89,6 +93,12 @@ def test_each_kind_of_secret_is_replaced_by_its_placeholder(text, secret, placeh
     assert placeholder in redacted
 
 
+def test_an_ampersand_ends_a_value_only_before_the_next_parameter():
+    redacted = redact_secrets("?sv=2020&sig=abc%2Bx&se=2026&sp=r")
+    assert redacted == "?sv=2020&sig=<assigned_secret>&se=2026&sp=r"
+    assert redact_secrets("password=a&b&&c host=db") == "password=<assigned_secret> host=db"
+
+
 def test_every_kind_has_a_placeholder_the_cleaning_recognises():
     assert {"bearer_token", "basic_auth", "high_entropy", "assigned_secret", "email"} <= SECRET_KINDS
 
@@ -105,6 +115,8 @@ def test_every_kind_has_a_placeholder_the_cleaning_recognises():
         "Basic authentication failed; Bearer authentication required",
         "the secret store is unavailable",
         "token expired",
+        "mysql -u root -p shop",  # -p alone: the client asks for it
+        "mysql -h db -P 3306 shop",  # -P is the port
     ],
 )
 def test_ordinary_error_text_is_left_alone(text):
