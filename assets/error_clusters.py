@@ -50,6 +50,9 @@ from faultline.report import (
     markdown_table,
     report_document,
     report_markdown,
+    report_table,
+    table_columns,
+    table_records,
 )
 from faultline.templates import DEFAULT_MAX_CONSTANT_VALUES, DEFAULT_SIMILARITY
 from resources.event_store import DUMP_COLUMNS, DeploymentEventStore
@@ -153,7 +156,14 @@ class DBSCANConfig(dg.Config):
 @dg.asset(
     partitions_def=DEFAULT_DAILY_PARTITIONS,
     group_name=GROUP,
-    check_specs=[dg.AssetCheckSpec("dump_has_rows", asset="deployment_events_dump")],
+    check_specs=[
+        dg.AssetCheckSpec(
+            "dump_has_rows",
+            asset="deployment_events_dump",
+            description="Warns when the events store had no rows for the day: its report would be empty "
+            "(the store was not filled, or points elsewhere).",
+        )
+    ],
 )
 # No return annotation: with check_specs Dagster would read one as the type of every output.
 def deployment_events_dump(
@@ -182,8 +192,12 @@ def deployment_events_dump(
                 check_name="dump_has_rows",
                 passed=dump.n_rows > 0,
                 severity=dg.AssetCheckSeverity.WARN,
-                description="The store had no rows for this day: the report will be empty.",
-                metadata={"rows": dump.n_rows},
+                description=(
+                    f"The store had {dump.n_rows:,} rows for {context.partition_key}."
+                    if dump.n_rows
+                    else f"The store had no rows for {context.partition_key}: the report will be empty."
+                ),
+                metadata={"rows": dump.n_rows, "min_rows": 1},
             )
         ],
     )
@@ -199,7 +213,14 @@ def deployment_events_dump(
             "(the metadata counts them all)."
         ),
     },
-    check_specs=[dg.AssetCheckSpec("quarantine_share_is_low", asset="event_quarantine")],
+    check_specs=[
+        dg.AssetCheckSpec(
+            "quarantine_share_is_low",
+            asset="event_quarantine",
+            description="Warns when more of the day's records than `max_quarantine_share` (5%) could not "
+            "be read (broken JSON, missing fields, messages too long): the report would leave them out.",
+        )
+    ],
 )
 def flatten_events(
     context: dg.AssetExecutionContext,
@@ -245,13 +266,21 @@ def flatten_events(
     # Whole rows that could not be read hold an unknown number of events: count them as one each.
     units = flattened.n_events_read + flattened.n_rows_quarantined
     share = flattened.n_quarantined / units if units else 0.0
+    passed = share <= config.max_quarantine_share
     yield dg.AssetCheckResult(
         check_name="quarantine_share_is_low",
         asset_key="event_quarantine",
-        passed=share <= config.max_quarantine_share,
+        passed=passed,
         severity=dg.AssetCheckSeverity.WARN,
-        description=f"At most {config.max_quarantine_share:.0%} of the day's records may be unreadable.",
-        metadata={"quarantine_share": share, "reasons": dg.MetadataValue.json(reasons)},
+        description=f"{share:.1%} of the day's records could not be read ({flattened.n_quarantined:,} of "
+        f"{units:,}): {'within' if passed else 'above'} the {config.max_quarantine_share:.0%} allowed.",
+        metadata={
+            "quarantine_share": round(share, 4),
+            "max_share": round(config.max_quarantine_share, 4),
+            "quarantined": flattened.n_quarantined,
+            "records": units,
+            "reasons": dg.MetadataValue.json(reasons),
+        },
     )
 
 
@@ -290,7 +319,14 @@ def error_vectors(config: Doc2VecConfig, cleaned_corpus: Corpus) -> dg.Materiali
 @dg.asset(
     partitions_def=DEFAULT_DAILY_PARTITIONS,
     group_name=GROUP,
-    check_specs=[dg.AssetCheckSpec("noise_share_is_normal", asset="error_clusters")],
+    check_specs=[
+        dg.AssetCheckSpec(
+            "noise_share_is_normal",
+            asset="error_clusters",
+            description="Warns when more of the day's error events than `max_noise_share` (20%) fall in no "
+            "cluster: the report's groups would leave much of the day out.",
+        )
+    ],
 )
 def error_clusters(config: DBSCANConfig, cleaned_corpus: Corpus, error_vectors: DocumentVectors):
     """Every error event with its cluster (0 is the biggest), noise (-1) or no text (-2), and the
@@ -306,23 +342,32 @@ def error_clusters(config: DBSCANConfig, cleaned_corpus: Corpus, error_vectors: 
     )
     events = clustered.events
     # Share of all the day's error events, as in the report, so the UI plots one series under one name.
-    noise_share = float((events["cluster_id"] == NOISE).mean()) if len(events) else 0.0
+    n_noise = int((events["cluster_id"] == NOISE).sum())
+    noise_share = n_noise / len(events) if len(events) else 0.0
     n_clusters = int(events.loc[events["cluster_id"] >= 0, "cluster_id"].nunique())
+    passed = noise_share <= config.max_noise_share
     return dg.MaterializeResult(
         value=clustered,
         metadata={
             "dagster/row_count": len(events),
             "n_clusters": n_clusters,
             "n_dbscan_clusters": clustered.n_dbscan_clusters,
-            "noise_share": noise_share,
+            "noise_share": round(noise_share, 4),
         },
         check_results=[
             dg.AssetCheckResult(
                 check_name="noise_share_is_normal",
-                passed=noise_share <= config.max_noise_share,
+                passed=passed,
                 severity=dg.AssetCheckSeverity.WARN,
-                description=f"At most {config.max_noise_share:.0%} of the events may fall in no cluster.",
-                metadata={"noise_share": noise_share},
+                description=f"{noise_share:.1%} of the day's error events fell in no cluster "
+                f"({n_noise:,} of {len(events):,}): {'within' if passed else 'above'} the "
+                f"{config.max_noise_share:.0%} allowed.",
+                metadata={
+                    "noise_share": round(noise_share, 4),
+                    "max_share": round(config.max_noise_share, 4),
+                    "noise_events": n_noise,
+                    "events": len(events),
+                },
             )
         ],
     )
@@ -340,14 +385,22 @@ def error_cluster_report(
     report_store.write_text(
         f"error_clusters_{day}.json", json.dumps(report_document(report, day, str(path)), indent=2)
     )
+    # The day first, so the newest day is easy to find among materializations; the groups as a native
+    # table, which the UI shows cell by cell as plain text (`<*>` and all); the markdown is for files.
+    groups = report_table(report)
+    groups_table = dg.MetadataValue.table(
+        records=[dg.TableRecord(record) for record in table_records(groups, digits=2)],
+        schema=dg.TableSchema(columns=[dg.TableColumn(name, kind) for name, kind in table_columns(groups)]),
+    )
     return dg.MaterializeResult(
         value=report,
         metadata={
-            "report": dg.MetadataValue.md(markdown),
-            "report_file": dg.MetadataValue.path(str(path)),
+            "day": day,
             "n_events": report.n_events,
             "n_clusters": report.n_clusters,
-            "noise_share": report.noise_share,
-            "top_cluster_share": report.top_cluster_share,
+            "noise_share": round(report.noise_share, 4),
+            "top_cluster_share": round(report.top_cluster_share, 4),
+            "groups": groups_table,
+            "report_file": dg.MetadataValue.path(str(path)),
         },
     )

@@ -29,8 +29,12 @@ def materialize_day(instance, event_store, report_store, day: str = DEMO_DAY, ru
     )
 
 
+def check_evaluation(result, check_name: str) -> dg.AssetCheckEvaluation:
+    return next(e for e in result.get_asset_check_evaluations() if e.check_name == check_name)
+
+
 def check_passed(result, check_name: str) -> bool:
-    return next(e.passed for e in result.get_asset_check_evaluations() if e.check_name == check_name)
+    return check_evaluation(result, check_name).passed
 
 
 def day_truth(rows: list[dict], day: str) -> pd.Series:
@@ -122,11 +126,89 @@ def test_report_metadata_carries_the_numbers_the_ui_plots(demo_day_result):
     )
     metadata = materialization.metadata
     report = result.asset_value("error_cluster_report")
+    # The day first: the newest day is the first thing to look for among materializations.
+    assert list(metadata)[0] == "day" and metadata["day"].value == DEMO_DAY
     assert metadata["n_events"].value == report.n_events
     assert metadata["n_clusters"].value == report.n_clusters
-    assert metadata["noise_share"].value == pytest.approx(report.noise_share)
-    assert metadata["top_cluster_share"].value == pytest.approx(report.top_cluster_share)
-    assert "| cluster 0 |" in metadata["report"].value
+    assert metadata["noise_share"].value == round(report.noise_share, 4) != report.noise_share
+    assert metadata["top_cluster_share"].value == round(report.top_cluster_share, 4)
+
+
+def test_the_report_shows_its_groups_as_a_native_table_with_labels_intact(demo_day_result):
+    result, folder = demo_day_result
+    metadata = result.asset_materializations_for_node("error_cluster_report")[0].metadata
+    table = metadata["groups"].value
+    assert [column.name for column in table.schema.columns] == [
+        "group", "share_pct", "events", "label", "hint", "examples", "terms"
+    ]  # fmt: skip
+    records = [record.data for record in table.records]
+    report = result.asset_value("error_cluster_report")
+    n_clusters = int((report.groups["cluster_id"] >= 0).sum())
+    assert len(records) == min(n_clusters, 30) + (n_clusters > 30) + int(
+        (report.groups["cluster_id"] < 0).sum()
+    )
+    top = records[0]
+    assert top["group"] == "cluster 0" and top["events"] == int(report.groups.iloc[0]["n_events"])
+    assert top["share_pct"] == round(top["share_pct"], 2) == report.groups.iloc[0]["share_pct"]
+    # The label as the report has it, `<*>` and all (no markdown escaping in a table cell).
+    assert top["label"] == report.groups.iloc[0]["label"]
+    assert top["label"].startswith("Qovery can't build your container image app <*>")
+    assert top["examples"].startswith("1. ") and "  ·  2. " in top["examples"]
+    assert "noise" in [record["group"] for record in records]
+    assert "report" not in metadata  # the markdown is in the file
+    assert (
+        (folder / "reports" / f"error_clusters_{DEMO_DAY}.md")
+        .read_text()
+        .startswith(f"# Deployment errors on {DEMO_DAY}")
+    )
+
+
+def test_every_float_in_the_graphs_metadata_is_rounded(demo_day_result):
+    result, _ = demo_day_result
+    floats = {
+        f"{event.asset_key.to_user_string()}/{key}": value.value
+        for event in result.get_asset_materialization_events()
+        for key, value in event.materialization.metadata.items()
+        if isinstance(value, dg.FloatMetadataValue)
+    }
+    floats |= {
+        f"{evaluation.check_name}/{key}": value.value
+        for evaluation in result.get_asset_check_evaluations()
+        for key, value in evaluation.metadata.items()
+        if isinstance(value, dg.FloatMetadataValue)
+    }
+    assert "error_clusters/noise_share" in floats and "quarantine_share_is_low/quarantine_share" in floats
+    assert {key: value for key, value in floats.items() if round(value, 4) != value} == {}
+
+
+def test_each_check_says_what_it_found_with_the_measured_value_and_the_threshold(demo_day_result):
+    result, _ = demo_day_result
+    rows = result.asset_value("deployment_events_dump").n_rows
+    dump = check_evaluation(result, "dump_has_rows")
+    assert dump.passed and dump.description == f"The store had {rows:,} rows for {DEMO_DAY}."
+    assert (dump.metadata["rows"].value, dump.metadata["min_rows"].value) == (rows, 1)
+    noise = check_evaluation(result, "noise_share_is_normal")
+    events = result.asset_value("error_clusters").events
+    n_noise = int((events["cluster_id"] == -1).sum())
+    assert noise.passed and noise.description == (
+        f"{n_noise / len(events):.1%} of the day's error events fell in no cluster ({n_noise:,} of "
+        f"{len(events):,}): within the 20% allowed."
+    )
+    assert noise.metadata["max_share"].value == 0.2
+    assert noise.metadata["noise_share"].value == round(n_noise / len(events), 4)
+    quarantine = check_evaluation(result, "quarantine_share_is_low")
+    assert quarantine.passed and quarantine.description.endswith(": within the 5% allowed.")
+    assert quarantine.metadata["max_share"].value == 0.05
+
+
+def test_every_check_has_a_description():
+    specs = [spec for asset in ASSETS for spec in asset.check_specs]
+    assert {spec.name for spec in specs} == {
+        "dump_has_rows",
+        "quarantine_share_is_low",
+        "noise_share_is_normal",
+    }
+    assert all(spec.description for spec in specs)
 
 
 def test_non_error_events_are_left_out_and_counted(demo_rows, demo_day_result):
@@ -201,7 +283,15 @@ def test_a_day_of_mostly_unreadable_records_warns(tmp_path: Path, instance, repo
     result = materialize_day(instance, seeded_event_store(tmp_path, rows), report_store)
     assert result.success
     assert len(result.asset_value("event_quarantine")) == 3
-    assert not check_passed(result, "quarantine_share_is_low")
+    quarantine = check_evaluation(result, "quarantine_share_is_low")
+    assert not quarantine.passed
+    assert quarantine.description == (
+        "75.0% of the day's records could not be read (3 of 4): above the 5% allowed."
+    )
+    assert (quarantine.metadata["quarantine_share"].value, quarantine.metadata["max_share"].value) == (
+        0.75,
+        0.05,
+    )
 
 
 def test_an_empty_day_gives_an_empty_report_that_says_so(tmp_path: Path, instance, report_store):
@@ -209,7 +299,9 @@ def test_an_empty_day_gives_an_empty_report_that_says_so(tmp_path: Path, instanc
     result = materialize_day(instance, store, report_store)
     assert result.success
     assert result.asset_value("error_cluster_report").n_events == 0
-    assert not check_passed(result, "dump_has_rows")
+    dump = check_evaluation(result, "dump_has_rows")
+    assert not dump.passed
+    assert dump.description == f"The store had no rows for {DEMO_DAY}: the report will be empty."
     markdown = (tmp_path / "reports" / f"error_clusters_{DEMO_DAY}.md").read_text()
     assert "No error events on this day" in markdown
 

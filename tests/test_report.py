@@ -9,12 +9,16 @@ from markdown_it import MarkdownIt
 from faultline.cleaning import build_corpus
 from faultline.clustering import NO_TEXT, NOISE, NOT_VECTORIZED
 from faultline.report import (
+    EXAMPLE_SEPARATOR,
     _cell,
     build_cluster_report,
     markdown_table,
     message_template,
     report_markdown,
     report_rows,
+    report_table,
+    table_columns,
+    table_records,
 )
 
 
@@ -229,3 +233,49 @@ def test_a_report_shows_labels_hints_and_examples_as_they_are_and_makes_no_marku
     shown = " ".join(html.cells)
     for text in MARKUP:
         assert " ".join(text.split()) in " ".join(shown.split()), text
+
+
+def test_the_report_table_shows_labels_hints_and_examples_as_plain_text_with_each_group_named():
+    """What the UI's table metadata shows, cell by cell as text (no markdown): `<*>` and markup as they
+    are, examples numbered on one line, shares rounded, and the groups that are not clusters named."""
+    messages = ["Build of app <b>1</b> failed *now*", "Build of app <b>2</b> failed *now*"]
+    rows = clustered([(0, text, "build app failed") for text in messages] + [(NOISE, "odd", "odd")])
+    rows = pd.concat([rows, clustered([(NO_TEXT, "---", ""), (NOT_VECTORIZED, "rare one", "rare")])])
+    rows["message"] = rows["error_text"]
+    rows["hint_text"] = ["Hint: check the\nDockerfile", "Hint: check the\nDockerfile", "", "", ""]
+    table = report_table(build_cluster_report(rows.reset_index(drop=True)))
+    assert table["group"].tolist() == [
+        "cluster 0",
+        "noise",
+        "no text after cleaning",
+        "rare templates, not vectorized (past max_templates or max_words)",
+    ]
+    assert table["share_pct"].tolist() == [40.0, 20.0, 20.0, 20.0]
+    assert table["events"].tolist() == [2, 1, 1, 1]
+    cluster = table.iloc[0]
+    assert cluster["label"] == "Build of app <*> failed *now*"
+    assert cluster["hint"] == "Hint: check the"
+    assert cluster["examples"] == (
+        f"1. Build of app <b>1</b> failed *now*{EXAMPLE_SEPARATOR}2. Build of app <b>2</b> failed *now*"
+    )
+    assert table.iloc[1]["examples"] == "1. odd"
+
+
+def test_the_report_table_sums_clusters_past_the_first_ones_in_one_row():
+    rows = [(0, "disk full", "disk full")] * 3 + [(1, "push denied", "push denied")] * 2
+    rows += [(2, "probe failed", "probe failed")] + [(NOISE, "odd", "odd")]
+    table = report_table(build_cluster_report(clustered(rows)), max_groups=1)
+    assert table["group"].tolist() == ["cluster 0", "2 smaller clusters", "noise"]
+    assert table["events"].tolist() == [3, 3, 1]
+    assert table["share_pct"].tolist() == [42.86, 42.86, 14.29]
+
+
+def test_table_records_round_floats_and_keep_each_value_plain():
+    frame = pd.DataFrame(
+        {"name": ["a\nb", "c"], "share": [1 / 3, float("nan")], "count": [1, 2], "ok": [True, False]}
+    )
+    assert table_columns(frame) == [("name", "string"), ("share", "float"), ("count", "int"), ("ok", "bool")]
+    assert table_records(frame, digits=2) == [
+        {"name": "a b", "share": 0.33, "count": 1, "ok": True},
+        {"name": "c", "share": None, "count": 2, "ok": False},
+    ]
