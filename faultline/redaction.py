@@ -299,6 +299,19 @@ SECRET_RULES: tuple[SecretRule, ...] = (
         r"'[^'\r\n]*'|\"[^\"\r\n]*\"|[^\s\"'`]+",
         before=r"(?:^|[^A-Za-z0-9_])(?:mysql(?:dump|admin|import|check)?|mariadb)\b[^\r\n]*?[ \t]-p",
     ),
+    # A registry login's -p, sshpass's -p, curl's -u user:password.
+    SecretRule(
+        "assigned_secret",
+        r"'[^'\r\n]*'|\"[^\"\r\n]*\"|[^\s\"'`]+",
+        before=r"(?:^|[^A-Za-z0-9_])(?:(?:docker|podman|buildah|skopeo|oras|nerdctl|helm)\b"
+        + r"[^\r\n]*?[ \t]login\b[^\r\n]*?[ \t]-p|sshpass[ \t]+-p)[ \t]*",
+    ),
+    SecretRule(
+        "assigned_secret",
+        r"[^\s\"'`]+",
+        before=r"(?:^|[^A-Za-z0-9_])(?:curl|wget)\b[^\r\n]*?[ \t](?:-u|--user|--proxy-user|-U)(?:[ \t]+|=)"
+        + r"[\"']?[^\s:\"'`]*:",
+    ),
     SecretRule("bearer_token", r"[A-Za-z0-9._~+/=-]+", before=rf"(?i:bearer){_SPACE}+", refine=_token),
     SecretRule("basic_auth", r"[A-Za-z0-9+/=]+", before=rf"(?i:basic){_SPACE}+", refine=_token),
     SecretRule("github_token", r"(?:gh[pousr]_[A-Za-z0-9_]{20,}|github_pat_[A-Za-z0-9_]{20,})"),

@@ -61,6 +61,8 @@ SHAPES: dict[str, Callable[[int], str]] = {
     "password=a then &a": lambda n: "password=a" + _repeat("&a")(n - 10),
     "password=a then &&": lambda n: "password=a" + _repeat("&")(n - 10),
     "mysql then -p -p": lambda n: "mysql" + _repeat(" -p")(n - 5),
+    "docker login then -p": lambda n: "docker login" + _repeat(" -p")(n - 12),
+    "curl then -u a:": lambda n: "curl" + _repeat(" -u a:")(n - 4),
     "run of quotes": _repeat('"'),
     "escaped quotes": _repeat('\\"'),
     "base64": lambda n: _random(_BASE64, n),

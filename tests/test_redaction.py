@@ -20,6 +20,9 @@ GITHUB_TOKEN = "ghp_" + "a1B2c3D4e5F6g7H8i9J0k1L2m3N4o5P6q7R8"
         ("passphrase=tr0ub4dor&3 user=bob", "&3", "<assigned_secret>"),
         ("mysql -u root -pS3cretPw shop", "S3cretPw", "<assigned_secret>"),
         ("mysqldump -uroot -p'two words' shop", "two words", "<assigned_secret>"),
+        ("docker login -u bob -p D0ckerPw registry.example.com", "D0ckerPw", "<assigned_secret>"),
+        ("sshpass -p 'SshPw99' ssh deploy@host", "SshPw99", "<assigned_secret>"),
+        ("curl -u admin:Adm1nPw https://api.example.com", "Adm1nPw", "<assigned_secret>"),
         ("dsn app:S3cr3tPw@tcp(db:3306)/shop", "S3cr3tPw", "<url_credentials>"),
         ("jdbc:oracle:thin:scott/T1ger9@//db:1521/orcl", "T1ger9", "<url_credentials>"),
         ("Authorization: Bearer abc.def-ghi_123456", "abc.def-ghi_123456", "<bearer_token>"),
@@ -117,6 +120,8 @@ def test_every_kind_has_a_placeholder_the_cleaning_recognises():
         "token expired",
         "mysql -u root -p shop",  # -p alone: the client asks for it
         "mysql -h db -P 3306 shop",  # -P is the port
+        "docker run -p 8080:80 shop",  # a port, not a login
+        "curl -u admin https://api.example.com",  # curl asks for the password
     ],
 )
 def test_ordinary_error_text_is_left_alone(text):
