@@ -1,9 +1,10 @@
-"""Jobs: the daily error-cluster graph and the daily time limits, one partition (UTC day) per run."""
+"""Jobs: the daily error-cluster graph and the daily time limits, one partition (UTC day) per run, and
+the weekly backtest of the duration alerts. Every job a user or a schedule runs has a name."""
 
 import dagster as dg
 
 from assets.error_clusters import GROUP as ERROR_CLUSTERS_GROUP
-from assets.task_durations import task_duration_baselines
+from assets.task_durations import duration_alert_backtest, task_duration_baselines
 
 
 def _max_runtime(seconds: int) -> dict[str, str]:
@@ -36,9 +37,20 @@ def build_task_duration_baselines_job(
     """The limits the scheduled runs fit with `estimator`, and so the ones the sensor checks against."""
     return dg.define_asset_job(
         "task_duration_baselines_daily",
-        selection=dg.AssetSelection.assets(task_duration_baselines),
+        # The limits alone: their check (tasks over their limit now) is the sensor's to evaluate.
+        selection=dg.AssetSelection.assets(task_duration_baselines).without_checks(),
         partitions_def=partitions,
         tags=_max_runtime(max_runtime_s),
         config={"ops": {"task_duration_baselines": {"config": {"estimator": estimator}}}},
         description="Learn each task type's upper limit from the trailing two weeks of successful runs.",
+    )
+
+
+def build_duration_alert_backtest_job(max_runtime_s: int):
+    """Both estimators replayed over the last weeks of runs, up to today (the backtest's Config)."""
+    return dg.define_asset_job(
+        "duration_alert_backtest_weekly",
+        selection=dg.AssetSelection.assets(duration_alert_backtest),
+        tags=_max_runtime(max_runtime_s),
+        description="Replay the last 28 days at the sensor's cadence: false alerts and recall per estimator.",
     )

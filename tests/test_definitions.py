@@ -39,9 +39,54 @@ def test_the_daily_schedule_runs_the_partitioned_job_after_midnight_utc():
     assert {key.to_user_string() for key in job.asset_layer.executable_asset_keys} == ERROR_CLUSTER_ASSETS
 
 
-def test_asset_checks_warn_about_empty_days_unreadable_records_and_noise():
+def test_asset_checks_warn_about_empty_days_unreadable_records_noise_and_stuck_tasks():
     check_names = {key.name for key in defs.resolve_asset_graph().asset_check_keys}
-    assert {"dump_has_rows", "quarantine_share_is_low", "noise_share_is_normal"} <= check_names
+    assert check_names == {
+        "dump_has_rows",
+        "quarantine_share_is_low",
+        "noise_share_is_normal",
+        "tasks_within_their_limit",
+    }
+
+
+def test_every_check_has_a_description_the_ui_shows():
+    graph = defs.resolve_asset_graph()
+    descriptions = {key.name: graph.get_check_spec(key).description for key in graph.asset_check_keys}
+    assert all(descriptions.values()), descriptions
+
+
+def test_the_backtest_runs_weekly_as_a_named_job():
+    job = defs.resolve_job_def("duration_alert_backtest_weekly")
+    assert {key.to_user_string() for key in job.asset_layer.executable_asset_keys} == {
+        "duration_alert_backtest"
+    }
+    assert job.tags["dagster/max_runtime"] == "7200"
+    schedule = defs.resolve_schedule_def("duration_alert_backtest_weekly_schedule")
+    assert (schedule.cron_schedule, schedule.execution_timezone) == ("0 2 * * 1", "UTC")
+    assert schedule.default_status == dg.DefaultScheduleStatus.RUNNING
+    assert schedule.job_name == "duration_alert_backtest_weekly"
+
+
+def test_every_asset_is_in_a_named_job_with_a_schedule():
+    names = ["error_clusters_daily", "task_duration_baselines_daily", "duration_alert_backtest_weekly"]
+    jobs = [defs.resolve_job_def(name) for name in names]
+    in_jobs = {key for job in jobs for key in job.asset_layer.executable_asset_keys}
+    assert in_jobs == set(defs.resolve_all_asset_keys())
+    assert {schedule.job_name for schedule in defs.schedules} == {job.name for job in jobs}
+
+
+def test_the_daily_limits_job_learns_the_limits_and_leaves_their_check_to_the_sensor():
+    job = defs.resolve_job_def("task_duration_baselines_daily")
+    assert job.asset_layer.asset_graph.asset_check_keys == set()
+
+
+def test_every_run_executes_its_steps_in_one_process():
+    """A process per step re-imports dagster, gensim, scikit-learn and pandas (17-25 s a step): the
+    jobs, and the asset job the UI's Materialize button runs, execute their steps in process."""
+    names = ["error_clusters_daily", "task_duration_baselines_daily", "duration_alert_backtest_weekly"]
+    executors = {name: defs.resolve_job_def(name).executor_def for name in names}
+    executors["Materialize"] = defs.resolve_implicit_global_asset_job_def().executor_def
+    assert all(executor is dg.in_process_executor for executor in executors.values()), executors
 
 
 def test_resources_read_their_urls_from_the_environment():
