@@ -12,7 +12,7 @@ from datetime import date, timedelta
 
 import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
+from matplotlib.dates import AutoDateLocator, ConciseDateFormatter, DateFormatter, DayLocator
 from matplotlib.figure import Figure
 from PIL import Image
 
@@ -22,6 +22,7 @@ DEFAULT_GROUPS_SHOWN = 5
 DEFAULT_TASK_TYPES_SHOWN = 6
 _LEGEND_CHARS = 70
 _DPI = 100
+_WIDTH_IN = 10  # 1,000 pixels: the UI shows the image in a dialog about that wide
 
 
 @dataclass(frozen=True)
@@ -138,7 +139,7 @@ def error_share_chart(
         )
         return _message_chart(title, message, shares)
     days = pd.to_datetime(shares.index).to_numpy()
-    figure = Figure(figsize=(10, 5.5), dpi=_DPI, layout="constrained")
+    figure = Figure(figsize=(_WIDTH_IN, 5.5), dpi=_DPI, layout="constrained")
     axes = figure.add_subplot()
     for rank, label in enumerate(shares.columns, start=1):
         # Numbered: the legend matches the table, and a label starting with "_" is still shown.
@@ -147,9 +148,9 @@ def error_share_chart(
     axes.set_ylabel("share of the day's error events (%)")
     axes.set_ylim(0, max(5.0, float(shares.to_numpy().max()) * 1.15))
     axes.grid(True, alpha=0.3)
-    locator = AutoDateLocator(minticks=3, maxticks=10)
-    axes.xaxis.set_major_locator(locator)
-    axes.xaxis.set_major_formatter(ConciseDateFormatter(locator))
+    # A tick per day, or per few days past ten: the points are days, never hours.
+    axes.xaxis.set_major_locator(DayLocator(interval=-(-len(days) // 10)))
+    axes.xaxis.set_major_formatter(DateFormatter("%b %d"))
     if len(days) == 1:  # one day: a visible axis around its point rather than a zero-width one
         axes.set_xlim(days[0] - pd.Timedelta(days=1), days[0] + pd.Timedelta(days=1))
     axes.legend(loc="upper left", bbox_to_anchor=(0, -0.08), fontsize=9, frameon=False)
@@ -234,7 +235,7 @@ def duration_limit_chart(
         )
     n_columns = 1 if len(table) == 1 else 2
     n_rows = -(-len(table) // n_columns)
-    figure = Figure(figsize=(6 * n_columns, 3.3 * n_rows + 0.6), dpi=_DPI, layout="constrained")
+    figure = Figure(figsize=(_WIDTH_IN / 2 * n_columns, 3.2 * n_rows + 0.6), dpi=_DPI, layout="constrained")
     figure.suptitle(title)
     panels = figure.subplots(n_rows, n_columns, squeeze=False).ravel()
     for axes, row in zip(panels, table.itertuples(index=False), strict=False):
