@@ -22,9 +22,16 @@ demo: install
 test: install
 	$(BIN)/python -m pytest
 
+# The UI on the demo's instance, with the code location on the demo's days: the demo writes its first
+# day to demo_start_date, given here as FAULTLINE_START_DATE (unless the environment sets one).
+# `dg dev` (package dagster-dg-cli) supersedes `dagster dev` in Dagster 1.13 and runs the same
+# services; `dagster dev` stays the fallback while dagster-dg-cli is not installed.
+DATA := $(or $(FAULTLINE_DATA_DIR),$(CURDIR)/data)
 dev: install
-	mkdir -p data/dagster_home
-	DAGSTER_HOME=$(CURDIR)/data/dagster_home $(BIN)/dagster dev -w workspace.yaml
+	mkdir -p $(DATA)/dagster_home
+	DAGSTER_HOME=$(DATA)/dagster_home \
+	FAULTLINE_START_DATE=$${FAULTLINE_START_DATE:-$$(cat $(DATA)/demo_start_date 2>/dev/null)} \
+	$$(test -x $(BIN)/dg && echo $(BIN)/dg || echo $(BIN)/dagster) dev -w workspace.yaml
 
 lint: install
 	$(BIN)/ruff check .
