@@ -22,6 +22,7 @@ from assets import error_clusters
 from assets.task_durations import task_duration_baselines
 from dagster_project.sensors import build_long_running_tasks_sensor
 from faultline.demo_data.deployment_events import frame_message, generate_deployment_batches
+from faultline.report import _plain
 from resources.alert_sinks import AlertSinks
 from resources.alert_store import AlertStore
 from resources.event_store import DeploymentEventStore
@@ -358,5 +359,10 @@ def test_hostile_messages_stay_data_in_the_corpus_and_never_break_the_reports(st
         event.asset_key.to_user_string(): event.materialization.metadata
         for event in result.get_asset_materialization_events()
     }
-    assert metadata["error_cluster_report"]["report"].value == markdown.replace("\\ud800", "\ud800")
+    # In the UI, the groups are a table of plain text: one record per row of the file's table, each
+    # label as the report holds it.
+    records = [record.data for record in metadata["error_cluster_report"]["groups"].value.records]
+    assert len(records) == shown_rows
+    shown_labels = [record["label"] for record in records if record["group"].startswith("cluster ")]
+    assert shown_labels == [_plain(label) for label in report.groups["label"][: len(shown_labels)]]
     assert_one_row_per_line(metadata["event_quarantine"]["preview"].value, n_columns=5, n_rows=1)
