@@ -7,16 +7,17 @@ the environment.
 
 import dagster as dg
 
-from assets import error_clusters, task_durations
+from assets import charts, error_clusters, task_durations
 from assets.settings import Settings, daily_partitions
 from dagster_project.jobs import (
     build_duration_alert_backtest_job,
+    build_duration_limit_chart_job,
     build_error_clusters_job,
     build_task_duration_baselines_job,
 )
 from dagster_project.resources import build_resources
 from dagster_project.schedules import build_schedules
-from dagster_project.sensors import build_long_running_tasks_sensor
+from dagster_project.sensors import build_duration_limit_chart_sensor, build_long_running_tasks_sensor
 
 
 def _on_calendar(assets: list, partitions: dg.PartitionsDefinition) -> list:
@@ -38,13 +39,17 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         partitions, settings.estimator, settings.max_runtime_s
     )
     backtest_job = build_duration_alert_backtest_job(settings.max_runtime_s)
-    modules = [error_clusters, task_durations]
+    modules = [error_clusters, task_durations, charts]
+    chart_job = build_duration_limit_chart_job(settings.max_runtime_s)
     return dg.Definitions(
         assets=_on_calendar(dg.load_assets_from_modules(modules), partitions),
         asset_checks=dg.load_asset_checks_from_modules(modules),
-        jobs=[error_clusters_job, task_duration_baselines_job, backtest_job],
+        jobs=[error_clusters_job, task_duration_baselines_job, backtest_job, chart_job],
         schedules=build_schedules(error_clusters_job, task_duration_baselines_job, backtest_job),
-        sensors=[build_long_running_tasks_sensor(settings.sensor_interval_s)],
+        sensors=[
+            build_long_running_tasks_sensor(settings.sensor_interval_s),
+            build_duration_limit_chart_sensor(chart_job, settings.sensor_interval_s),
+        ],
         resources=build_resources(settings),
         # Every run executes its steps in its own process, one after another (the graph is a chain),
         # as the demo's execute_in_process does. The default starts a process per step, which imports

@@ -51,6 +51,7 @@ DEMO_WORKERS = 2
 ERROR_CLUSTERS_JOB = "error_clusters_daily"
 BASELINES_JOB = "task_duration_baselines_daily"
 BACKTEST_JOB = "duration_alert_backtest_weekly"
+CHART_JOB = "duration_limit_chart_on_alerts"  # its sensor runs it on new alerts under `make dev`
 SENSOR = "long_running_tasks"
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 # The code location `make dev` loads; the demo's tick and backfills are recorded against it.
@@ -116,12 +117,18 @@ def _replace_demo_store(path: Path) -> None:
         store.commit()
 
 
-# What `make dev` runs on: the deployment's run monitoring and launcher, on the embedded storage. The
+# What `make dev` runs on: the deployment's run queue, monitoring and launcher, on the embedded storage. The
 # first line marks the instance as the demo's, which the next demo replaces.
 DEMO_INSTANCE = """\
 # The demo's Dagster instance (dagster_project/demo.py): the next `make demo` replaces it.
 telemetry:
   enabled: false
+run_coordinator:
+  module: dagster.core.run_coordinator
+  class: QueuedRunCoordinator
+  config:
+    max_concurrent_runs: 2
+    dequeue_interval_seconds: 1
 run_launcher:
   module: dagster_project.run_launcher
   class: MonitoredRunLauncher
@@ -268,13 +275,22 @@ def _code_location(workspace: WorkspaceProcessContext):
 def _tick_sensor(instance: dg.DagsterInstance, workspace: WorkspaceProcessContext):
     """One tick of the sensor as the daemon of `make dev` ticks it, so the instance records the tick,
     its result and the events it reports; the tick's log is the tick's own (the UI's "View logs")."""
-    list(execute_sensor_iteration(workspace, logging.getLogger("faultline.demo"), None, None))
-    (sensor,) = [
+    sensors = [
         sensor
         for repository in _code_location(workspace).get_repositories().values()
         for sensor in repository.get_sensors()
-        if sensor.name == SENSOR
     ]
+    # The iteration ticks every running sensor: the others wait (their runs are `make dev`'s daemon's
+    # to launch; the demo runs the chart job itself), then run again as their defaults say.
+    others = [sensor for sensor in sensors if sensor.name != SENSOR]
+    for other in others:
+        instance.stop_sensor(other.get_remote_origin_id(), other.selector_id, other)
+    try:
+        list(execute_sensor_iteration(workspace, logging.getLogger("faultline.demo"), None, None))
+    finally:
+        for other in others:
+            instance.start_sensor(other)
+    (sensor,) = [sensor for sensor in sensors if sensor.name == SENSOR]
     ticks = instance.get_ticks(sensor.get_remote_origin_id(), sensor.selector_id, limit=1)
     if not ticks or ticks[0].status not in (TickStatus.SUCCESS, TickStatus.SKIPPED):
         error = ticks[0].error if ticks else "no tick was recorded"
@@ -381,6 +397,12 @@ def run_demo(
             .execute_in_process(instance=instance, run_config=QUIET)
             .asset_value("duration_alert_backtest")
         )
+        limits_chart = next(
+            event.materialization.metadata["chart_file"].value
+            for event in defs.resolve_job_def(CHART_JOB)
+            .execute_in_process(instance=instance, run_config=QUIET)
+            .get_asset_materialization_events()
+        )
         runs += [future.result() for future in older_days]
         runs += [future.result() for future in run_error_clusters(partition_days[-1:])]
         _record_backfills(instance, workspace, backfill_ids, partition_days, runs, started_at)
@@ -390,6 +412,9 @@ def run_demo(
         raise SystemExit(f"These runs failed: {', '.join(failed)}. `make dev` shows their logs.")
     newest = next(run for run in runs if run.job_name == ERROR_CLUSTERS_JOB and run.day == newest_day)
     _print_report(newest.report, newest_day, newest.report_file)
+    shares_chart = Path(newest.report_file).with_name(f"error_clusters_{newest_day}-shares.png")
+    if shares_chart.exists():
+        print(f"\nThe largest groups' daily share over the {days} days, drawn: {shares_chart}")
     as_of, limits = defs.resources["alert_store"].latest_baselines()
     print(
         f"\nLearned limits for {int(limits['has_limit'].sum())} of {len(limits)} task types "
@@ -398,6 +423,7 @@ def run_demo(
     _print_alerts(defs.resources["alert_store"].alerts(), demo_runs.expected_overdue_run_ids)
     status = tick.status.value.lower()
     print(f"`make dev` shows the tick in the tick history of {SENSOR} ({status}: it requests no run).")
+    print(f"Their task types' runs against their limits, drawn: {limits_chart}")
     print("\nBacktest at the sensor's 10-minute cadence (3x slowdowns and hangs injected):")
     print(backtest.round(3).to_string(index=False))
     print(f"\nDone in {time.monotonic() - started:.0f} s. `make dev` opens these runs in the Dagster UI.")

@@ -3,6 +3,7 @@ the weekly backtest of the duration alerts. Every job a user or a schedule runs 
 
 import dagster as dg
 
+from assets.charts import duration_limit_chart
 from assets.error_clusters import GROUP as ERROR_CLUSTERS_GROUP
 from assets.task_durations import duration_alert_backtest, task_duration_baselines
 
@@ -53,4 +54,14 @@ def build_duration_alert_backtest_job(max_runtime_s: int):
         selection=dg.AssetSelection.assets(duration_alert_backtest),
         tags=_max_runtime(max_runtime_s),
         description="Replay the last 28 days at the sensor's cadence: false alerts and recall per estimator.",
+    )
+
+
+def build_duration_limit_chart_job(max_runtime_s: int):
+    """The chart of the task types the newest alerts flagged, which a sensor runs on new alerts."""
+    return dg.define_asset_job(
+        "duration_limit_chart_on_alerts",
+        selection=dg.AssetSelection.assets(duration_limit_chart),
+        tags=_max_runtime(max_runtime_s),
+        description="Draw the flagged task types' runs against their mean and limit, after new alerts.",
     )

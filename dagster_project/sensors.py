@@ -115,5 +115,29 @@ def build_long_running_tasks_sensor(
     return long_running_tasks
 
 
+def build_duration_limit_chart_sensor(
+    chart_job, minimum_interval_seconds: int = CHECK_INTERVAL_S
+) -> dg.SensorDefinition:
+    """Runs `chart_job` (the flagged task types against their limits) once per batch of new alerts:
+    its cursor is the newest alert id it has drawn, so a tick with no new alert requests nothing."""
+
+    @dg.sensor(
+        name="duration_limit_chart_on_new_alerts",
+        job=chart_job,
+        minimum_interval_seconds=minimum_interval_seconds,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description="Draws the task types flagged by new alerts against their runs and limits.",
+    )
+    def duration_limit_chart_on_new_alerts(context: dg.SensorEvaluationContext, alert_store: AlertStore):
+        newest = alert_store.newest_alert_id()
+        drawn = int(context.cursor) if context.cursor else 0
+        if newest is None or newest <= drawn:
+            return dg.SkipReason(f"No alert since the last chart (newest alert id: {newest}).")
+        request = dg.RunRequest(run_key=f"alerts-to-{newest}")
+        return dg.SensorResult(run_requests=[request], cursor=str(newest))
+
+    return duration_limit_chart_on_new_alerts
+
+
 # At the seed's cadence; the code location builds its own from the deployment's settings.
 long_running_tasks_sensor = build_long_running_tasks_sensor()

@@ -181,6 +181,12 @@ class AlertStore(SqlResource):
         # Ids are drawn in the order the rows were given; RETURNING over batches promises no order.
         return _alerts_frame(sorted(new, key=lambda alert: alert["alert_id"]))
 
+    def newest_alert_id(self) -> int | None:
+        """The id of the latest alert raised (ids only grow), None before the first: what a sensor
+        compares with its cursor without reading the alerts."""
+        with self._connect() as connection:
+            return connection.execute(sa.select(sa.func.max(alerts_table.c.alert_id))).scalar()
+
     def alerts(self) -> pd.DataFrame:
         with self._connect() as connection:
             rows = (

@@ -91,3 +91,28 @@ def test_runs_that_differ_only_in_a_secret_are_alerted_apart_and_shown_redacted(
     assert len(first) == len(alerts) == 4 and again.empty
     assert alerts["run_id"].tolist() == ["deploy password=<assigned_secret>"] * 2 + ["r1", "r1"]
     assert alerts["task_type"].tolist() == ["etl.orders"] * 2 + ["etl.orders token=<assigned_secret>"] * 2
+
+
+def test_the_chart_sensor_requests_one_chart_per_batch_of_new_alerts(store):
+    import dagster as dg
+
+    from dagster_project.sensors import build_duration_limit_chart_sensor
+
+    job = dg.define_asset_job("chart_job", selection=["duration_limit_chart"])
+    sensor = build_duration_limit_chart_sensor(job)
+
+    def tick(cursor):
+        return sensor(dg.build_sensor_context(cursor=cursor, resources={"alert_store": store}))
+
+    assert store.newest_alert_id() is None
+    assert isinstance(tick(None), dg.SkipReason)
+    store.record_alerts(overdue("r1", "r2"), raised_at=NOW)
+    first, newest = tick(None), store.newest_alert_id()
+    # (PostgreSQL's sequence may skip ids: an INSERT that conflicts takes one too.)
+    assert [request.run_key for request in first.run_requests] == [f"alerts-to-{newest}"]
+    assert first.cursor == str(newest)
+    assert isinstance(tick(first.cursor), dg.SkipReason)  # drawn already
+    store.record_alerts(overdue("r1", "r2", "r3"), raised_at=NOW + timedelta(minutes=10))
+    second = tick(first.cursor)
+    assert second.cursor == str(store.newest_alert_id()) and int(second.cursor) > newest
+    assert [request.run_key for request in second.run_requests] == [f"alerts-to-{second.cursor}"]

@@ -20,6 +20,7 @@ ERROR_CLUSTER_ASSETS = {
     "cleaned_corpus",
     "error_vectors",
     "error_clusters",
+    "error_share_chart",
     "error_cluster_report",
 }
 
@@ -67,12 +68,15 @@ def test_the_backtest_runs_weekly_as_a_named_job():
     assert schedule.job_name == "duration_alert_backtest_weekly"
 
 
-def test_every_asset_is_in_a_named_job_with_a_schedule():
-    names = ["error_clusters_daily", "task_duration_baselines_daily", "duration_alert_backtest_weekly"]
+def test_every_asset_is_in_a_named_job_a_schedule_or_a_sensor_runs():
+    scheduled = ["error_clusters_daily", "task_duration_baselines_daily", "duration_alert_backtest_weekly"]
+    names = [*scheduled, "duration_limit_chart_on_alerts"]
     jobs = [defs.resolve_job_def(name) for name in names]
     in_jobs = {key for job in jobs for key in job.asset_layer.executable_asset_keys}
     assert in_jobs == set(defs.resolve_all_asset_keys())
-    assert {schedule.job_name for schedule in defs.schedules} == {job.name for job in jobs}
+    assert {schedule.job_name for schedule in defs.schedules} == set(scheduled)
+    # The limits' chart is drawn when alerts are new, by a sensor of its own.
+    assert defs.resolve_sensor_def("duration_limit_chart_on_new_alerts").job_name == names[-1]
 
 
 def test_the_daily_limits_job_learns_the_limits_and_leaves_their_check_to_the_sensor():
@@ -83,7 +87,7 @@ def test_the_daily_limits_job_learns_the_limits_and_leaves_their_check_to_the_se
 def test_every_run_executes_its_steps_in_one_process():
     """A process per step re-imports dagster, gensim, scikit-learn and pandas (17-25 s a step): the
     jobs, and the asset job the UI's Materialize button runs, execute their steps in process."""
-    names = ["error_clusters_daily", "task_duration_baselines_daily", "duration_alert_backtest_weekly"]
+    names = [job.name for job in defs.jobs]
     executors = {name: defs.resolve_job_def(name).executor_def for name in names}
     executors["Materialize"] = defs.resolve_implicit_global_asset_job_def().executor_def
     assert all(executor is dg.in_process_executor for executor in executors.values()), executors

@@ -24,6 +24,7 @@ from assets.task_durations import OVER_LIMIT_CHECK
 from dagster_project.demo import (
     BACKTEST_JOB,
     BASELINES_JOB,
+    CHART_JOB,
     DEMO_DAYS,
     DEMO_INSTANCE,
     DEMO_MARKER_TABLE,
@@ -178,7 +179,7 @@ def test_every_run_of_the_demo_is_of_a_named_job(small_demo):
     _, days, _, instance = small_demo
     runs = instance.get_runs()
     assert sorted(run.job_name for run in runs) == sorted(
-        [ERROR_CLUSTERS_JOB] * len(days) + [BASELINES_JOB] * len(days) + [BACKTEST_JOB]
+        [ERROR_CLUSTERS_JOB] * len(days) + [BASELINES_JOB] * len(days) + [BACKTEST_JOB, CHART_JOB]
     )
     assert {run.status for run in runs} == {DagsterRunStatus.SUCCESS}
 
