@@ -7,6 +7,7 @@ tasks, built into the measurement.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 
 import numpy as np
@@ -96,16 +97,17 @@ def backtest(
 ) -> pd.DataFrame:
     """False alerts, recall and detection delay of each (estimator name, k), replayed day by day.
 
-    `history` is valid runs from `screen_task_runs` (task_type, started_at, ended_at, status,
-    duration_s); only successful runs are used. `estimators` defaults to every `Estimator` at its
+    `history` is valid runs from `screen_task_runs` (run_id, task_type, started_at, ended_at,
+    status, duration_s); only successful runs are used. The result depends on the runs, never on
+    the order a database returns them in. `estimators` defaults to every `Estimator` at its
     default k. Days are UTC calendar days; a run belongs to the day it started. The first day is the
     day of the earliest start, and every day from `window_days` after it to the day of the latest
     start is replayed:
 
     - Fit: each estimator is fitted on `trailing_durations(history, day, window_days)`, the
       successful runs that ended in the `window_days` before the day starts (`min_runs` applies).
-    - Injection: the day's n successful runs are shuffled with a generator seeded by `seed` (drawn
-      once per day, in day order, the same for every estimator). The first injected_fraction * n
+    - Injection: the day's n successful runs are ordered by `injection_keys` (a hash of the seed and
+      the run id, the same for every estimator). The first injected_fraction * n
       (rounded half up) become slowdowns (duration x slowdown_factor), the next as many become hangs
       (ended_at = the day's end + `HANG_OBSERVED_FOR`); the rest stay as they were. Injected runs
       are never fitted on.
@@ -125,7 +127,9 @@ def backtest(
       crossed its limit (started_at + limit) to the tick that alerted.
     - n_injected_slowdowns, n_injected_hangs: how many runs were injected of each kind.
     """
-    require_columns(history, ("task_type", "started_at", "ended_at", "status", "duration_s"), "history")
+    require_columns(
+        history, ("run_id", "task_type", "started_at", "ended_at", "status", "duration_s"), "history"
+    )
     if not 0 <= injected_fraction <= 0.5:
         raise ValueError(
             f"injected_fraction must be in [0, 0.5] (it is taken for slowdowns and again for hangs), "
@@ -134,13 +138,18 @@ def backtest(
     if estimators is None:
         estimators = [(e.value, DEFAULT_K[e]) for e in Estimator]
     estimators = [(estimator_named(name).value, float(k)) for name, k in estimators]
+    # In one order whatever order the store returned: the window's sums then add up alike too.
+    history = history.assign(run_id=history["run_id"].astype(str)).sort_values(
+        ["run_id", "started_at"], ignore_index=True, kind="stable"
+    )
     success = history.loc[history["status"].eq("success")].reset_index(drop=True)
     # Stores hand back aware or naive UTC times; the replay works in naive UTC throughout.
     success = success.assign(
-        started_at=to_utc_naive(success["started_at"]), ended_at=to_utc_naive(success["ended_at"])
+        started_at=to_utc_naive(success["started_at"]),
+        ended_at=to_utc_naive(success["ended_at"]),
+        injection_key=injection_keys(success["run_id"], seed),
     )
     started = success["started_at"]
-    rng = np.random.default_rng(seed)
 
     days = pd.DatetimeIndex([])
     if len(success):
@@ -150,12 +159,13 @@ def backtest(
     replays: list[list[pd.DataFrame]] = [[] for _ in estimators]
     for day in days:
         day_end = day + pd.Timedelta(days=1)
-        runs = success.loc[started.ge(day) & started.lt(day_end), ["task_type", "started_at", "ended_at"]]
-        runs = runs.assign(
-            started_at=started[runs.index], ended_at=to_utc_naive(runs["ended_at"]), kind="normal"
-        ).reset_index(drop=True)
+        runs = success.loc[
+            started.ge(day) & started.lt(day_end),
+            ["run_id", "task_type", "started_at", "ended_at", "injection_key"],
+        ]
+        runs = runs.assign(kind="normal").reset_index(drop=True)
         n_injected = int(np.floor(injected_fraction * len(runs) + 0.5))
-        order = rng.permutation(len(runs))
+        order = np.lexsort((runs["run_id"].to_numpy(), runs["injection_key"].to_numpy()))
         slowed, hung = order[:n_injected], order[n_injected : 2 * n_injected]
         durations = runs["ended_at"] - runs["started_at"]
         runs.loc[slowed, "ended_at"] = runs.loc[slowed, "started_at"] + durations[slowed] * slowdown_factor
@@ -180,6 +190,20 @@ def backtest(
         for (name, k), replayed in zip(estimators, replays, strict=True)
     ]
     return pd.DataFrame(rows, columns=list(BACKTEST_COLUMNS))
+
+
+def injection_keys(run_ids: pd.Series, seed: int) -> np.ndarray:
+    """A pseudo-random uint64 per run, from the seed and the run id alone: the runs a backtest
+    injects are the same whatever order they come in, and change with the seed."""
+    # The seed is an integer, so "seed:" ends at its first colon and no two (seed, run id) collide.
+    return np.fromiter(
+        (
+            int.from_bytes(hashlib.blake2b(f"{int(seed)}:{run_id}".encode(), digest_size=8).digest())
+            for run_id in run_ids
+        ),
+        dtype="uint64",
+        count=len(run_ids),
+    )
 
 
 _EMPTY_REPLAY = pd.DataFrame(

@@ -1,6 +1,7 @@
 """Specifications of the replay at the sensor's cadence and the estimator backtest (faultline.backtest)."""
 
 import math
+from datetime import UTC, datetime
 
 import numpy as np
 import pandas as pd
@@ -8,6 +9,7 @@ import pytest
 
 from faultline.backtest import backtest, replay_alerts
 from faultline.durations import screen_task_runs
+from resources.workflow import SqlWorkflowService
 
 
 def one_run(started: str, ended: str | None) -> pd.DataFrame:
@@ -172,3 +174,51 @@ def test_history_too_short_for_the_window_replays_nothing() -> None:
 
     assert row["n_task_days"] == 0
     assert math.isnan(row["false_alerts_per_task_type_per_day"])
+
+
+def varied_history(days: int = 5) -> pd.DataFrame:
+    """Two task types, hourly, with durations that differ run to run (so which runs are injected matters)."""
+    rng = np.random.default_rng(7)
+    frames = []
+    for task_type, median_s in (("etl.hourly", 1200), ("etl.quick", 240)):
+        starts = pd.date_range("2024-03-01", periods=24 * days, freq="h") + pd.Timedelta(minutes=5)
+        seconds = np.round(median_s * np.exp(0.4 * rng.standard_normal(len(starts))))
+        frames.append(
+            pd.DataFrame(
+                {
+                    "run_id": [f"{task_type}-{i}" for i in range(len(starts))],
+                    "task_type": task_type,
+                    "started_at": starts,
+                    "ended_at": starts + pd.to_timedelta(seconds, unit="s"),
+                    "status": "success",
+                }
+            )
+        )
+    return pd.concat(frames, ignore_index=True)
+
+
+def test_the_figures_do_not_depend_on_the_order_the_database_returns_the_runs(store_url: str) -> None:
+    # The same runs inserted into two tables in two shuffled orders, read back as the asset reads them.
+    runs = varied_history()
+    workflows = [SqlWorkflowService(url=store_url, table=name) for name in ("runs_a", "runs_b")]
+    for workflow, order_seed in zip(workflows, (1, 2), strict=True):
+        workflow.write_runs(runs.sample(frac=1, random_state=order_seed))
+    start, end = datetime(2024, 2, 28, tzinfo=UTC), datetime(2024, 3, 7, tzinfo=UTC)
+    histories = [workflow.successful_runs(start, end) for workflow in workflows]
+    assert not histories[0]["run_id"].equals(histories[1]["run_id"])  # they did come back in other orders
+
+    figures = [backtest(history, window_days=2, injected_fraction=0.2, seed=5) for history in histories]
+
+    pd.testing.assert_frame_equal(figures[0], figures[1])
+    again_reversed = backtest(histories[0].iloc[::-1], window_days=2, injected_fraction=0.2, seed=5)
+    pd.testing.assert_frame_equal(figures[0], again_reversed)
+
+
+def test_another_seed_injects_other_runs() -> None:
+    history, _ = screen_task_runs(varied_history(), pd.Timestamp("2024-03-07"))
+
+    first = backtest(history, window_days=2, injected_fraction=0.2, seed=5)
+    other = backtest(history, window_days=2, injected_fraction=0.2, seed=6)
+
+    assert not first.equals(other)
+    assert (first["n_injected_slowdowns"] == other["n_injected_slowdowns"]).all()
