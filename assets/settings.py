@@ -63,6 +63,46 @@ class Settings:
     )
     estimator: str = field(default=Estimator.MEAN_STD.value, metadata={"env": "FAULTLINE_ESTIMATOR"})
     workflow_source: str = field(default="sql", metadata={"env": "FAULTLINE_WORKFLOW_SOURCE"})
+    # Each half of faultline can be left out of the code location (its assets, jobs, schedules, sensors).
+    error_clusters: str = field(default="on", metadata={"env": "FAULTLINE_ERROR_CLUSTERS"})
+    task_durations: str = field(default="on", metadata={"env": "FAULTLINE_TASK_DURATIONS"})
+    # The workflow table's names, for the sql and airflow sources (resources/sources.py); lists are
+    # comma-separated; unset keeps the source's default.
+    workflow_table: str | None = field(default=None, metadata={"env": "FAULTLINE_WORKFLOW_TABLE"})
+    workflow_run_id_columns: str | None = field(
+        default=None, metadata={"env": "FAULTLINE_WORKFLOW_RUN_ID_COLUMNS"}
+    )
+    workflow_task_type_columns: str | None = field(
+        default=None, metadata={"env": "FAULTLINE_WORKFLOW_TASK_TYPE_COLUMNS"}
+    )
+    workflow_started_at_column: str | None = field(
+        default=None, metadata={"env": "FAULTLINE_WORKFLOW_STARTED_AT_COLUMN"}
+    )
+    workflow_ended_at_column: str | None = field(
+        default=None, metadata={"env": "FAULTLINE_WORKFLOW_ENDED_AT_COLUMN"}
+    )
+    workflow_status_column: str | None = field(
+        default=None, metadata={"env": "FAULTLINE_WORKFLOW_STATUS_COLUMN"}
+    )
+    workflow_success_states: str | None = field(
+        default=None, metadata={"env": "FAULTLINE_WORKFLOW_SUCCESS_STATES"}
+    )
+    workflow_running_states: str | None = field(
+        default=None, metadata={"env": "FAULTLINE_WORKFLOW_RUNNING_STATES"}
+    )
+    workflow_failed_states: str | None = field(
+        default=None, metadata={"env": "FAULTLINE_WORKFLOW_FAILED_STATES"}
+    )
+    workflow_aborted_states: str | None = field(
+        default=None, metadata={"env": "FAULTLINE_WORKFLOW_ABORTED_STATES"}
+    )
+    workflow_waiting_states: str | None = field(
+        default=None, metadata={"env": "FAULTLINE_WORKFLOW_WAITING_STATES"}
+    )
+    workflow_id_separator: str | None = field(
+        default=None, metadata={"env": "FAULTLINE_WORKFLOW_ID_SEPARATOR"}
+    )
+    airflow_base_url: str | None = field(default=None, metadata={"env": "FAULTLINE_AIRFLOW_BASE_URL"})
     db_url: str | dg.EnvVar | None = field(
         default=None, metadata={"env": "FAULTLINE_DB_URL", "env_var": True}
     )
@@ -93,8 +133,16 @@ class Settings:
 
     def __post_init__(self) -> None:
         estimator_named(self.estimator)
-        if self.workflow_source not in ("sql", "dagster"):
-            raise ValueError(f"FAULTLINE_WORKFLOW_SOURCE={self.workflow_source!r}: use sql or dagster")
+        if self.workflow_source not in ("airflow", "sql", "dagster"):
+            raise ValueError(
+                f"FAULTLINE_WORKFLOW_SOURCE={self.workflow_source!r}: use airflow, sql or dagster"
+            )
+        for name, value in (
+            ("FAULTLINE_ERROR_CLUSTERS", self.error_clusters),
+            ("FAULTLINE_TASK_DURATIONS", self.task_durations),
+        ):
+            if value not in ("on", "off"):
+                raise ValueError(f"{name}={value!r}: use on or off")
         daily_partitions(self.start_date)
 
     @classmethod

@@ -16,7 +16,7 @@ from dagster_project.jobs import (
     build_task_duration_baselines_job,
 )
 from dagster_project.resources import build_resources
-from dagster_project.schedules import build_schedules
+from dagster_project.schedules import error_clusters_schedules, task_durations_schedules
 from dagster_project.sensors import build_duration_limit_chart_sensor, build_long_running_tasks_sensor
 
 
@@ -31,25 +31,39 @@ def _on_calendar(assets: list, partitions: dg.PartitionsDefinition) -> list:
 
 
 def build_definitions(settings: Settings) -> dg.Definitions:
+    """The code location; a half switched off (FAULTLINE_ERROR_CLUSTERS=off, FAULTLINE_TASK_DURATIONS=off)
+    brings none of its assets, checks, jobs, schedules or sensors, so nothing runs against a store the
+    deployment does not have."""
     partitions = daily_partitions(settings.start_date)
-    error_clusters_job = build_error_clusters_job(
-        partitions, settings.max_runtime_s, settings.keep_dump_days, settings.keep_flattened_days
-    )
-    task_duration_baselines_job = build_task_duration_baselines_job(
-        partitions, settings.estimator, settings.max_runtime_s
-    )
-    backtest_job = build_duration_alert_backtest_job(settings.max_runtime_s)
-    modules = [error_clusters, task_durations, charts]
-    chart_job = build_duration_limit_chart_job(settings.max_runtime_s)
-    return dg.Definitions(
-        assets=_on_calendar(dg.load_assets_from_modules(modules), partitions),
-        asset_checks=dg.load_asset_checks_from_modules(modules),
-        jobs=[error_clusters_job, task_duration_baselines_job, backtest_job, chart_job],
-        schedules=build_schedules(error_clusters_job, task_duration_baselines_job, backtest_job),
-        sensors=[
+    assets, checks, jobs, schedules, sensors = [], [], [], [], []
+    if settings.error_clusters == "on":
+        error_clusters_job = build_error_clusters_job(
+            partitions, settings.max_runtime_s, settings.keep_dump_days, settings.keep_flattened_days
+        )
+        assets += dg.load_assets_from_modules([error_clusters]) + [charts.error_share_chart]
+        checks += dg.load_asset_checks_from_modules([error_clusters])
+        jobs.append(error_clusters_job)
+        schedules += error_clusters_schedules(error_clusters_job)
+    if settings.task_durations == "on":
+        task_duration_baselines_job = build_task_duration_baselines_job(
+            partitions, settings.estimator, settings.max_runtime_s
+        )
+        backtest_job = build_duration_alert_backtest_job(settings.max_runtime_s)
+        chart_job = build_duration_limit_chart_job(settings.max_runtime_s)
+        assets += dg.load_assets_from_modules([task_durations]) + [charts.duration_limit_chart]
+        checks += dg.load_asset_checks_from_modules([task_durations])
+        jobs += [task_duration_baselines_job, backtest_job, chart_job]
+        schedules += task_durations_schedules(task_duration_baselines_job, backtest_job)
+        sensors += [
             build_long_running_tasks_sensor(settings.sensor_interval_s),
             build_duration_limit_chart_sensor(chart_job, settings.sensor_interval_s),
-        ],
+        ]
+    return dg.Definitions(
+        assets=_on_calendar(assets, partitions),
+        asset_checks=checks,
+        jobs=jobs,
+        schedules=schedules,
+        sensors=sensors,
         resources=build_resources(settings),
         # Every run executes its steps in its own process, one after another (the graph is a chain),
         # as the demo's execute_in_process does. The default starts a process per step, which imports

@@ -7,24 +7,12 @@ from resources.event_store import DeploymentEventStore
 from resources.io_manager import AtomicFilesystemIOManager
 from resources.part_store import PartStore
 from resources.report_store import ReportStore
+from resources.sources import workflow_service
 from resources.sql import data_dir
-from resources.workflow import DagsterRunsWorkflowService, SqlWorkflowService, WorkflowService
-
-
-def build_workflow_service(settings: Settings) -> WorkflowService:
-    """FAULTLINE_WORKFLOW_SOURCE=dagster learns from this deployment's own runs; else a SQL table."""
-    retries = {
-        "outage_retries": settings.source_retries,
-        "outage_retry_delay_s": settings.source_retry_delay_s,
-    }
-    if settings.workflow_source == "dagster":
-        return DagsterRunsWorkflowService(**retries)
-    return SqlWorkflowService(url=settings.workflow_db_url or settings.store_url(), **retries)
 
 
 def build_resources(settings: Settings) -> dict[str, object]:
     """Every resource, each value from its FAULTLINE_* setting when given, else the demo default."""
-    workflow_db_url = settings.workflow_db_url or settings.store_url()
     return {
         # Two runs of one partition at once (a backfill over the schedule) never read a torn value.
         "io_manager": AtomicFilesystemIOManager(),
@@ -36,9 +24,10 @@ def build_resources(settings: Settings) -> dict[str, object]:
             outage_retry_delay_s=settings.source_retry_delay_s,
         ),
         "report_store": ReportStore(directory=settings.reports_dir or str(data_dir() / "reports")),
-        "workflow": build_workflow_service(settings),
-        # Alerts live in the workflow database unless told otherwise.
-        "alert_store": AlertStore(url=settings.alerts_db_url or workflow_db_url),
+        "workflow": workflow_service(settings),
+        # faultline's own tables (limits, alerts, deliveries) never go into a source it reads: its own
+        # database unless told otherwise, so a read-only role on the workflow database is enough.
+        "alert_store": AlertStore(url=settings.alerts_db_url or settings.store_url()),
         "alert_sinks": AlertSinks(
             slack_token=settings.slack_token,
             slack_channel=settings.slack_channel,

@@ -3,15 +3,19 @@
 import dagster as dg
 
 
-def build_schedules(
-    error_clusters_job, task_duration_baselines_job, duration_alert_backtest_job
-) -> list[dg.ScheduleDefinition]:
-    """A schedule for each job (what `dg.define_asset_job` returns)."""
+def error_clusters_schedules(error_clusters_job) -> list[dg.ScheduleDefinition]:
+    # 01:00 UTC leaves late batches of the previous day an hour to land in the store.
     return [
-        # 01:00 UTC leaves late batches of the previous day an hour to land in the store.
         dg.build_schedule_from_partitioned_job(
             error_clusters_job, hour_of_day=1, default_status=dg.DefaultScheduleStatus.RUNNING
-        ),
+        )
+    ]
+
+
+def task_durations_schedules(
+    task_duration_baselines_job, duration_alert_backtest_job
+) -> list[dg.ScheduleDefinition]:
+    return [
         # Right after midnight: the sensor checks against limits that include yesterday's runs.
         dg.build_schedule_from_partitioned_job(
             task_duration_baselines_job, minute_of_hour=10, default_status=dg.DefaultScheduleStatus.RUNNING

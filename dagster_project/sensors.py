@@ -12,6 +12,7 @@ from faultline.durations import CHECK_INTERVAL_S, find_overdue_tasks
 from faultline.report import markdown_table
 from resources.alert_sinks import AlertSinks, deliver_pending_alerts
 from resources.alert_store import AlertStore
+from resources.sources import alert_fields
 from resources.workflow import WorkflowService
 
 
@@ -46,7 +47,8 @@ def build_long_running_tasks_sensor(
         running, unreadable = workflow.running_tasks(now)
         scan = find_overdue_tasks(running, baselines, now)
         # The store keeps one alert per run: a later tick, or a restarted daemon, finds it there.
-        new_alerts = alert_store.record_alerts(scan.overdue, raised_at=now)
+        # Each alert carries what its source tells of the run (Airflow: dag, task, attempt, link).
+        new_alerts = alert_store.record_alerts(alert_fields(workflow, scan.overdue), raised_at=now)
         for alert in new_alerts.to_dict(orient="records"):
             context.log.warning(alert_text(alert))
         delivery = deliver_pending_alerts(alert_store, alert_sinks, now)

@@ -39,15 +39,43 @@ def _quoted_ids(alert: Mapping[str, object]) -> tuple[str, str]:
     return tuple(_one_line(redact_secrets(str(alert[key]))) for key in ("task_type", "run_id"))
 
 
+def _given(alert: Mapping[str, object], key: str) -> object | None:
+    """A source field of the alert, None where the source gave none."""
+    value = alert.get(key)
+    return None if value is None or (not isinstance(value, str) and pd.isna(value)) else value
+
+
+def _text(value: object) -> str:
+    return _one_line(redact_secrets(str(value)))
+
+
+def _which_task(alert: Mapping[str, object]) -> str:
+    """`Task 'group.load' of DAG 'etl' (run 'manual__...', map index 1, try 2)` where the source gives
+    its fields, each part quoted on its own (Airflow's ids hold dots: joined, they would read as
+    other ids); else `Task 'etl.load' (run r-7)`."""
+    if _given(alert, "dag_id") is None or _given(alert, "task_id") is None:
+        task_type, run_id = _quoted_ids(alert)
+        return f"Task {task_type!r} (run {run_id})"
+    attempt = [f"run {_text(alert['dag_run_id'])!r}"] if _given(alert, "dag_run_id") is not None else []
+    map_index = _given(alert, "map_index")
+    if map_index is not None and int(map_index) >= 0:
+        attempt.append(f"map index {int(map_index)}")
+    if _given(alert, "try_number") is not None:
+        attempt.append(f"try {int(alert['try_number'])}")
+    return f"Task {_text(alert['task_id'])!r} of DAG {_text(alert['dag_id'])!r} ({', '.join(attempt)})"
+
+
 def alert_text(alert: Mapping[str, object]) -> str:
-    """One line: which task, how long it has run, its limit and where the limit comes from."""
+    """One line: which task, how long it has run, its limit and where the limit comes from, and a
+    link to the task in its source's UI when there is one."""
     # The line is redacted once more, as a whole.
-    task_type, run_id = _quoted_ids(alert)
+    link = _given(alert, "link")
     text = (
-        f"Task {task_type!r} (run {run_id}) has been running for "
+        f"{_which_task(alert)} has been running for "
         f"{format_duration(float(alert['elapsed_s']))}, past its limit of "
         f"{format_duration(float(alert['upper_limit_s']))} (mean {format_duration(float(alert['mean_s']))} "
         f"over {int(alert['n_runs'])} successful runs); started {_timestamp(alert['started_at'])}."
+        + (f" {_text(link)}" if link is not None else "")
     )
     return redact_secrets(_one_line(text))
 
@@ -110,5 +138,18 @@ def alert_payload(alert: Mapping[str, object]) -> dict[str, object]:
         "upper_limit_s": float(alert["upper_limit_s"]),
         "mean_s": float(alert["mean_s"]),
         "n_runs": int(alert["n_runs"]),
+        # What the source tells of the run, each part apart (null where it tells nothing).
+        **{key: _payload_field(alert, key) for key in SOURCE_FIELD_NAMES},
         "text": alert_text(alert),
     }
+
+
+# The source fields an alert may carry (resources/alert_store.py SOURCE_FIELDS).
+SOURCE_FIELD_NAMES = ("dag_id", "task_id", "dag_run_id", "map_index", "try_number", "link")
+
+
+def _payload_field(alert: Mapping[str, object], key: str) -> object | None:
+    value = _given(alert, key)
+    if value is None:
+        return None
+    return redact_secrets(str(value)) if isinstance(value, str) else int(value)

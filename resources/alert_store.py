@@ -1,4 +1,5 @@
-"""The alert store: learned time limits, raised alerts and their deliveries, in the workflow database.
+"""The alert store: learned time limits, raised alerts and their deliveries, in faultline's own database
+(FAULTLINE_ALERTS_DB_URL, else FAULTLINE_DB_URL's), never in a source it reads.
 
 The database holds the sensor's state, so a restarted daemon neither loses nor repeats an alert:
 an alert is unique per (task type, run id), and each sink's delivery of it is recorded once. An
@@ -20,12 +21,23 @@ from pydantic import Field, PrivateAttr
 from sqlalchemy.dialects import postgresql, sqlite
 
 from faultline.redaction import redact_secrets
-from resources.sql import SqlResource, to_utc
+from resources.sources import privilege_errors
+from resources.sql import SqlResource, safe_url, to_utc
 
 BASELINE_COLUMNS = ["task_type", "n_runs", "mean_s", "std_s", "upper_limit_s", "has_limit", "estimator"]
+# What the source tells of the run besides its task type and run id (Airflow's task instance: see
+# resources/sources.py), NULL where it tells nothing; a link to the run in the source's UI.
+SOURCE_FIELDS = {
+    "dag_id": sa.Text(),
+    "task_id": sa.Text(),
+    "dag_run_id": sa.Text(),
+    "map_index": sa.Integer(),
+    "try_number": sa.Integer(),
+    "link": sa.Text(),
+}
 ALERT_COLUMNS = [
     "alert_id", "task_type", "run_id", "started_at", "elapsed_s",
-    "upper_limit_s", "mean_s", "n_runs", "raised_at",
+    "upper_limit_s", "mean_s", "n_runs", "raised_at", *SOURCE_FIELDS,
 ]  # fmt: skip
 
 _metadata = sa.MetaData()
@@ -55,6 +67,7 @@ alerts_table = sa.Table(
     sa.Column("n_runs", sa.Integer()),
     sa.Column("raised_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("run_key", sa.String(64), nullable=False),
+    *(sa.Column(name, kind, nullable=True) for name, kind in SOURCE_FIELDS.items()),
     sa.UniqueConstraint("run_key", name="alerts_once_per_run"),
 )
 deliveries_table = sa.Table(
@@ -90,11 +103,46 @@ def run_key(task_type: str, run_id: str) -> str:
     return hashlib.sha256(json.dumps([task_type, run_id]).encode()).hexdigest()
 
 
+def _add_source_fields(connection: sa.Connection) -> None:
+    """Give an alerts table made before the source fields their columns: nullable, so the alerts
+    already there keep their rows, and a store no newer code has touched keeps working as it was."""
+    present = {column["name"] for column in sa.inspect(connection).get_columns(alerts_table.name)}
+    for name, kind in SOURCE_FIELDS.items():
+        if name in present:
+            continue
+        column = f"{name} {kind.compile(dialect=connection.dialect)}"
+        if connection.dialect.name == "postgresql":
+            # Two processes upgrading one store at once: the second finds the column there.
+            connection.execute(sa.text(f"ALTER TABLE {alerts_table.name} ADD COLUMN IF NOT EXISTS {column}"))
+        else:
+            # SQLite takes a write lock for the ALTER: a second process waits, then finds the column.
+            try:
+                connection.execute(sa.text(f"ALTER TABLE {alerts_table.name} ADD COLUMN {column}"))
+            except sa.exc.OperationalError as error:
+                if "duplicate column" not in str(error.orig):
+                    raise
+
+
+def _field(value: object) -> object:
+    """A source field as stored: text redacted as every alert's ids are, a number as an int."""
+    if value is None or (not isinstance(value, str) and pd.isna(value)):
+        return None
+    return redact_secrets(value) if isinstance(value, str) else int(value)
+
+
 def _alerts_frame(rows: list) -> pd.DataFrame:
     alerts = pd.DataFrame(rows, columns=ALERT_COLUMNS)
     for column in ("started_at", "raised_at"):
         alerts[column] = pd.to_datetime(alerts[column].map(to_utc), utc=True) if rows else alerts[column]
     return alerts
+
+
+def _needs_privileges(url: str) -> str:
+    return (
+        f"alert store at {safe_url(url)}: the role may not create or write faultline's tables ("
+        f"{', '.join(_metadata.tables)}); point FAULTLINE_ALERTS_DB_URL at a database of faultline's own, "
+        f"or GRANT CREATE ON SCHEMA public TO <role> (then SELECT, INSERT, UPDATE and DELETE on those tables)"
+    )
 
 
 class AlertStore(SqlResource):
@@ -109,9 +157,10 @@ class AlertStore(SqlResource):
     @contextmanager
     def _connect(self) -> Iterator[sa.Connection]:
         """A pooled connection to the store, its tables created at the resource's first use."""
-        with self.connect() as connection:
+        with self.connect() as connection, privilege_errors(_needs_privileges(self.url)):
             if not self._schema_ready:
                 _metadata.create_all(connection)
+                _add_source_fields(connection)
                 connection.commit()
                 self._schema_ready = True
             yield connection
@@ -167,6 +216,7 @@ class AlertStore(SqlResource):
                 "mean_s": float(row.mean_s),
                 "n_runs": int(row.n_runs),
                 "raised_at": to_utc(raised_at),
+                **{name: _field(getattr(row, name, None)) for name in SOURCE_FIELDS},
             }
             for row in overdue.itertuples(index=False)
         ]

@@ -152,7 +152,9 @@ def test_unset_or_empty_variables_keep_the_defaults():
         ("FAULTLINE_SOURCE_RETRY_DELAY_S", "-1", "at least 0"),
         ("FAULTLINE_SENSOR_INTERVAL_S", "0", "INTERVAL_S='0' must be a finite number, at least 1"),
         ("FAULTLINE_ESTIMATOR", "median", "median"),
-        ("FAULTLINE_WORKFLOW_SOURCE", "airflow", "FAULTLINE_WORKFLOW_SOURCE='airflow'"),
+        ("FAULTLINE_WORKFLOW_SOURCE", "kestra", "FAULTLINE_WORKFLOW_SOURCE='kestra': use airflow, sql or"),
+        ("FAULTLINE_ERROR_CLUSTERS", "no", "FAULTLINE_ERROR_CLUSTERS='no': use on or off"),
+        ("FAULTLINE_TASK_DURATIONS", "false", "FAULTLINE_TASK_DURATIONS='false': use on or off"),
         ("FAULTLINE_START_DATE", "yesterday", "yesterday"),
     ],
 )
@@ -193,3 +195,61 @@ def test_the_parts_retention_comes_from_the_environment_and_defaults_to_the_step
     assert ops["deployment_events_dump"]["config"] == {"keep_days": 1.5}
     assert ops["flatten_events"]["config"] == {"keep_days": FlattenConfig().keep_days} == {"keep_days": 30.0}
     assert DumpConfig().keep_days == Settings().keep_dump_days == 3.0
+
+
+TASK_DURATION_ASSETS = {"task_duration_baselines", "duration_alert_backtest", "duration_limit_chart"}
+
+
+def _parts(built: dg.Definitions) -> tuple[set[str], set[str], set[str], set[str], set[str]]:
+    assets = {key.to_user_string() for key in built.resolve_all_asset_keys()}
+    checks = {key.name for key in built.resolve_asset_graph().asset_check_keys}
+    jobs = {job.name for job in built.jobs}
+    schedules = {schedule.name for schedule in built.schedules}
+    sensors = {sensor.name for sensor in built.sensors}
+    return assets, checks, jobs, schedules, sensors
+
+
+def test_with_the_error_clusters_off_the_location_holds_only_the_duration_half():
+    built = build_definitions(Settings.from_env({"FAULTLINE_ERROR_CLUSTERS": "off"}))
+    assets, checks, jobs, schedules, sensors = _parts(built)
+    assert assets == TASK_DURATION_ASSETS
+    assert checks == {"tasks_within_their_limit"}
+    assert jobs == {
+        "task_duration_baselines_daily", "duration_alert_backtest_weekly", "duration_limit_chart_on_alerts"
+    }  # fmt: skip
+    assert schedules == {"task_duration_baselines_daily_schedule", "duration_alert_backtest_weekly_schedule"}
+    assert sensors == {"long_running_tasks", "duration_limit_chart_on_new_alerts"}
+
+
+def test_with_the_task_durations_off_the_location_holds_only_the_error_cluster_half():
+    built = build_definitions(Settings.from_env({"FAULTLINE_TASK_DURATIONS": "off"}))
+    assets, checks, jobs, schedules, sensors = _parts(built)
+    assert assets == ERROR_CLUSTER_ASSETS
+    assert checks and not checks & {"tasks_within_their_limit"}
+    assert jobs == {"error_clusters_daily"}
+    assert schedules == {"error_clusters_daily_schedule"}
+    assert sensors == set()
+
+
+def test_both_halves_are_on_by_default():
+    assets, _, jobs, schedules, sensors = _parts(build_definitions(Settings()))
+    assert assets == ERROR_CLUSTER_ASSETS | TASK_DURATION_ASSETS
+    assert len(jobs) == 4 and len(schedules) == 3 and len(sensors) == 2
+
+
+def test_alerts_and_limits_go_to_faultlines_database_never_to_the_workflow_database():
+    settings = Settings.from_env(
+        {
+            "FAULTLINE_WORKFLOW_DB_URL": "postgresql+psycopg://reader@airflow-db/airflow",
+            "FAULTLINE_DB_URL": "postgresql+psycopg2://faultline@db/faultline",
+        }
+    )
+    resources = build_resources(settings)
+    assert resources["workflow"].url == dg.EnvVar("FAULTLINE_WORKFLOW_DB_URL")
+    assert resources["alert_store"].url == dg.EnvVar("FAULTLINE_DB_URL")
+    embedded = build_resources(Settings.from_env({"FAULTLINE_WORKFLOW_DB_URL": "postgresql://r@a/airflow"}))
+    assert embedded["alert_store"].url.startswith("sqlite:///") and embedded["alert_store"].url.endswith(
+        "faultline.db"
+    )
+    told = build_resources(Settings.from_env({"FAULTLINE_ALERTS_DB_URL": "sqlite:///alerts.db"}))
+    assert told["alert_store"].url == dg.EnvVar("FAULTLINE_ALERTS_DB_URL")

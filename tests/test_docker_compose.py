@@ -62,6 +62,15 @@ def test_every_faultline_setting_can_reach_the_code_server():
     assert names - set(CODE_SERVER) == set()
 
 
+def test_the_sources_names_and_the_halves_reach_the_code_server_empty_unless_set():
+    names = [n for n in CODE_SERVER if n.startswith(("FAULTLINE_WORKFLOW_", "FAULTLINE_AIRFLOW_"))]
+    names += ["FAULTLINE_ERROR_CLUSTERS", "FAULTLINE_TASK_DURATIONS"]
+    assert len(names) == 17
+    for name in set(names) - {"FAULTLINE_WORKFLOW_SOURCE"}:
+        assert CODE_SERVER[name] == f"${{{name}:-}}", name
+    assert Settings.from_env(dict.fromkeys(names, "")) == Settings()
+
+
 def test_faultline_stores_have_a_database_of_their_own():
     assert CODE_SERVER["FAULTLINE_DB_URL"].endswith("/${FAULTLINE_POSTGRES_DB:-faultline}")
     assert CODE_SERVER["DAGSTER_POSTGRES_DB"] == "${DAGSTER_POSTGRES_DB:-dagster}"

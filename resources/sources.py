@@ -1,0 +1,225 @@
+"""Sources of task runs by name (FAULTLINE_WORKFLOW_SOURCE): `airflow`, Airflow's own `task_instance`
+table read in place; `sql`, any table whose names the variables give; `dagster`, this deployment's runs.
+
+A SQL source only ever reads: a role with SELECT on its one table is enough, and faultline's own tables
+live in faultline's database (FAULTLINE_ALERTS_DB_URL). A refused privilege is a
+SourceConfigurationError that names the database and the GRANT it needs.
+"""
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING
+from urllib.parse import quote
+
+import pandas as pd
+import sqlalchemy as sa
+from pydantic import Field
+
+from resources.outages import SourceConfigurationError
+from resources.sql import safe_url, table_reference, translated_errors
+from resources.workflow import DagsterRunsWorkflowService, SqlWorkflowService, WorkflowService
+
+if TYPE_CHECKING:
+    from assets.settings import Settings
+
+# PostgreSQL's SQLSTATE for a missing privilege (psycopg2 calls it pgcode, psycopg 3 sqlstate).
+INSUFFICIENT_PRIVILEGE = "42501"
+# What a waiting-state list writes for a row whose state is NULL.
+NULL_STATE = "NULL"
+
+# Airflow 2.x and 3.x task instance states (airflow.utils.state.TaskInstanceState). A row in a waiting
+# state has not run yet or waits between attempts: it is neither checked nor counted as rejected.
+AIRFLOW_RUNNING_STATES = ["running"]
+AIRFLOW_SUCCESS_STATES = ["success"]
+AIRFLOW_FAILED_STATES = ["failed", "upstream_failed"]
+AIRFLOW_ABORTED_STATES = ["skipped", "removed"]
+AIRFLOW_WAITING_STATES = [
+    NULL_STATE,  # created with its run, not yet scheduled (the UI's "no status")
+    "scheduled",
+    "queued",
+    "deferred",
+    "up_for_reschedule",
+    "up_for_retry",
+    "restarting",
+    "awaiting_input",  # Airflow 3.1's human-in-the-loop tasks
+    "shutdown",  # Airflow 2.x before 2.9: on its way to up_for_retry or failed
+    "sensing",  # Airflow 2.0 to 2.3's smart sensors
+]
+# Airflow's ids are `[\w.-]+` (airflow.utils.helpers.KEY_REGEX), and a task group's task id holds the
+# group's dots: parts joined with "/" never collide ("a.b"/"c" against "a"/"b.c").
+AIRFLOW_ID_SEPARATOR = "/"
+AIRFLOW_FIELDS = ["dag_id", "task_id", "dag_run_id", "map_index", "try_number", "link"]
+
+
+def needs_select(table: str, url: str, source_name: str) -> str:
+    """What a read of `table` refused for want of a privilege says, and the GRANT that fixes it."""
+    schema, name = table_reference(table)
+    return (
+        f"{source_name} at {safe_url(url)}: the role may not read {table!r}; faultline only reads "
+        f"it, so a read-only role is enough: GRANT SELECT ON {table} TO <role>"
+        + (f" (and GRANT USAGE ON SCHEMA {schema} TO <role>)" if schema else "")
+    )
+
+
+@contextmanager
+def privilege_errors(message: str) -> Iterator[None]:
+    """A refused privilege inside the block as a SourceConfigurationError saying `message`."""
+    try:
+        yield
+    except sa.exc.ProgrammingError as error:
+        state = getattr(error.orig, "pgcode", None) or getattr(error.orig, "sqlstate", None)
+        if state != INSUFFICIENT_PRIVILEGE:
+            raise
+        raise SourceConfigurationError(f"{message} (not retried: a configuration error)") from None
+
+
+class TaskRunsTable(SqlWorkflowService):
+    """A table of task runs read in place, whose rows in a waiting state are left out, and whose id
+    parts (several run id or task type columns) are joined with `id_separator`."""
+
+    waiting_statuses: list[str] = Field(
+        default=[],
+        description=f"States of rows not yet running or between attempts: neither checked nor rejected "
+        f"({NULL_STATE!r} stands for a row without a state).",
+    )
+    id_separator: str = Field(default=".", description="Joins the parts of a run id or a task type.")
+
+    @contextmanager
+    def connect(self) -> Iterator[sa.Connection]:
+        """As SqlResource's, a refused SELECT told apart from other configuration errors."""
+        engine = self.engine()
+        with translated_errors(self.url, self.source_name, self.settings_hint):
+            with privilege_errors(needs_select(self.table, self.url, self.source_name)):
+                with engine.connect() as connection:
+                    yield connection
+
+    def _table(self) -> sa.TableClause:
+        table = super()._table()
+        named = [state for state in self.waiting_statuses if state != NULL_STATE]
+        if not self.waiting_statuses:
+            return table
+        status = table.c[self.status_column]
+        if NULL_STATE in self.waiting_statuses:
+            kept = sa.and_(status.is_not(None), status.not_in(named)) if named else status.is_not(None)
+        else:
+            kept = sa.or_(status.is_(None), status.not_in(named))
+        # Named as the table, so every query of the service reads the rows it keeps as it read the table.
+        return sa.select(table).where(kept).subquery(table.name)
+
+    def _joined(self, frame: pd.DataFrame, prefix: str) -> pd.Series:
+        parts = [frame[c].astype("string") for c in frame.columns if c.startswith(prefix)]
+        joined = parts[0]
+        for part in parts[1:]:
+            joined = joined + self.id_separator + part
+        return joined.astype(object)
+
+
+class AirflowTaskInstances(TaskRunsTable):
+    """Airflow 2.x or 3.x's `task_instance`: a task type per dag_id/task_id, a run per attempt
+    (run_id/map_index/try_number, so a retry that hangs again is alerted again), its states, and a
+    link to the task instance in Airflow's UI when `airflow_base_url` is set."""
+
+    table: str = "task_instance"
+    task_type_columns: list[str] = ["dag_id", "task_id"]
+    run_id_columns: list[str] = ["run_id", "map_index", "try_number"]
+    started_at_column: str = "start_date"
+    ended_at_column: str = "end_date"
+    status_column: str = "state"
+    success_statuses: list[str] = AIRFLOW_SUCCESS_STATES
+    running_statuses: list[str] = AIRFLOW_RUNNING_STATES
+    failed_statuses: list[str] = AIRFLOW_FAILED_STATES
+    aborted_statuses: list[str] = AIRFLOW_ABORTED_STATES
+    waiting_statuses: list[str] = AIRFLOW_WAITING_STATES
+    id_separator: str = AIRFLOW_ID_SEPARATOR
+    airflow_base_url: str | None = Field(
+        default=None,
+        description="Airflow's UI, e.g. https://airflow.example.com/ (FAULTLINE_AIRFLOW_BASE_URL).",
+    )
+
+    def alert_fields(self, overdue: pd.DataFrame) -> pd.DataFrame:
+        """`overdue` with each run's dag_id, task_id, dag_run_id, map_index, try_number and link."""
+        pairs = zip(overdue["task_type"], overdue["run_id"], strict=True)
+        fields = [self.airflow_fields(str(task_type), str(run_id)) for task_type, run_id in pairs]
+        return overdue.assign(**{name: [f[name] for f in fields] for name in AIRFLOW_FIELDS})
+
+    def airflow_fields(self, task_type: str, run_id: str) -> dict[str, object]:
+        """A task type and run id of this source taken apart (empty fields for other shapes).
+
+        dag_id and task_id hold no separator; map_index and try_number are integers, so Airflow's
+        run_id is what lies between, whatever it holds."""
+        dag_id, _, task_id = task_type.partition(self.id_separator)
+        dag_run_id, map_index, try_number = (run_id.rsplit(self.id_separator, 2) + [None, None])[:3]
+        if not task_id or map_index is None or try_number is None:
+            return dict.fromkeys(AIRFLOW_FIELDS)
+        fields = {
+            "dag_id": dag_id,
+            "task_id": task_id,
+            "dag_run_id": dag_run_id,
+            "map_index": _integer(map_index),
+            "try_number": _integer(try_number),
+        }
+        return {**fields, "link": self.link(**fields)}
+
+    def link(
+        self, dag_id: str, task_id: str, dag_run_id: str, map_index: int | None, try_number: int | None
+    ) -> str | None:
+        """The task instance's page in Airflow 3's UI, at its attempt (the route of Airflow's own
+        TaskInstance.log_url: dags/<dag>/runs/<run>/tasks/<task>[/mapped/<i>][?try_number=<n>])."""
+        if not self.airflow_base_url:
+            return None
+        base = self.airflow_base_url.rstrip("/") + "/"
+        mapped = f"/mapped/{map_index}" if map_index is not None and map_index >= 0 else ""
+        attempt = f"?try_number={try_number}" if try_number else ""
+        dag, run, task = (quote(part, safe="") for part in (dag_id, dag_run_id, task_id))
+        return f"{base}dags/{dag}/runs/{run}/tasks/{task}{mapped}{attempt}"
+
+
+def _integer(text: str) -> int | None:
+    try:
+        return int(text)
+    except ValueError:
+        return None
+
+
+def alert_fields(workflow: WorkflowService, overdue: pd.DataFrame) -> pd.DataFrame:
+    """The tasks over their limit with the structured fields their source gives (none for most)."""
+    if isinstance(workflow, AirflowTaskInstances):
+        return workflow.alert_fields(overdue)
+    return overdue
+
+
+def _names(value: str | None) -> list[str] | None:
+    """A comma-separated list of names as a list, None when not given."""
+    if value is None:
+        return None
+    return [name.strip() for name in value.split(",") if name.strip()]
+
+
+def workflow_service(settings: "Settings") -> WorkflowService:
+    """The source FAULTLINE_WORKFLOW_SOURCE names, its table, columns and states from FAULTLINE_WORKFLOW_*
+    where given, else the source's defaults (Airflow's for `airflow`, the `task_runs` contract for `sql`)."""
+    retries = {
+        "outage_retries": settings.source_retries,
+        "outage_retry_delay_s": settings.source_retry_delay_s,
+    }
+    if settings.workflow_source == "dagster":
+        return DagsterRunsWorkflowService(**retries)
+    given = {
+        "table": settings.workflow_table,
+        "run_id_columns": _names(settings.workflow_run_id_columns),
+        "task_type_columns": _names(settings.workflow_task_type_columns),
+        "started_at_column": settings.workflow_started_at_column,
+        "ended_at_column": settings.workflow_ended_at_column,
+        "status_column": settings.workflow_status_column,
+        "success_statuses": _names(settings.workflow_success_states),
+        "running_statuses": _names(settings.workflow_running_states),
+        "failed_statuses": _names(settings.workflow_failed_states),
+        "aborted_statuses": _names(settings.workflow_aborted_states),
+        "waiting_statuses": _names(settings.workflow_waiting_states),
+        "id_separator": settings.workflow_id_separator,
+    }
+    config = {name: value for name, value in given.items() if value is not None}
+    url = settings.workflow_db_url or settings.store_url()
+    if settings.workflow_source == "airflow":
+        return AirflowTaskInstances(url=url, airflow_base_url=settings.airflow_base_url, **config, **retries)
+    return TaskRunsTable(url=url, **config, **retries)
