@@ -143,9 +143,10 @@ def duration_alert_backtest(
     # Short keys, so the UI's metadata column shows them whole: false alerts per task type per day,
     # and the recall on injected slowdowns and on hangs.
     for row in results.itertuples(index=False):
-        metadata[f"{row.estimator}_false_per_day"] = round(float(row.false_alerts_per_task_type_per_day), 4)
-        metadata[f"{row.estimator}_slow_recall"] = round(float(row.slowdown_recall), 4)
-        metadata[f"{row.estimator}_hang_recall"] = round(float(row.hang_recall), 4)
+        short = row.estimator.removeprefix("alert_")  # alert_budget: budget_false_per_day
+        metadata[f"{short}_false_per_day"] = round(float(row.false_alerts_per_task_type_per_day), 4)
+        metadata[f"{short}_slow_recall"] = round(float(row.slowdown_recall), 4)
+        metadata[f"{short}_hang_recall"] = round(float(row.hang_recall), 4)
     context.log.info(f"Backtest over {len(history)} successful runs:\n{results.to_string(index=False)}")
     return dg.MaterializeResult(value=results, metadata=metadata)
 

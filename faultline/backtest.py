@@ -138,23 +138,10 @@ def backtest(
     if estimators is None:
         estimators = [(e.value, DEFAULT_K[e]) for e in Estimator]
     estimators = [(estimator_named(name).value, float(k)) for name, k in estimators]
-    # In one order whatever order the store returned: the window's sums then add up alike too.
-    history = history.assign(run_id=history["run_id"].astype(str)).sort_values(
-        ["run_id", "started_at"], ignore_index=True, kind="stable"
-    )
-    success = history.loc[history["status"].eq("success")].reset_index(drop=True)
-    # Stores hand back aware or naive UTC times; the replay works in naive UTC throughout.
-    success = success.assign(
-        started_at=to_utc_naive(success["started_at"]),
-        ended_at=to_utc_naive(success["ended_at"]),
-        injection_key=injection_keys(success["run_id"], seed),
-    )
+    history, success = _in_one_order(history)
+    success = success.assign(injection_key=injection_keys(success["run_id"], seed))
     started = success["started_at"]
-
-    days = pd.DatetimeIndex([])
-    if len(success):
-        first_day = started.min().floor("D")
-        days = pd.date_range(first_day + pd.Timedelta(days=window_days), started.max().floor("D"), freq="D")
+    days = _replayed_days(started, window_days)
 
     replays: list[list[pd.DataFrame]] = [[] for _ in estimators]
     for day in days:
@@ -175,7 +162,9 @@ def backtest(
         runs["over_interval"] = (runs["ended_at"] - runs["started_at"]).dt.total_seconds() >= check_interval_s
         window = trailing_durations(history, day, window_days)
         for (name, k), replayed in zip(estimators, replays, strict=True):
-            baselines = baselines_from_durations(window, name, k, min_runs).set_index("task_type")
+            baselines = baselines_from_durations(
+                window, name, k, min_runs, window_days, check_interval_s
+            ).set_index("task_type")
             limit_s = runs["task_type"].map(baselines["upper_limit_s"]).astype("float64")
             alert_at = replay_alerts(runs, limit_s, check_interval_s)
             replayed.append(
@@ -190,6 +179,63 @@ def backtest(
         for (name, k), replayed in zip(estimators, replays, strict=True)
     ]
     return pd.DataFrame(rows, columns=list(BACKTEST_COLUMNS))
+
+
+def _in_one_order(history: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(history, its successful runs), both in one order whatever order the store returned them in,
+    so that the window's sums add up alike too; the successful runs' times in naive UTC."""
+    require_columns(
+        history, ("run_id", "task_type", "started_at", "ended_at", "status", "duration_s"), "history"
+    )
+    history = history.assign(run_id=history["run_id"].astype(str)).sort_values(
+        ["run_id", "started_at"], ignore_index=True, kind="stable"
+    )
+    success = history.loc[history["status"].eq("success")].reset_index(drop=True)
+    # Stores hand back aware or naive UTC times; the replay works in naive UTC throughout.
+    success = success.assign(
+        started_at=to_utc_naive(success["started_at"]), ended_at=to_utc_naive(success["ended_at"])
+    )
+    return history, success
+
+
+def _replayed_days(started: pd.Series, window_days: float) -> pd.DatetimeIndex:
+    """Every UTC day from `window_days` after the day of the first start to the day of the last."""
+    if started.empty:
+        return pd.DatetimeIndex([])
+    first_day = started.min().floor("D")
+    return pd.date_range(first_day + pd.Timedelta(days=window_days), started.max().floor("D"), freq="D")
+
+
+def limits_day_by_day(
+    history: pd.DataFrame,
+    estimators: Sequence[tuple[str, float | None]],
+    window_days: int = WINDOW_DAYS,
+    min_runs: int = MIN_RUNS,
+    check_interval_s: float = CHECK_INTERVAL_S,
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """The successful runs of every replayed day (as `backtest` replays them) and each estimator's
+    limit for each of them, fitted on the `window_days` before the run's day.
+
+    Returns (runs: run_id, task_type, started_at, ended_at, duration_s, day, in start order;
+    limits: an array of shape (len(estimators), len(runs)), NaN where the task type had no limit).
+    """
+    history, success = _in_one_order(history)
+    success = success.sort_values(["started_at", "run_id"], ignore_index=True, kind="stable")
+    started = success["started_at"]
+    days = _replayed_days(started, window_days)
+    replayed = success.loc[started.ge(days[0]) if len(days) else started.lt(started.min())]
+    replayed = replayed[["run_id", "task_type", "started_at", "ended_at", "duration_s"]].assign(
+        day=replayed["started_at"].dt.floor("D")
+    )
+    replayed = replayed.reset_index(drop=True)
+    limits = np.full((len(estimators), len(replayed)), np.nan)
+    for day, rows in replayed.groupby("day", sort=True).indices.items():
+        window = trailing_durations(history, day, window_days)
+        for i, (name, k) in enumerate(estimators):
+            baselines = baselines_from_durations(window, name, k, min_runs, window_days, check_interval_s)
+            by_type = baselines.set_index("task_type")["upper_limit_s"]
+            limits[i, rows] = replayed["task_type"].iloc[rows].map(by_type).to_numpy(dtype="float64")
+    return replayed, limits
 
 
 def injection_keys(run_ids: pd.Series, seed: int) -> np.ndarray:

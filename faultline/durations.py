@@ -39,19 +39,52 @@ Fact = TypeVar("Fact")
 
 
 class Estimator(StrEnum):
-    """How an upper limit is fitted to a task type's successful durations; a Config selects one by name."""
+    """How an upper limit is fitted to a task type's successful durations; a Config selects one by name.
+
+    Each has one knob, `k`. Every estimator but the seed's `mean_std` also keeps its limit at least a
+    spread above the median (`SPREAD_FLOOR_SHARE`, `SPREAD_FLOOR_S`) and follows a level shift
+    (`LEVEL_SHIFT_DAYS`).
+    """
 
     MEAN_STD = "mean_std"
     """The seed's limit: mean + k * std of the durations."""
     LOG_MAD = "log_mad"
     """Robust, in log space: exp(median(log d) + k * 1.4826 * MAD(log d))."""
+    QUANTILE = "quantile"
+    """k times the window's empirical 99th percentile."""
+    ALERT_BUDGET = "alert_budget"
+    """The lowest limit at which the task type's own history, checked every `check_interval_s`,
+    expects at most k false alerts per 30 days (k: the budget, false alerts per task type per month)."""
 
 
 # mean_std: the seed's k = 2. log_mad: k = 2.5, the moderately conservative cut-off Leys et al. (2013,
 # "Detecting outliers: do not use standard deviation around the mean, use absolute deviation around
 # the median") recommend for median +/- k * MAD; on lognormal durations it leaves about 0.6% of
-# ordinary runs past the limit, where mean + 2 std on the same data leaves about 4%.
-DEFAULT_K: dict[Estimator, float] = {Estimator.MEAN_STD: K, Estimator.LOG_MAD: 2.5}
+# ordinary runs past the limit, where mean + 2 std on the same data leaves about 4%. quantile: 20%
+# over the p99 (issue 14's rule). alert_budget: one false alert per task type per month, issue 14's.
+DEFAULT_K: dict[Estimator, float] = {
+    Estimator.MEAN_STD: K,
+    Estimator.LOG_MAD: 2.5,
+    Estimator.QUANTILE: 1.2,
+    Estimator.ALERT_BUDGET: 1.0,
+}
+# The estimator the limits use unless a Config or FAULTLINE_ESTIMATOR names another.
+DEFAULT_ESTIMATOR = Estimator.MEAN_STD
+# The least spread a limit allows above the median, whatever the window: half the median (a run twice
+# as long as usual is still caught), and at least a second, since stores often keep whole seconds, so
+# a window of identical sub-second runs has no spread at all and would set the limit at the median.
+SPREAD_FLOOR_SHARE = 0.5
+SPREAD_FLOOR_S = 1.0
+# A level shift: when more than half of the runs that ended in the window's last LEVEL_SHIFT_DAYS are
+# above the 90th percentile of the window's runs before them, the task has changed (a bigger input,
+# say) and the limit is fitted on those recent runs alone, so it follows within two days. A hang
+# never ends, so it is never in the successful history and can never be learned as normal this way.
+LEVEL_SHIFT_DAYS = 2.0
+LEVEL_SHIFT_QUANTILE = 0.9
+# alert_budget models the window's slowest tenth with an exponential tail (peaks over a threshold),
+# so that the expected alerts extrapolate past the slowest run the window happens to hold.
+TAIL_QUANTILE = 0.9
+DAYS_PER_MONTH = 30.0
 
 
 def estimator_named(name: str) -> Estimator:
@@ -227,7 +260,8 @@ def screen_task_runs(runs: pd.DataFrame, now: pd.Timestamp) -> tuple[pd.DataFram
 def trailing_durations(
     runs: pd.DataFrame, end: pd.Timestamp, window_days: float = WINDOW_DAYS
 ) -> pd.DataFrame:
-    """Durations (task_type, duration_s) of the successful runs that ended in [end - window_days, end).
+    """Durations (task_type, duration_s, ended_at) of the successful runs that ended in
+    [end - window_days, end).
 
     `runs` are valid runs from `screen_task_runs`. A run belongs to the window by its end, the moment
     its duration became known; failed and aborted runs never count (the seed filters them out). In
@@ -238,7 +272,11 @@ def trailing_durations(
     start = end - pd.Timedelta(days=window_days)
     ended = to_utc_naive(runs["ended_at"])
     in_window = runs["status"].eq("success") & ended.ge(start) & ended.lt(end)
-    return runs.loc[in_window, ["task_type", "duration_s"]].reset_index(drop=True)
+    return (
+        runs.loc[in_window, ["task_type", "duration_s"]]
+        .assign(ended_at=ended[in_window])
+        .reset_index(drop=True)
+    )
 
 
 def _check_fit_parameters(k: float, min_runs: int) -> None:
@@ -308,15 +346,24 @@ def baselines_from_durations(
     estimator: str = Estimator.MEAN_STD,
     k: float | None = None,
     min_runs: int = MIN_RUNS,
+    window_days: float = WINDOW_DAYS,
+    check_interval_s: float = CHECK_INTERVAL_S,
 ) -> pd.DataFrame:
-    """Upper limits per task type from per-run durations (columns task_type, duration_s).
+    """Upper limits per task type from per-run durations (columns task_type, duration_s, and
+    optionally ended_at, which level shifts need).
 
-    Estimators (see `Estimator`):
-    - "mean_std": mean + k * std, k = 2 by default (the seed's).
-    - "log_mad": exp(median(log d) + k * 1.4826 * MAD(log d)), k = 2.5 by default. Fitted in log
-      space because durations are heavy-tailed, and with median and MAD so that a few slow runs in
-      the history do not stretch the limit.
-    `k=None` takes the estimator's default from `DEFAULT_K`.
+    Estimators (see `Estimator`), `k=None` taking the estimator's default from `DEFAULT_K`:
+    - "mean_std": mean + k * std, k = 2 (the seed's), exactly as the seed has it.
+    - "log_mad": exp(median(log d) + k * 1.4826 * MAD(log d)), k = 2.5. Fitted in log space because
+      durations are heavy-tailed, and with median and MAD so that a few slow runs in the history
+      do not stretch the limit.
+    - "quantile": k * the 99th percentile of the durations, k = 1.2.
+    - "alert_budget": k false alerts per task type per month, k = 1 (see `alert_budget_limit`);
+      `window_days` and `check_interval_s` give the runs per day and the sensor's cadence.
+    All but mean_std keep the limit at least median + max(SPREAD_FLOOR_SHARE * median,
+    SPREAD_FLOOR_S), and, when `durations` has ended_at, are fitted on the runs of the last
+    LEVEL_SHIFT_DAYS alone when most of those are above the 90th percentile of the runs before
+    them (the window ends at the latest ended_at).
 
     Returns one row per task type, sorted by task_type: task_type, n_runs, mean_s, std_s (the sample
     mean and sample standard deviation, ddof=1, of the durations, whatever the estimator),
@@ -341,11 +388,80 @@ def baselines_from_durations(
     if estimator is Estimator.MEAN_STD:
         upper = mean + k * std
     else:
-        log_d = np.log(seconds)
-        by_type_log = log_d.groupby(durations["task_type"], sort=True)
-        log_mad = (log_d - by_type_log.transform("median")).abs().groupby(durations["task_type"]).median()
-        upper = np.exp(by_type_log.median() + k * MAD_TO_STD * log_mad)
+        recent = pd.Series(False, index=durations.index)
+        if "ended_at" in durations.columns and len(durations):
+            ended = to_utc_naive(durations["ended_at"])
+            recent = ended.ge(ended.max() - pd.Timedelta(days=LEVEL_SHIFT_DAYS))
+        upper = pd.Series(
+            [
+                _robust_limit(
+                    seconds.to_numpy()[rows],
+                    recent.to_numpy()[rows],
+                    estimator,
+                    k,
+                    min_runs,
+                    window_days,
+                    check_interval_s,
+                )  # fmt: skip
+                for rows in by_type.indices.values()
+            ],
+            index=n.index,
+            dtype="float64",
+        )
     return _baselines(n.index, n, mean, std, upper, min_runs, estimator)
+
+
+def _robust_limit(
+    seconds: np.ndarray,
+    recent: np.ndarray,
+    estimator: Estimator,
+    k: float,
+    min_runs: int,
+    window_days: float,
+    check_interval_s: float,
+) -> float:
+    days = window_days
+    older = seconds[~recent]
+    if (
+        recent.sum() >= min_runs
+        and older.size >= min_runs
+        and np.median(seconds[recent]) > np.quantile(older, LEVEL_SHIFT_QUANTILE)
+    ):
+        seconds, days = seconds[recent], min(LEVEL_SHIFT_DAYS, window_days)
+    median = float(np.median(seconds))
+    if estimator is Estimator.LOG_MAD:
+        log_d = np.log(seconds)
+        limit = float(np.exp(np.median(log_d) + k * MAD_TO_STD * np.median(np.abs(log_d - np.median(log_d)))))
+    elif estimator is Estimator.QUANTILE:
+        limit = k * float(np.quantile(seconds, 0.99))
+    else:
+        limit = alert_budget_limit(seconds, len(seconds) / days, k, check_interval_s)
+    return max(limit, median + max(SPREAD_FLOOR_SHARE * median, SPREAD_FLOOR_S))
+
+
+def alert_budget_limit(
+    seconds: np.ndarray, runs_per_day: float, false_alerts_per_month: float, check_interval_s: float
+) -> float:
+    """The lowest limit at which runs like `seconds`, `runs_per_day` of them, checked every
+    `check_interval_s`, give at most `false_alerts_per_month` alerts in 30 days.
+
+    A run of duration d against limit L is seen past it by a tick with probability
+    min(1, (d - L) / interval) (the ticks fall at a uniform phase to its start). Runs above the
+    window's 90th percentile u are taken as an exponential tail, of scale b = their mean excess over
+    u; for L >= u the expected alerts per month are then
+        runs_per_month * P(d > u) * exp(-(L - u) / b) * (b / interval) * (1 - exp(-interval / b)),
+    solved for L. When even L = u meets the budget, the limit is u (a floor applies after).
+    """
+    if false_alerts_per_month <= 0:
+        raise ValueError(f"false_alerts_per_month must be positive, got {false_alerts_per_month}")
+    threshold = float(np.quantile(seconds, TAIL_QUANTILE))
+    excess = seconds[seconds > threshold] - threshold
+    if excess.size == 0:
+        return threshold
+    scale = float(excess.mean())
+    seen_share = (scale / check_interval_s) * -np.expm1(-check_interval_s / scale)
+    expected_at_threshold = runs_per_day * DAYS_PER_MONTH * (excess.size / seconds.size) * seen_share
+    return threshold + scale * max(0.0, float(np.log(expected_at_threshold / false_alerts_per_month)))
 
 
 @dataclass(frozen=True)

@@ -339,3 +339,100 @@ def test_a_start_beyond_what_nanoseconds_hold_is_rejected_not_fatal():
     valid, rejected = screen_task_runs(runs, pd.Timestamp("2026-11-22T00:00:00Z"))
     assert valid.empty
     assert rejected["reason"].tolist() == ["unparseable started_at"]
+
+
+def limit_of(durations: pd.DataFrame, estimator: str, **kwargs) -> float:
+    return float(baselines_from_durations(durations, estimator, **kwargs)["upper_limit_s"].iat[0])
+
+
+def test_quantile_is_a_margin_over_the_windows_99th_percentile() -> None:
+    # 1, 2, ..., 100 s: the 99th percentile interpolates to 99.01 s; 1.2 * 99.01 = 118.812.
+    durations = durations_frame("dbt.build_marts", list(range(1, 101)))
+
+    assert limit_of(durations, "quantile") == pytest.approx(118.812)
+    assert limit_of(durations, "quantile", k=1.0) == pytest.approx(99.01)
+
+
+def test_identical_sub_second_runs_get_a_limit_a_second_above_them_not_at_them() -> None:
+    # 20 runs of exactly 0.05 s: no spread at all, so MAD and the percentiles all sit at 0.05 s and
+    # every run a hair slower would be past the limit. The floor: median + max(0.5 * median, 1 s).
+    durations = durations_frame("cycles.output_parser", [0.05] * 20)
+
+    for estimator in ("log_mad", "quantile", "alert_budget"):
+        assert limit_of(durations, estimator) == pytest.approx(1.05), estimator
+    assert limit_of(durations, "mean_std") == pytest.approx(0.05)  # the seed's, as it was
+
+
+def test_identical_long_runs_leave_half_their_duration_of_room() -> None:
+    durations = durations_frame("spark.merge_profiles", [1200.0] * 20)
+
+    assert limit_of(durations, "log_mad") == pytest.approx(1800)
+    assert limit_of(durations, "quantile") == pytest.approx(1800)
+
+
+def shifted_window(recent_s: list[float]) -> pd.DataFrame:
+    """Twelve days of two 100-second runs a day, then the last two days' runs of `recent_s`."""
+    end = pd.Timestamp("2024-03-15")
+    old = [(end - pd.Timedelta(days=14) + pd.Timedelta(hours=12 * i + 6), 100.0) for i in range(24)]
+    recent = [
+        (end - pd.Timedelta(days=2) + pd.Timedelta(hours=8 * i + 4), seconds)
+        for i, seconds in enumerate(recent_s)
+    ]
+    ended, seconds = zip(*(old + recent), strict=True)
+    return pd.DataFrame({"task_type": "bwa.align", "duration_s": seconds, "ended_at": ended})
+
+
+def test_the_limit_follows_a_lasting_level_shift_within_two_days() -> None:
+    # The input grew: the last two days' six runs took 1,500 s instead of 100 s. Over the whole
+    # window the median and MAD of log durations stay at 100 s and 0, so log_mad would keep its
+    # floor of 150 s and alert on every new run; fitted on the recent runs, the limit is 2,250 s.
+    window = shifted_window([1500.0] * 6)
+
+    assert limit_of(window, "log_mad") == pytest.approx(2250)
+    assert limit_of(window.drop(columns="ended_at"), "log_mad") == pytest.approx(150)
+
+
+def test_a_few_slow_recent_runs_are_no_level_shift() -> None:
+    # Two slow runs among the last six: most recent runs are still where they were.
+    window = shifted_window([100.0, 1500.0, 100.0, 1500.0, 100.0, 100.0])
+
+    assert limit_of(window, "log_mad") == pytest.approx(150)
+
+
+def test_a_hang_never_enters_the_history_a_limit_is_fitted_on() -> None:
+    # Six runs hung for two days are still running: they have no duration and are not successful,
+    # so the window holds only the 100-second runs, and no level shift is learned from the hang.
+    end = pd.Timestamp("2024-03-15")
+    done = [finished(f"r{i}", "t", str(end - pd.Timedelta(hours=10 * i + 5)), 100) for i in range(20)]
+    hung = [(f"h{i}", "t", end - pd.Timedelta(days=2, hours=-i), pd.NaT, "running") for i in range(6)]
+    valid, _ = screen_task_runs(runs_frame(done + hung), end)
+
+    assert limit_of(trailing_durations(valid, end), "log_mad") == pytest.approx(150)
+
+
+# 91 runs of 100 s and 9 of 400 s in a 14-day window. The 90th percentile u is 100 s; the tail is the
+# 9 runs above it, 9% of runs, with a mean excess (the exponential tail's scale b) of 300 s. At a
+# 600-s cadence a run in the tail is seen past L = u with probability (b/600)(1 - e^(-600/b)) =
+# 0.5 * (1 - e^-2) = 0.432332; runs per month 100 / 14 * 30 = 214.286; expected alerts at u:
+# 214.286 * 0.09 * 0.432332 = 8.33783. One per month: L = 100 + 300 * ln(8.33783) = 736.23 s.
+BUDGET_WINDOW = [100.0] * 91 + [400.0] * 9
+
+
+def test_the_alert_budget_sets_the_lowest_limit_that_expects_that_many_false_alerts_a_month() -> None:
+    durations = durations_frame("epigenomics.map", BUDGET_WINDOW)
+
+    assert limit_of(durations, "alert_budget") == pytest.approx(100 + 300 * math.log(8.33783), rel=1e-5)
+    assert limit_of(durations, "alert_budget", k=2.0) == pytest.approx(
+        100 + 300 * math.log(8.33783 / 2), rel=1e-5
+    )
+    # A budget the window already meets at u: the limit is u, raised to the floor (100 + 50).
+    assert limit_of(durations, "alert_budget", k=10.0) == pytest.approx(150)
+
+
+def test_a_busier_task_type_needs_a_higher_limit_for_the_same_budget() -> None:
+    durations = durations_frame("epigenomics.map", BUDGET_WINDOW)
+
+    two_weeks = limit_of(durations, "alert_budget", window_days=14)
+    one_day = limit_of(durations, "alert_budget", window_days=1)  # the same runs 14 times as often
+
+    assert one_day == pytest.approx(two_weeks + 300 * math.log(14))
