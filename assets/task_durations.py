@@ -39,10 +39,24 @@ class BaselineConfig(dg.Config):
     window_days: int = WINDOW_DAYS
     estimator: str = Field(
         default=Estimator.MEAN_STD.value,
-        description="mean_std (the seed's mean + k std) or log_mad (median + k MAD of log durations).",
+        description="mean_std (the seed's mean + k std), log_mad (median + k MAD of log durations), "
+        "quantile (k x the p99) or alert_budget (each task type's limit set from its own history to "
+        "expect false_alerts_per_month).",
     )
     k: float | None = Field(
-        default=None, description="Width of the limit; empty: 2 for mean_std, 2.5 for log_mad."
+        default=None,
+        description="Width of the limit; empty: 2 for mean_std, 2.5 for log_mad, 1.2 for quantile "
+        "(alert_budget takes false_alerts_per_month instead).",
+    )
+    false_alerts_per_month: float = Field(
+        default=DEFAULT_K[Estimator.ALERT_BUDGET],
+        gt=0,
+        description="alert_budget: the false alerts per task type per 30 days you accept.",
+    )
+    check_interval_s: float = Field(
+        default=CHECK_INTERVAL_S,
+        gt=0,
+        description="The sensor's cadence: alert_budget counts the alerts its ticks would raise.",
     )
     min_runs: int = Field(default=MIN_RUNS, description="Fewer successful runs than this: no limit is set.")
 
@@ -81,7 +95,10 @@ def task_duration_baselines(
     end = context.partition_time_window.end
     start = end - timedelta(days=config.window_days)
     estimator = estimator_named(config.estimator)
-    k = DEFAULT_K[estimator] if config.k is None else config.k
+    if estimator is Estimator.ALERT_BUDGET:
+        k = config.false_alerts_per_month
+    else:
+        k = DEFAULT_K[estimator] if config.k is None else config.k
     with retried_on_outage(context, workflow):
         if estimator is Estimator.MEAN_STD:
             # Aggregated in the database: months of history never have to be loaded.
@@ -90,7 +107,9 @@ def task_duration_baselines(
             )
         else:
             runs = workflow.successful_runs(start, end)
-            baselines = baselines_from_durations(runs, estimator=estimator, k=k, min_runs=config.min_runs)
+            baselines = baselines_from_durations(
+                runs, estimator, k, config.min_runs, config.window_days, config.check_interval_s
+            )
         rejected = workflow.rejected_runs(start, end)
     with retried_on_outage(context, alert_store):
         alert_store.save_baselines(end, baselines)

@@ -119,6 +119,7 @@ def figures(runs: pd.DataFrame, limit_s: np.ndarray) -> dict[str, float]:
         "false_alerts_per_task_type_per_month": float(per_month.mean()),
         "task_types_over_1_false_alert_per_month": int((per_month > 1).sum()),
         "worst_task_type_false_alerts_per_month": float(per_month.max()),
+        "false_alerts_per_month_by_task_type": {name: round(float(v), 2) for name, v in per_month.items()},
     }
     for factor in SLOWDOWNS:
         caught, long = outcome[f"slowed_{factor:g}x"], outcome[f"long_{factor:g}x"]

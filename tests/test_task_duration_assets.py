@@ -91,6 +91,30 @@ def test_the_robust_estimator_is_selected_by_config(instance, workflow, tmp_path
     assert set(alert_store.latest_baselines()[1]["estimator"]) == {"log_mad"}
 
 
+def test_the_alert_budget_and_the_sensors_cadence_are_config(instance, workflow, tmp_path):
+    # etl.orders: 60, 120, 180, 240, 300 s in 14 days. Its p90 is 276 s; the one run above it
+    # (20% of runs) exceeds it by 24 s, the tail's scale. Runs per month 5 / 14 * 30. Seen past the
+    # limit at a 600-s cadence: (24 / 600) * (1 - e^-25); at 60 s: (24 / 60) * (1 - e^-2.5).
+    def expected(budget: float, interval_s: float) -> float:
+        seen = 24 / interval_s * -math.expm1(-interval_s / 24)
+        return 276 + 24 * max(0.0, math.log(5 / 14 * 30 * 0.2 * seen / budget))
+
+    for config in ({"false_alerts_per_month": 0.01}, {"false_alerts_per_month": 0.01, "check_interval_s": 60},
+                   {"false_alerts_per_month": 1.0}):  # fmt: skip
+        result, _ = materialize_baselines(
+            instance, workflow, tmp_path, {"estimator": "alert_budget", **config}
+        )
+        limit = (
+            result.asset_value("task_duration_baselines")
+            .set_index("task_type")
+            .loc["etl.orders", "upper_limit_s"]
+        )
+        assert limit == pytest.approx(
+            expected(config["false_alerts_per_month"], config.get("check_interval_s", 600))
+        )
+    assert limit == pytest.approx(276)  # a month of this history expects under one alert even at the p90
+
+
 def test_an_empty_history_gives_no_limits_and_no_error(instance, tmp_path):
     empty = SqlWorkflowService(url=f"sqlite:///{tmp_path / 'empty.db'}")
     empty.write_runs(pd.DataFrame(columns=["run_id", "task_type", "started_at", "ended_at", "status"]))
