@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, fields
 
 import dagster as dg
 
-from faultline.durations import CHECK_INTERVAL_S, Estimator, estimator_named
+from faultline.durations import CHECK_INTERVAL_S, DEFAULT_ESTIMATOR, estimator_named
 from resources.outages import RetriedOnOutage, SourceUnavailableError
 from resources.sql import data_dir
 
@@ -61,7 +61,8 @@ class Settings:
         default=DEFAULT_KEEP_FLATTENED_DAYS,
         metadata={"env": "FAULTLINE_KEEP_FLATTENED_DAYS", "minimum": 0.01},
     )
-    estimator: str = field(default=Estimator.MEAN_STD.value, metadata={"env": "FAULTLINE_ESTIMATOR"})
+    # alert_budget: each task type's limit expects one false alert a month; mean_std is the seed's.
+    estimator: str = field(default=DEFAULT_ESTIMATOR.value, metadata={"env": "FAULTLINE_ESTIMATOR"})
     workflow_source: str = field(default="sql", metadata={"env": "FAULTLINE_WORKFLOW_SOURCE"})
     # Each half of faultline can be left out of the code location (its assets, jobs, schedules, sensors).
     error_clusters: str = field(default="on", metadata={"env": "FAULTLINE_ERROR_CLUSTERS"})

@@ -5,6 +5,7 @@ import pytest
 
 from faultline.demo_data.task_runs import TASK_CATALOGUE, DemoTaskRuns, generate_task_runs
 from faultline.durations import (
+    DEFAULT_ESTIMATOR,
     baselines_from_durations,
     find_overdue_tasks,
     screen_task_runs,
@@ -21,7 +22,7 @@ def demo() -> DemoTaskRuns:
 
 def limits_at_now(runs: pd.DataFrame) -> pd.DataFrame:
     valid, _ = screen_task_runs(runs, NOW)
-    return baselines_from_durations(trailing_durations(valid, NOW, window_days=14), "mean_std", k=2.0)
+    return baselines_from_durations(trailing_durations(valid, NOW, window_days=14), DEFAULT_ESTIMATOR)
 
 
 def test_runs_follow_the_task_runs_contract_and_pass_screening(demo) -> None:
@@ -69,7 +70,7 @@ def test_about_three_percent_fail_some_very_long_and_one_percent_abort(demo) -> 
     assert (failed_s > 3 * failed["task_type"].map(limits)).sum() >= 20
 
 
-def test_expected_overdue_runs_are_exactly_the_running_runs_past_the_mean_std_limit(demo) -> None:
+def test_expected_overdue_runs_are_exactly_the_running_runs_past_the_default_limit(demo) -> None:
     running = demo.runs[demo.runs["status"].eq("running")]
 
     scan = find_overdue_tasks(running, limits_at_now(demo.runs), NOW)

@@ -12,8 +12,8 @@ import numpy as np
 import pandas as pd
 
 from faultline.durations import (
+    DEFAULT_ESTIMATOR,
     WINDOW_DAYS,
-    Estimator,
     baselines_from_durations,
     screen_task_runs,
     trailing_durations,
@@ -102,10 +102,10 @@ def generate_task_runs(
     so that no ordinary run is overdue by accident. Then N_STUCK task types, spread from the
     shortest to the longest, each get a run started 3 to 6 times their limit before `now`.
 
-    `expected_overdue_run_ids` are the running runs whose elapsed time at `now` exceeds the mean_std
-    (k = 2) limit fitted by `baselines_from_durations` on the successful runs of the trailing 14
-    days; the generator checks that these are exactly the stuck runs it planted. Timestamps are
-    naive UTC, whole seconds.
+    `expected_overdue_run_ids` are the running runs whose elapsed time at `now` exceeds the limit
+    of the deployment's default estimator (`DEFAULT_ESTIMATOR`, at its default k) fitted by
+    `baselines_from_durations` on the successful runs of the trailing 14 days; the generator checks
+    that these are exactly the stuck runs it planted. Timestamps are naive UTC, whole seconds.
     """
     if n_task_types < N_STUCK:
         raise ValueError(
@@ -158,7 +158,7 @@ def generate_task_runs(
 
     valid, _ = screen_task_runs(scheduled.assign(run_id="scheduled"), now)
     limits = (
-        baselines_from_durations(trailing_durations(valid, now, WINDOW_DAYS), Estimator.MEAN_STD, k=2.0)
+        baselines_from_durations(trailing_durations(valid, now, WINDOW_DAYS), DEFAULT_ESTIMATOR)
         .set_index("task_type")["upper_limit_s"]
         .dropna()
     )
