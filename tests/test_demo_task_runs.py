@@ -111,3 +111,36 @@ def test_generation_is_deterministic_for_a_seed(demo) -> None:
     pd.testing.assert_frame_equal(again.runs, demo.runs)
     assert again.expected_overdue_run_ids == demo.expected_overdue_run_ids
     assert not other.runs.equals(demo.runs)
+
+
+def successful_seconds(
+    demo: DemoTaskRuns, task_type: str, since: pd.Timestamp | None = None, until: pd.Timestamp | None = None
+) -> pd.Series:
+    runs = demo.runs[demo.runs["task_type"].eq(task_type) & demo.runs["status"].eq("success")]
+    if since is not None:
+        runs = runs[runs["started_at"] >= since]
+    if until is not None:
+        runs = runs[runs["started_at"] < until]
+    return (runs["ended_at"] - runs["started_at"]).dt.total_seconds()
+
+
+def test_some_task_types_have_what_real_runtimes_have(demo) -> None:
+    identical = successful_seconds(demo, "api.refresh_tokens")
+    shifted = NOW - pd.Timedelta(days=3)
+    before = successful_seconds(demo, "dbt.build_marts", until=shifted - pd.Timedelta(hours=1))
+    after = successful_seconds(demo, "dbt.build_marts", since=shifted)
+    two_modes = successful_seconds(demo, "ingest.clickstream_compaction")
+    tail = successful_seconds(demo, "export.segment_sync")
+
+    assert set(identical) == {1.0}
+    assert after.median() > 2.5 * before.median()
+    assert 0.2 < (two_modes > 2.5 * 9 * 60).mean() < 0.45  # the big-input mode, 4 x the 9-minute median
+    assert tail.quantile(0.99) > 3.5 * tail.median()
+
+
+def test_the_default_limit_follows_the_level_shift_and_leaves_room_over_identical_runs(demo) -> None:
+    limits = limits_at_now(demo.runs).set_index("task_type")["upper_limit_s"]
+    after = successful_seconds(demo, "dbt.build_marts", since=NOW - pd.Timedelta(days=3))
+
+    assert limits["dbt.build_marts"] > after.quantile(0.9)
+    assert limits["api.refresh_tokens"] == pytest.approx(2.0)  # 1 s + the 1-s floor of spread

@@ -1,7 +1,9 @@
 """Synthetic workflow-service history for the demo: scheduled task runs, some failed, some stuck now.
 
 Durations are lognormal per task type, with medians from 20 seconds to 2 hours; every task type runs
-on its own cadence. The tasks running at `now` include a known set that is far past its limit.
+on its own cadence. A few task types have what real runtimes have (`TRAITS`): a heavy right tail,
+two modes, a level shift, identical durations. The tasks running at `now` include a known set that
+is far past its limit.
 """
 
 from __future__ import annotations
@@ -61,6 +63,21 @@ TASK_CATALOGUE: tuple[tuple[str, float, float, int], ...] = (
     ("index.search_reindex", 14 * _MIN, 0.30, 4 * _HOUR),
 )
 
+# What real runtimes look like (issue 14, from WfInstances traces), given to a few task types:
+# heavy_tail: 3% of runs take 2-4 times as long; two_modes: a third of runs get an input four times
+# as big; level_shift: the input grew LEVEL_SHIFT_DAYS_AGO days before `now`, and runs take three
+# times as long since; identical: every run takes the same second (a sub-second task in a store
+# that keeps whole seconds).
+TRAITS: dict[str, str] = {
+    "export.segment_sync": "heavy_tail",
+    "spark.dedupe_contacts": "heavy_tail",
+    "ingest.clickstream_compaction": "two_modes",
+    "dbt.build_staging": "two_modes",
+    "dbt.build_marts": "level_shift",
+    "api.refresh_tokens": "identical",
+}
+LEVEL_SHIFT_DAYS_AGO = 3
+
 FAILED_SHARE = 0.03
 ABORTED_SHARE = 0.01
 # A third of the failures are timeouts that ran many times the usual duration; they are failed, so
@@ -90,17 +107,32 @@ def _task_types(n_task_types: int) -> list[tuple[str, float, float, int]]:
     return types
 
 
+def _with_trait(
+    trait: str | None, duration: np.ndarray, starts: np.ndarray, horizon_s: float, rng: np.random.Generator
+) -> np.ndarray:
+    if trait == "heavy_tail":
+        return duration * np.where(rng.random(duration.size) < 0.03, rng.uniform(2, 4, duration.size), 1)
+    if trait == "two_modes":
+        return duration * np.where(rng.random(duration.size) < 1 / 3, 4, 1)
+    if trait == "level_shift":
+        return duration * np.where(starts >= horizon_s - LEVEL_SHIFT_DAYS_AGO * _DAY, 3, 1)
+    if trait == "identical":
+        return np.full(duration.size, 1.0)
+    return duration
+
+
 def generate_task_runs(
     now: pd.Timestamp, days: int = WINDOW_DAYS, n_task_types: int = 30, seed: int = 11
 ) -> DemoTaskRuns:
     """`days` days of scheduled runs of `n_task_types` task types before `now`, deterministic per seed.
 
     Each task type starts on its cadence (with a random phase and up to 30 s of scheduling delay) and
-    runs a lognormal duration. About 3% of runs fail (a third of those after many times the usual
-    duration) and 1% are aborted. A run still going at `now` is running; an ordinary one that has
-    already been going longer than its type's median is made to have finished shortly before `now`,
-    so that no ordinary run is overdue by accident. Then N_STUCK task types, spread from the
-    shortest to the longest, each get a run started 3 to 6 times their limit before `now`.
+    runs a lognormal duration, changed by its trait if it has one (`TRAITS`). About 3% of runs fail (a
+    third of those after many times the usual duration) and 1% are aborted. A run still going at `now`
+    is running; an ordinary one that has already been going longer than its type's median is made to
+    have finished shortly before `now`, so that no ordinary run is overdue by accident. Then N_STUCK
+    task types, spread from the shortest to the longest, each get a run started 3 to 6 times their limit
+    before `now`.
 
     `expected_overdue_run_ids` are the running runs whose elapsed time at `now` exceeds the limit
     of the deployment's default estimator (`DEFAULT_ESTIMATOR`, at its default k) fitted by
@@ -120,7 +152,13 @@ def generate_task_runs(
     for name, median_s, sigma, cadence_s in catalogue:
         starts = np.arange(rng.uniform(0, cadence_s), horizon_s, cadence_s)
         starts = np.minimum(starts + rng.uniform(0, min(30, cadence_s / 20), starts.size), horizon_s - 1)
-        duration = median_s * np.exp(sigma * rng.standard_normal(starts.size))
+        duration = _with_trait(
+            TRAITS.get(name.split(".shard_")[0]),
+            median_s * np.exp(sigma * rng.standard_normal(starts.size)),
+            starts,
+            horizon_s,
+            rng,
+        )
         draw = rng.random(starts.size)
         status = np.select(
             [draw < FAILED_SHARE, draw < FAILED_SHARE + ABORTED_SHARE], ["failed", "aborted"], "success"
