@@ -4,6 +4,7 @@ from datetime import UTC, datetime, timedelta
 
 import pandas as pd
 import pytest
+import sqlalchemy as sa
 
 from resources.alert_store import AlertStore
 
@@ -116,3 +117,68 @@ def test_the_chart_sensor_requests_one_chart_per_batch_of_new_alerts(store):
     second = tick(first.cursor)
     assert second.cursor == str(store.newest_alert_id()) and int(second.cursor) > newest
     assert [request.run_key for request in second.run_requests] == [f"alerts-to-{second.cursor}"]
+
+
+# The alerts table as stores made before the source fields have it.
+OLD_ALERTS_DDL = """
+CREATE TABLE alerts (
+    alert_id {serial} PRIMARY KEY, task_type TEXT NOT NULL, run_id TEXT NOT NULL,
+    started_at {time} NOT NULL, elapsed_s FLOAT NOT NULL, upper_limit_s FLOAT NOT NULL,
+    mean_s FLOAT, n_runs INTEGER, raised_at {time} NOT NULL, run_key VARCHAR(64) NOT NULL,
+    CONSTRAINT alerts_once_per_run UNIQUE (run_key)
+)"""
+
+
+def test_a_store_made_before_the_source_fields_keeps_its_alerts_and_gains_the_columns(store_url):
+    engine = sa.create_engine(store_url)
+    postgres = engine.dialect.name == "postgresql"
+    with engine.begin() as connection:
+        ddl = OLD_ALERTS_DDL.format(
+            serial="SERIAL" if postgres else "INTEGER",
+            time="TIMESTAMP WITH TIME ZONE" if postgres else "DATETIME",
+        )
+        connection.execute(sa.text(ddl))
+        connection.execute(
+            sa.text(
+                "INSERT INTO alerts (task_type, run_id, started_at, elapsed_s, upper_limit_s, mean_s, "
+                "n_runs, raised_at, run_key) VALUES ('etl.orders', 'r-old', :t, 3600, 600, 300, 10, :t, 'k')"
+            ),
+            {"t": NOW},
+        )
+    engine.dispose()
+    store = AlertStore(url=store_url)
+    fields = {"dag_id": "shop", "task_id": "group.fetch", "dag_run_id": "manual__1.5", "map_index": 2,
+              "try_number": 3, "link": "https://airflow.example.com/dags/shop"}  # fmt: skip
+    new = store.record_alerts(overdue("r-new").assign(**fields), raised_at=NOW)
+    assert new["run_id"].tolist() == ["r-new"]
+    alerts = store.alerts()
+    assert alerts["run_id"].tolist() == ["r-old", "r-new"]
+    assert alerts.loc[0, list(fields)].isna().all()
+    assert alerts.loc[1, list(fields)].tolist() == list(fields.values())
+    # A second process finds the columns there and adds nothing.
+    AlertStore(url=store_url).alerts()
+    engine = sa.create_engine(store_url)
+    columns = [column["name"] for column in sa.inspect(engine).get_columns("alerts")]
+    engine.dispose()
+    assert columns[-6:] == list(fields)
+
+
+def test_a_new_store_has_the_source_fields_and_alerts_without_them_leave_them_empty(store):
+    store.record_alerts(overdue("r1"), raised_at=NOW)
+    alerts = store.alerts()
+    assert alerts.loc[0, ["dag_id", "task_id", "dag_run_id", "map_index", "try_number", "link"]].isna().all()
+
+
+def test_psycopg_3_urls_keep_the_store_as_psycopg2_ones_do(postgres_url):
+    """postgresql+psycopg:// (psycopg 3, Airflow 3's driver) beside postgresql+psycopg2://."""
+    psycopg3 = AlertStore(url=postgres_url.replace("postgresql+psycopg2://", "postgresql+psycopg://"))
+    psycopg2 = AlertStore(url=postgres_url)
+    psycopg3.save_baselines(AS_OF, baselines(("etl.orders", 600.0)))
+    assert psycopg2.latest_baselines()[1]["upper_limit_s"].tolist() == [600.0]
+    assert psycopg3.record_alerts(overdue("r1").assign(map_index=1), raised_at=NOW)["run_id"].tolist() == [
+        "r1"
+    ]
+    assert psycopg2.record_alerts(overdue("r1"), raised_at=NOW).empty
+    assert psycopg3.alerts()["map_index"].tolist() == [1]
+    assert psycopg3.claim_sink("webhook", "a", NOW, NOW + timedelta(minutes=1))
+    assert not psycopg2.claim_sink("webhook", "b", NOW, NOW + timedelta(minutes=1))

@@ -15,6 +15,7 @@ from assets.task_durations import OVER_LIMIT_CHECK, task_duration_baselines, tas
 from dagster_project.sensors import build_long_running_tasks_sensor, long_running_tasks_sensor
 from resources.alert_sinks import AlertSinks
 from resources.alert_store import AlertStore
+from resources.sources import AirflowTaskInstances
 from resources.workflow import SqlWorkflowService
 
 TODAY = pd.Timestamp(FIXED_TODAY)
@@ -375,3 +376,48 @@ def test_a_sink_switched_on_later_gets_recent_alerts_but_not_stale_ones(instance
     tick(instance, stores, AlertSinks(webhook_url=webhook.url))
     assert [request["body"]["run_id"] for request in webhook.received] == ["r-stuck"]
     assert stores["alert_store"].undelivered("webhook").empty
+
+
+def test_an_airflow_alert_reaches_the_webhook_and_slack_with_its_fields(instance, tmp_path, recording_server):
+    """The airflow source's alert: each field apart in the JSON, one line each in Slack, where a run
+    id holding Slack's markup pings no one."""
+    url = f"sqlite:///{tmp_path / 'airflow.db'}"
+    # The contract's table holding Airflow's ids as the preset joins them.
+    workflow = AirflowTaskInstances(
+        url=url, table="task_runs", task_type_columns=["task_type"], run_id_columns=["run_id"],
+        started_at_column="started_at", ended_at_column="ended_at", status_column="status",
+        airflow_base_url="https://af.example.com",
+    )  # fmt: skip
+    runs = [
+        {**row, "task_type": f"shop/{row['task_type']}", "run_id": f"{row['run_id']}/-1/1"}
+        for row in history()
+    ] + [running("<!channel> & co/1/2", "shop/etl.orders", 3600)]
+    SqlWorkflowService(url=url).write_runs(pd.DataFrame(runs))
+    store = AlertStore(url=f"sqlite:///{tmp_path / 'faultline.db'}")
+    dg.materialize(
+        [task_duration_baselines], instance=instance, partition_key=YESTERDAY,
+        resources={"workflow": workflow, "alert_store": store},
+    )  # fmt: skip
+    webhook, slack = recording_server(), recording_server(slack=True)
+    sinks = AlertSinks(webhook_url=webhook.url, slack_token="xoxb-test", slack_api_url=slack.url)
+    context = dg.build_sensor_context(
+        instance=instance, resources={"workflow": workflow, "alert_store": store, "alert_sinks": sinks}
+    )
+    sensor_at_fixed_now(context)
+    (payload,) = [request["body"] for request in webhook.received]
+    run = "%3C%21channel%3E%20%26%20co"
+    link = f"https://af.example.com/dags/shop/runs/{run}/tasks/etl.orders/mapped/1?try_number=2"
+    fields = ("dag_id", "task_id", "dag_run_id", "map_index", "try_number", "link")
+    assert {key: payload[key] for key in fields} == {
+        "dag_id": "shop", "task_id": "etl.orders", "dag_run_id": "<!channel> & co", "map_index": 1,
+        "try_number": 2, "link": link,
+    }  # fmt: skip
+    assert payload["text"].startswith(
+        "Task 'etl.orders' of DAG 'shop' (run '<!channel> & co', map index 1, try 2) has been running for"
+    )
+    (message,) = [request["body"]["text"] for request in slack.received]
+    assert message.startswith(
+        "Task 'etl.orders' of DAG 'shop' (run '&lt;!channel&gt; &amp; co', map index 1, try 2) has been"
+    )
+    assert message.endswith(link.replace("&", "&amp;"))
+    assert store.alerts()[["dag_id", "map_index", "try_number"]].values.tolist() == [["shop", 1, 2]]
