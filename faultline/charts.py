@@ -9,12 +9,16 @@ import io
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, timedelta
+from typing import TYPE_CHECKING
 
 import pandas as pd
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.dates import AutoDateLocator, ConciseDateFormatter, DateFormatter, DayLocator
-from matplotlib.figure import Figure
 from PIL import Image
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+# matplotlib is imported where a chart is drawn: it is a quarter of a second of every process that
+# loads the definitions and draws nothing.
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 DEFAULT_DAYS_SHOWN = 14  # the demo's two weeks, and the limits' fitting window
@@ -44,9 +48,11 @@ def _plain(text: str, limit: int = _LEGEND_CHARS) -> str:
     return line.replace("$", r"\$")
 
 
-def _png(figure: Figure) -> bytes:
+def _png(figure: "Figure") -> bytes:
     """The figure as a PNG of at most 256 colours: a third of the bytes of a full-colour one, and no
     difference a reader sees (the image goes into the asset's metadata, stored with each run)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
     canvas = FigureCanvasAgg(figure)
     canvas.draw()
     image = Image.frombuffer("RGBA", canvas.get_width_height(), canvas.buffer_rgba()).convert("RGB")
@@ -56,6 +62,8 @@ def _png(figure: Figure) -> bytes:
 
 
 def _message_chart(title: str, message: str, data: pd.DataFrame) -> Chart:
+    from matplotlib.figure import Figure
+
     figure = Figure(figsize=(9, 2.5), dpi=_DPI)
     axes = figure.add_subplot()
     axes.set_axis_off()
@@ -139,6 +147,9 @@ def error_share_chart(
         )
         return _message_chart(title, message, shares)
     days = pd.to_datetime(shares.index).to_numpy()
+    from matplotlib.dates import DateFormatter, DayLocator
+    from matplotlib.figure import Figure
+
     figure = Figure(figsize=(_WIDTH_IN, 5.5), dpi=_DPI, layout="constrained")
     axes = figure.add_subplot()
     for rank, label in enumerate(shares.columns, start=1):
@@ -235,6 +246,9 @@ def duration_limit_chart(
         )
     n_columns = 1 if len(table) == 1 else 2
     n_rows = -(-len(table) // n_columns)
+    from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
+    from matplotlib.figure import Figure
+
     figure = Figure(figsize=(_WIDTH_IN / 2 * n_columns, 3.2 * n_rows + 0.6), dpi=_DPI, layout="constrained")
     figure.suptitle(title)
     panels = figure.subplots(n_rows, n_columns, squeeze=False).ravel()

@@ -8,13 +8,18 @@ take hours. The events of the rest are counted apart, as not vectorized.
 """
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-from gensim.models.doc2vec import Doc2Vec, TaggedDocument
-from sklearn.cluster import DBSCAN
 
 from faultline.cleaning import Corpus
+
+if TYPE_CHECKING:
+    from gensim.models.doc2vec import Doc2Vec, TaggedDocument
+
+# gensim and scikit-learn are imported where they are used: together they are over a second of every
+# process that loads the definitions (the code server, each run launched from the UI) but trains nothing.
 
 NOISE = -1
 NO_TEXT = -2  # events whose message was nothing but boilerplate; counted, never vectorized
@@ -108,6 +113,8 @@ def vectorize_texts(
             left_out_texts=len(left_out),
             left_out_events=int(left_out.sum()),
         )
+    from gensim.models.doc2vec import TaggedDocument
+
     documents = [TaggedDocument(words_of[text], [position]) for position, text in enumerate(distinct)]
     model = train_doc2vec(
         documents,
@@ -131,7 +138,7 @@ def vectorize_texts(
 class _Repeated:
     """The documents `times` times over, as one corpus."""
 
-    def __init__(self, documents: list[TaggedDocument], times: int) -> None:
+    def __init__(self, documents: "list[TaggedDocument]", times: int) -> None:
         self.documents, self.times = documents, times
 
     def __iter__(self):
@@ -139,7 +146,7 @@ class _Repeated:
             yield from self.documents
 
 
-def train_doc2vec(documents: list[TaggedDocument], epochs: int, **parameters) -> Doc2Vec:
+def train_doc2vec(documents: "list[TaggedDocument]", epochs: int, **parameters) -> "Doc2Vec":
     """`Doc2Vec(documents, epochs=epochs, workers=1, **parameters)`, the same vectors, sooner.
 
     gensim starts a job producer and a worker thread for every epoch, and on a day's few hundred
@@ -149,6 +156,8 @@ def train_doc2vec(documents: list[TaggedDocument], epochs: int, **parameters) ->
     in the same order with the same learning rates and random draws: the very same vectors. Larger
     corpora, and any holding a document of no words, train epoch by epoch as gensim does.
     """
+    from gensim.models.doc2vec import Doc2Vec
+
     words = sum(len(document.words) for document in documents)
     model = Doc2Vec(epochs=epochs, workers=1, **parameters)
     # A document of no words would end a repetition's job early and shift every later one.
@@ -179,6 +188,8 @@ def cluster_vectors(
     vectors = document_vectors.vectors
     if center:
         vectors = vectors - vectors.mean(axis=0)
+    from sklearn.cluster import DBSCAN
+
     return DBSCAN(eps=eps, min_samples=min_samples, metric=metric).fit_predict(
         vectors, sample_weight=document_vectors.counts
     )
