@@ -6,6 +6,7 @@ import pytest
 from faultline.demo_data.task_runs import TASK_CATALOGUE, DemoTaskRuns, generate_task_runs
 from faultline.durations import (
     DEFAULT_ESTIMATOR,
+    Estimator,
     baselines_from_durations,
     find_overdue_tasks,
     screen_task_runs,
@@ -20,9 +21,9 @@ def demo() -> DemoTaskRuns:
     return generate_task_runs(NOW)
 
 
-def limits_at_now(runs: pd.DataFrame) -> pd.DataFrame:
+def limits_at_now(runs: pd.DataFrame, estimator: Estimator = DEFAULT_ESTIMATOR) -> pd.DataFrame:
     valid, _ = screen_task_runs(runs, NOW)
-    return baselines_from_durations(trailing_durations(valid, NOW, window_days=14), DEFAULT_ESTIMATOR)
+    return baselines_from_durations(trailing_durations(valid, NOW, window_days=14), estimator)
 
 
 def test_runs_follow_the_task_runs_contract_and_pass_screening(demo) -> None:
@@ -138,8 +139,9 @@ def test_some_task_types_have_what_real_runtimes_have(demo) -> None:
     assert tail.quantile(0.99) > 3.5 * tail.median()
 
 
-def test_the_default_limit_follows_the_level_shift_and_leaves_room_over_identical_runs(demo) -> None:
-    limits = limits_at_now(demo.runs).set_index("task_type")["upper_limit_s"]
+def test_the_budgets_limit_follows_the_level_shift_and_leaves_room_over_identical_runs(demo) -> None:
+    # alert_budget, one switch away (the seed's mean_std, the default, has neither rule).
+    limits = limits_at_now(demo.runs, Estimator.ALERT_BUDGET).set_index("task_type")["upper_limit_s"]
     after = successful_seconds(demo, "dbt.build_marts", since=NOW - pd.Timedelta(days=3))
 
     assert limits["dbt.build_marts"] > after.quantile(0.9)
