@@ -225,6 +225,11 @@ def test_each_chart_shows_as_an_image_on_its_asset_page(ui: UI, asset: str, char
     page.locator("tr", has=page.get_by_text("chart", exact=True)).first.get_by_text("Show Markdown").click()
     image = page.locator('img[src^="data:image/png;base64,"]').first
     image.wait_for(timeout=PATIENCE_MS)
+    # The dialog fades in: the screenshot waits for its animations to end, or shows it half-drawn.
+    page.wait_for_function(
+        "() => document.getAnimations().every(animation => animation.playState !== 'running')",
+        timeout=PATIENCE_MS,
+    )
     ui.screenshot(page, asset)
     width, height = image.evaluate("image => [image.naturalWidth, image.naturalHeight]")
     assert width == 1000 and height > 300  # decoded: a broken image has no size
