@@ -51,19 +51,23 @@ class SecretRule:
 # Secret words a part may end with (and their plurals): long enough to mean nothing else.
 _LONG_WORDS = (
     "password", "passwd", "passphrase", "secret", "token", "credential", "signature", "authorization",
-    "contraseña", "contrasena", "apikey", "accesskey", "privatekey", "secretkey", "sessionid", "sessionkey",
-    "accountkey", "clientsecret", "authkey", "masterkey", "signingkey", "encryptionkey",
+    "contraseña", "contrasena", "passwort", "kennwort", "wachtwoord", "lösenord", "losenord", "salasana",
+    "motdepasse", "mot de passe", "пароль", "密码", "パスワード", "비밀번호",
+    "apikey", "accesskey", "privatekey", "secretkey", "sessionid", "sessionkey",
+    "accountkey", "clientsecret", "authkey", "masterkey", "signingkey", "encryptionkey", "storepass",
+    "keypass",
 )  # fmt: skip
 # Secret words that must be a whole part (or its plural).
 _SHORT_WORDS = (
     "pass", "pwd", "pw", "auth", "sig", "cred", "creds", "cookie", "session", "jwt", "bearer",
     "dsn",  # a DSN holds a password in its URL
+    "senha", "haslo", "hasło",  # Portuguese and Polish: `resenha` is a review
 )  # fmt: skip
 # Two parts that name a secret together; either alone does not (`key`, `api`, `private`).
 _FIRST_OF_PAIR = (
     "api", "access", "private", "priv", "secret", "auth", "service", "account", "client", "master",
     "encryption", "signing", "storage", "app", "ssh", "gpg", "pgp", "license", "db", "database",
-    "shared",
+    "shared", "subscription", "sentry", "hmac", "aes", "cipher", "crypto",
 )  # fmt: skip
 _SECRET_PAIRS = frozenset(
     {(first, "key") for first in _FIRST_OF_PAIR}
@@ -122,10 +126,18 @@ def _either(words) -> str:
 # (`password_file`, `tokenExpiresAt`).
 _LONG = rf"(?i:(?:{_either(_LONG_WORDS)})s?|(?:{_either(_FIRST_OF_PAIR)})[_. -]?{_caseless('key')}s?"
 _LONG += rf"|(?:{_either(('key', 'db', 'database'))})[_.-]?{_caseless('pass')})"
-_SHORT = rf"(?:^|[^A-Za-z])(?i:(?:{_either(_SHORT_WORDS)})s?)"
-_SHORT += "|[a-z0-9](?:" + "|".join(w.capitalize() + "|" + w.upper() for w in _SHORT_WORDS) + ")"
+_SHORT_WORD = rf"(?i:(?:{_either(_SHORT_WORDS)})s?)"
+_SHORT_HUMP = "[a-z0-9](?:" + "|".join(w.capitalize() + "|" + w.upper() for w in _SHORT_WORDS) + ")"
+_SHORT = rf"(?:^|[^A-Za-z]){_SHORT_WORD}|{_SHORT_HUMP}"
 _TAIL = r"(?:[_.-][A-Za-z0-9]+|[A-Z][a-z0-9]*){0,2}"
 SECRET_NAME = rf"(?:{_LONG}|{_SHORT}){_TAIL}"
+# A command line option's name: the secret's name its last parts (`--password`, `--http-password`).
+_OPTION_NAME = rf"--(?:[A-Za-z0-9]+[_-])*(?:{_LONG}|{_SHORT_WORD}|[A-Za-z0-9]*{_SHORT_HUMP}){_TAIL}"
+# Names whose value may follow a space alone (`.netrc`'s `password x`, keytool's `-storepass x`,
+# `aws configure set aws_secret_access_key x`): a password's and a key pair's, not `token` or
+# `secret` (`secret db-creds-2 not found` names a Kubernetes object).
+_SPACED_NAME = rf"(?i:(?:{_either(('password', 'passwd', 'passphrase', 'storepass', 'keypass'))})s?"
+_SPACED_NAME += rf"|(?:{_either(_FIRST_OF_PAIR)})[_. -]?{_caseless('key')}s?)"
 
 # Values ----------------------------------------------------------------------------------------
 # Quoted: to the closing quote or the line's end. Unquoted: an object or array on the line, or the
@@ -141,6 +153,7 @@ _QUOTED = r""""(?:[^"\\\r\n]|\\[^\r\n])+|\\"(?:[^"\\\r\n]|\\[^"\r\n])+|'[^'\r\n]
 _UNQUOTED = r"\{[^}\r\n]*\}?|\[[^\]\r\n]*\]?|[^\s\"'`<>{\[&;=:][^\s&;]*(?:[ \t]+[^\s=:&;\"'`<>]+)*"
 _VALUE_START = re.compile(rb"""\\?["'`]?\]?\s*(?::=|::|=>|={1,3}|:)?\s*(\\?["'`])?""")
 _NAME_END = (b"=", b":")
+_SPACES_THEN = re.compile(rb"[ \t]*(.?)")  # the next character that is no space: linear
 _ONLY_PLACEHOLDERS = re.compile(rb"(?:<[a-z_]+>)+")
 # `&` ends an unquoted value only where a parameter's name follows (`sig=x&se=2026`): `pass=ab&3` is
 # one value. Each check reads what the next piece then takes, so the text is read once.
@@ -158,7 +171,7 @@ def _assigned_value(data: bytes, span: Span) -> Span | None:
     if opening[1] is None:
         while (more := _AMPERSAND_GOES_ON.match(data, stop)) is not None:
             stop = more.end()
-    if opening[1] is None and data[stop : stop + 1] in _NAME_END:
+    if opening[1] is None and _SPACES_THEN.match(data, stop)[1] in _NAME_END:
         space = max(data.rfind(b" ", start, stop), data.rfind(b"\t", start, stop))
         if space > start:
             stop = start + len(data[start:space].rstrip(b" \t"))
@@ -181,6 +194,31 @@ def _header_value(data: bytes, span: Span) -> Span | None:
     return scheme.end(), stop, _KIND_OF_SCHEME.get(scheme[1].lower(), kind)
 
 
+_SPACES = b" \t"
+
+
+def _spaced_value(data: bytes, span: Span) -> Span | None:
+    """A value after a name and spaces: 8 characters or more, not a path or a URL (the regex wants a
+    letter and a digit in it); of the kind of the token it is, if a rule knows its format."""
+    start, stop, kind = span
+    while data[start] in _SPACES:
+        start += 1
+    value = data[start:stop]
+    if len(value) < 8 or value[:1] in (b"/", b".", b"~") or b"://" in value:
+        return None
+    found = _RULES.search(data, start, stop)
+    if found is not None and found.span(found.lastindex) == (start, stop):
+        kind = SECRET_RULES[found.lastindex - 1].kind
+    return start, stop, kind
+
+
+def _quoted_value(data: bytes, span: Span) -> Span | None:
+    """A quoted value without its opening quote, unless it is placeholders."""
+    start, stop, kind = span
+    start += 2 if data[start : start + 1] == b"\\" else 1
+    return None if _ONLY_PLACEHOLDERS.fullmatch(data, start, stop) else (start, stop, kind)
+
+
 def _token(data: bytes, span: Span) -> Span | None:
     """Not a word: 8 characters or more, a digit or a symbol among them (`Bearer authentication`)."""
     secret = data[span[0] : span[1]]
@@ -198,6 +236,10 @@ _IPV4 = r"(?:(?:25[0-5]|2[0-4][0-9]|1?[0-9]?[0-9])\.){3}(?:25[0-5]|2[0-4][0-9]|1
 # run's end before it can report any other match in it, again for each: `1.1.1.1...` took time
 # quadratic in its length under the e-mail rule.
 _URL_SCHEME = r"(?:^|[^A-Za-z0-9+.-])[A-Za-z][A-Za-z0-9+.-]*://"
+# A character of a percent-encoded URL's userinfo: any but an encoded `/`, `:` or `@` (%2F, %3A, %40).
+_ENCODED_USERINFO = (
+    r"(?:[A-Za-z0-9._~!$*+,;=()'-]|%(?:[013-9A-Fa-f][0-9A-Fa-f]|2[0-9A-Ea-e]|3[0-9B-Fb-f]|4[1-9A-Fa-f]))"
+)
 # A password may hold `/` and `@` (not valid in a URL, but typed so): it goes to the token's last `@`.
 _USERINFO = r"[^\s\"'<>\\]*"
 _WORD_START = r"(?:^|[^A-Za-z])"
@@ -205,11 +247,15 @@ _WORD_START = r"(?:^|[^A-Za-z])"
 # By format: PEM, PGP, OpenSSH and PuTTY private keys; every token detect-secrets' plugins know
 # (AWS, Artifactory, Discord, GitHub, GitLab, JWT, Mailchimp, npm, OpenAI, PyPI, SendGrid, Slack,
 # Square, Stripe, Telegram, Twilio) and Google's, Anthropic's, Hugging Face's, Docker Hub's, Vault's,
-# Postman's, Grafana's, New Relic's, Linear's, Sentry's, Shopify's, DigitalOcean's, Atlassian's and
-# age's; Slack, Discord and Teams webhook URLs; e-mail, IPv4 and IPv6 addresses. By context: the
-# userinfo of a URL of any scheme (the user empty too), of Go's MySQL DSN and an Oracle thin URL; an
+# Postman's, Grafana's, New Relic's, Linear's, Sentry's, Shopify's, DigitalOcean's, Atlassian's,
+# Mailgun's, Databricks' and age's; Slack, Discord and Teams webhook URLs; e-mail, IPv4 and IPv6
+# addresses. By context: the userinfo of a URL of any scheme (the user empty too, or the URL
+# percent-encoded), of Go's MySQL DSN, an Oracle thin URL and Oracle's tools' `user/password`; an
 # Authorization header of any scheme, a cookie; Bearer and Basic credentials; a value assigned to a
-# secret's name, quoted or not, and detect-secrets' IBM, Cloudant and SoftLayer keys.
+# secret's name, quoted or not, percent-encoded, after a space (a password's, a key's), in an XML
+# element, or given as a `value` beside the name; passwords of MySQL, MongoDB, redis-cli and
+# registry logins on their command lines; GitHub Actions' masked values; detect-secrets' IBM,
+# Cloudant and SoftLayer keys.
 # Order matters: at one position the earlier rule wins, so credentials in a URL go before the
 # e-mail rule would read `user:pw@host`, and a header before the names in it.
 SECRET_RULES: tuple[SecretRule, ...] = (
@@ -246,6 +292,20 @@ SECRET_RULES: tuple[SecretRule, ...] = (
         r"[^\s/:@\"'<>\\(=,;]*:[^\s/:\"'<>\\]*",
         before=r"(?:^|[\s/:@\"'<>\\(=,;])",
         after=r"@(?:tcp6?|udp6?|unix(?:gram|packet)?)\(",
+    ),
+    # A URL percent-encoded in another's query (`?redirect=https%3A%2F%2Fuser%3Apw%40host`).
+    SecretRule(
+        "url_credentials",
+        rf"{_ENCODED_USERINFO}*%3[Aa](?:{_ENCODED_USERINFO}|%3[Aa])*",
+        before=r"(?:^|[^A-Za-z0-9+.-])[A-Za-z][A-Za-z0-9+.-]*%3[Aa]%2[Ff]%2[Ff]",
+        after="%40",
+    ),
+    # Oracle's tools' `user/password@db` (`sqlplus scott/tiger@orcl`, `expdp system/pw`).
+    SecretRule(
+        "url_credentials",
+        r"[^\s/@\"']+",
+        before=r"(?:^|[^A-Za-z0-9_])(?:sqlplus|sqlldr|expdp|impdp|exp|imp|rman|dgmgrl)\b[^\r\n]*?[ \t]"
+        + r"[A-Za-z0-9_$#]+/",
     ),
     SecretRule("url_credentials", r"[^\s@\"']+", before=r"(?i:oracle:thin:)[^\s/@:\"']*/", after="@"),
     # An Authorization header of any scheme, a cookie: to the closing quote or the line's end.
@@ -285,9 +345,41 @@ SECRET_RULES: tuple[SecretRule, ...] = (
     SecretRule(
         "assigned_secret",
         rf"[ \t]+(?:{_QUOTED}|[^\s\"'`<-][^\s]*)",
-        before="--" + SECRET_NAME,
+        before=_OPTION_NAME,
         refine=_assigned_value,
     ),
+    # A name then spaces then a value that is no word: `password Netrc9Pw`, `-storepass Jks9Pw`.
+    SecretRule(
+        "assigned_secret",
+        r"[ \t]+[^\s\"'`<>]*(?:[A-Za-z][^\s\"'`<>]*[0-9]|[0-9][^\s\"'`<>]*[A-Za-z])[^\s\"'`<>]*",
+        before=_SPACED_NAME,
+        refine=_spaced_value,
+    ),
+    # A secret's name given as the value of a `name` or `key`, its value as that of `value`:
+    # Kubernetes' env (`- name: DB_PASSWORD` then `value: x`, in YAML or JSON), .NET's and Java's
+    # `<add key="ApiKey" value="x"/>`. Over a line break only after the name unquoted, as a line
+    # that ends with a secret's name is read with the next (`_OPENS_LINE`).
+    SecretRule(
+        "assigned_secret",
+        rf"{_ASSIGNS}(?:{_QUOTED}|{_UNQUOTED})",
+        before=rf"{_WORD_START}(?i:name|key)[\"'`]?[ \t]*[:=][ \t]*[\"'`]?[A-Za-z0-9_.-]*{SECRET_NAME}"
+        + r"(?:[\"'`]?[ \t]*[,;]?[ \t]*|[ \t]*\r?\n[ \t]*)[\"'`]?(?i:value)",
+        refine=_assigned_value,
+    ),
+    # A quoted name, a comma and a quoted value: `define('DB_PASSWORD', 'x')`, `setenv("TOKEN", "x")`.
+    SecretRule(
+        "assigned_secret", _QUOTED, before=rf"{SECRET_NAME}\\?[\"'`][ \t]*,[ \t]*", refine=_quoted_value
+    ),
+    # An XML element: `<password>x</password>` (Maven's settings.xml, .NET's configs).
+    SecretRule("assigned_secret", r"[^<\r\n]+", before=rf"{SECRET_NAME}>", after="</"),
+    # A secret's parameter in a percent-encoded query (`%3Faccess_token%3Dx%26`): to an encoded `&`.
+    SecretRule(
+        "assigned_secret",
+        r"(?:[^\s%&#\"'<>]|%(?:[013-9A-Fa-f][0-9A-Fa-f]|2[0-57-9A-Fa-f]))+",
+        before=rf"{SECRET_NAME}%3[Dd]",
+    ),
+    # A URL's `key` parameter (Google's APIs): a key when it is no word.
+    SecretRule("assigned_secret", r"[^\s&#\"'<>]+", before=r"[?&](?i:key)=", refine=_token),
     SecretRule(
         "assigned_secret",
         r"[^\"'\r\n]+",
@@ -303,8 +395,34 @@ SECRET_RULES: tuple[SecretRule, ...] = (
     SecretRule(
         "assigned_secret",
         r"'[^'\r\n]*'|\"[^\"\r\n]*\"|[^\s\"'`]+",
-        before=r"(?:^|[^A-Za-z0-9_])(?:(?:docker|podman|buildah|skopeo|oras|nerdctl|helm)\b"
+        before=r"(?:^|[^A-Za-z0-9_])(?:(?:docker|podman|buildah|skopeo|oras|nerdctl|helm|az)\b"
         + r"[^\r\n]*?[ \t]login\b[^\r\n]*?[ \t]-p|sshpass[ \t]+-p)[ \t]*",
+    ),
+    # A registry login's password piped in (`echo pw | docker login --password-stdin`, as `set -x`
+    # prints it) or given as a here-string (`--password-stdin <<< pw`).
+    SecretRule(
+        "assigned_secret",
+        r"'[^'\r\n]+'|\"[^\"\r\n]+\"|[^\s\"'`|]+",
+        before=r"(?:^|[^A-Za-z0-9_])(?:echo|printf)[ \t]+(?:-[nE]+[ \t]+)?",
+        after=r"[ \t]*\|[ \t]*(?:sudo[ \t]+)?(?:docker|podman|buildah|skopeo|oras|nerdctl|helm|crane)\b"
+        + r"[^\r\n|]*[ \t]login\b",
+    ),
+    SecretRule(
+        "assigned_secret", r"'[^'\r\n]+'|\"[^\"\r\n]+\"|[^\s\"'`]+", before=r"--password-stdin[ \t]*<<<[ \t]*"
+    ),
+    # ssh-keygen's new and old passphrases (`-N 'pw'`, `-P pw`): both, when both are given, as one.
+    SecretRule(
+        "assigned_secret",
+        r"(?:'[^'\r\n]+'|\"[^\"\r\n]+\"|[^\s\"'`-][^\s\"'`]*)"
+        + r"(?:[^\r\n]*?[ \t]-[NP][ \t]*(?:'[^'\r\n]+'|\"[^\"\r\n]+\"|[^\s\"'`-][^\s\"'`]*))?",
+        before=r"(?:^|[^A-Za-z0-9_])ssh-keygen\b[^\r\n]*?[ \t]-[NP][ \t]*",
+    ),
+    # MongoDB's shells' -p and redis-cli's -a, a space before the password.
+    SecretRule(
+        "assigned_secret",
+        r"'[^'\r\n]*'|\"[^\"\r\n]*\"|[^\s\"'`-][^\s\"'`]*",
+        before=r"(?:^|[^A-Za-z0-9_])(?:mongo(?:sh|dump|restore|import|export|files|stat|top)?\b"
+        + r"[^\r\n]*?[ \t]-p|redis-cli\b[^\r\n]*?[ \t]-a)[ \t]+",
     ),
     SecretRule(
         "assigned_secret",
@@ -345,8 +463,10 @@ SECRET_RULES: tuple[SecretRule, ...] = (
         r"\b(?:hf_[A-Za-z0-9]{30,}|dckr_pat_[A-Za-z0-9_-]{20,}|hv[sb]\.[A-Za-z0-9_-]{20,}|PMAK-[A-Za-z0-9-]{20,}"
         r"|gl(?:c|sa)_[A-Za-z0-9+/=_-]{20,}|NRAK-[A-Z0-9]{20,}|lin_api_[A-Za-z0-9]{20,}|sntry[su]_[A-Za-z0-9+/=_-]{20,}"
         r"|shp(?:at|ca|pa|ss)_[A-Fa-f0-9]{32}|do[opr]_v1_[a-f0-9]{64}|AGE-SECRET-KEY-1[A-Z0-9]{20,}"
-        r"|ATATT3[A-Za-z0-9_=-]{20,}|dp\.pt\.[A-Za-z0-9]{20,})",
+        r"|ATATT3[A-Za-z0-9_=-]{20,}|dp\.pt\.[A-Za-z0-9]{20,}|key-[0-9a-z]{32}\b|dapi[0-9a-f]{32}\b)",
     ),
+    # GitHub Actions' `::add-mask::value` (a workflow's debug log shows it): the value is a secret.
+    SecretRule("assigned_secret", r"[^\r\n]+", before="::add-mask::"),
     SecretRule("jwt", r"\beyJ[A-Za-z0-9_-]{4,}={0,2}\.[A-Za-z0-9_-]{4,}={0,2}(?:\.[A-Za-z0-9_+/=-]*)*"),
     SecretRule(
         "email",
@@ -566,6 +686,10 @@ def _rendered(data: bytes, spans: list[Span]) -> str:
 
 def _redacted_whole(text: str) -> str:
     """`text` redacted in one piece: the reference the line-by-line path must equal."""
+    return _read_with_plain_escapes_decoded(_redacted_whole_as_written, text)
+
+
+def _redacted_whole_as_written(text: str) -> str:
     data = text.encode("utf-8", "surrogatepass")
     spans = _secret_spans(data)[0]
     if b"\n" in data:
@@ -603,19 +727,43 @@ def redact_secrets(text: str) -> str:
     one piece (`_redacted_whole`), computed line by line, each distinct line once, unless a secret
     could cross a line: a private key, a line that ends open, or a break a token could be cut by.
     """
+    return _read_with_plain_escapes_decoded(_redacted_by_lines, text)
+
+
+def _redacted_by_lines(text: str) -> str:
     get = _redacted_lines.get  # a hit is a plain dict's get (see BoundedCache)
     if "\n" not in text:
         return (get(text) or _redacted_lines[text])[0]
     if any(marker in text for marker in _SPANS_LINES):
-        return _redacted_whole(text)
+        return _redacted_whole_as_written(text)
     lines = [get(line) or _redacted_lines[line] for line in text.split("\n")]
     for (_, opens, _, solid_end), (_, _, solid_start, _) in zip(lines, lines[1:], strict=False):
         if opens or (solid_end and solid_start):
-            return _redacted_whole(text)
+            return _redacted_whole_as_written(text)
     return "\n".join(line[0] for line in lines)
 
 
 # JSON escapes --------------------------------------------------------------------------------
+# A printable ASCII character escaped (`\u0070assword`): JSON needs that only for `"` and `\`, so it
+# hides a name or a value from the rules (an escaped backslash is skipped, not read as one).
+_PLAIN_ESCAPE = re.compile(r"\\\\|\\u00([2-6][0-9A-Fa-f]|7[0-9A-Ea-e])")  # fixed width: linear
+_PLACEHOLDER = re.compile(r"<[a-z_]+>")
+
+
+def _read_with_plain_escapes_decoded(redact: Callable[[str], str], text: str) -> str:
+    """`text` redacted, or, when decoding its plain escapes finds more secrets, that text redacted:
+    the escapes are then decoded (as `json_unescaped` does for a payload that is not JSON)."""
+    redacted = redact(text)
+    if "\\u00" not in text:
+        return redacted
+    decoded = _PLAIN_ESCAPE.sub(lambda m: chr(int(m[1], 16)) if m[1] else m[0], text)
+    if decoded == text:
+        return redacted
+    decoded_redacted = redact(decoded)
+    more = len(_PLACEHOLDER.findall(decoded_redacted)) > len(_PLACEHOLDER.findall(redacted))
+    return decoded_redacted if more else redacted
+
+
 _JSON_ESCAPE = re.compile(r"\\(?:u([0-9a-fA-F]{4})|([\"\\/bfnrt]))")  # fixed width: linear
 _ESCAPED = {'"': '"', "\\": "\\", "/": "/", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t"}
 

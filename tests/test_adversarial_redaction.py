@@ -79,6 +79,24 @@ SHAPES: dict[str, Callable[[int], str]] = {
     "lines of one letter": _repeat("a\n"),
     "wrapped words": _repeat("word\nword "),
     "dsn shapes": _repeat("u:p@"),
+    # The second review's rules: a value after a space, a name given as `name`, a quoted name and a
+    # comma, an XML element, MongoDB's and redis-cli's flags, Oracle's user/password, options, URLs
+    # percent-encoded, `?key=`, JSON escapes of plain characters.
+    "password then a1 words": lambda n: "password" + _repeat(" a1")(n - 8),
+    "password a1 repeated": _repeat("password a1b2c3d4 "),
+    "name: password then value": _repeat("name: password\n value: "),
+    "quoted names and commas": _repeat("'password', "),
+    "xml names": _repeat("<password>"),
+    "mongo then -p -p": lambda n: "mongo" + _repeat(" -p")(n - 5),
+    "sqlplus then a/": lambda n: "sqlplus" + _repeat(" a/")(n - 7),
+    "option of many parts": lambda n: "--" + _repeat("a-")(n - 2),
+    "encoded schemes": _repeat("a%3A%2F%2F"),
+    "encoded userinfo without @": lambda n: "a%3A%2F%2Fu%3A" + _repeat("p%3A")(n - 14),
+    "encoded assignments": _repeat("password%3D"),
+    "key parameters": _repeat("?key="),
+    "escaped names": _repeat("\\u0070assword="),
+    "echo then pipes": _repeat("echo a | docker "),
+    "ssh-keygen then -N -P": lambda n: "ssh-keygen" + _repeat(" -N a -P")(n - 10),
 }
 N = 50_000
 N_MESSAGE = 40_000  # twice this is under the message's bound

@@ -96,6 +96,70 @@ def test_each_kind_of_secret_is_replaced_by_its_placeholder(text, secret, placeh
     assert placeholder in redacted
 
 
+# Found by the second review's probe (issue 12, item 4): each leaked whole or in part before.
+@pytest.mark.parametrize(
+    ("text", "secret", "placeholder"),
+    [
+        ("aws configure set aws_secret_access_key wJalrXUtnFEMIK7MDENG", "wJalrXUt", "<assigned_secret>"),
+        ("machine github.com login deploy password Netrc9Pw4q", "Netrc9Pw4q", "<assigned_secret>"),
+        ("keytool -storepass Jks9Pw4q -keypass Jks9Pw5q", "Jks9Pw4q", "<assigned_secret>"),
+        ("keytool -storepass Jks9Pw4q -keypass Jks9Pw5q", "Jks9Pw5q", "<assigned_secret>"),
+        ("access_key_id = abc secret_access_key = Cfg9Secret4q", "Cfg9Secret4q", "<assigned_secret>"),
+        ("hmac_key=Hm9Key4qZz", "Hm9Key4qZz", "<assigned_secret>"),
+        ("Ocp-Apim-Subscription-Key: 0123456789abcdef01234", "0123456789abcdef", "<assigned_secret>"),
+        ("X-Sentry-Auth: Sentry sentry_key=3f9a1c2b7d4e5f60, x=1", "3f9a1c2b7d4e", "<assigned_secret>"),
+        ("GET https://maps.example.com/api?key=0123456789abcdef&x", "0123456789abcdef", "<assigned_secret>"),
+        ("databricks token dapi0123456789abcdef0123456789abcdef failed", "0123456789abcdef", "<api_token>"),
+        ("mailgun: 401 for api:key-3ax6xnjp29jd6fds4gc373sgvjxteol0", "3ax6xnjp29jd6fds", "<api_token>"),
+        ("- name: DB_PASSWORD\n  value: K8sEnv9Pw4q", "K8sEnv9Pw4q", "<assigned_secret>"),
+        ('env: [{"name": "API_KEY", "value": "K8sJson9Pw4q"}]', "K8sJson9Pw4q", "<assigned_secret>"),
+        ('<add key="ApiKey" value="Xml9Pw4qKey" />', "Xml9Pw4qKey", "<assigned_secret>"),
+        ("<password>Maven9Pw4q</password>", "Maven9Pw4q", "<assigned_secret>"),
+        ("define('DB_PASSWORD', 'Php9Pw5q');", "Php9Pw5q", "<assigned_secret>"),
+        ("redis-cli -h cache -a R3disCli9Pw -p 6379", "R3disCli9Pw", "<assigned_secret>"),
+        ("mongosh --username app -p Mongo9Pw4q", "Mongo9Pw4q", "<assigned_secret>"),
+        ("az login --service-principal -u 1 -p Qz8~Lm3Kp.9Vz2 --tenant t", "Qz8~Lm3Kp", "<assigned_secret>"),
+        ("wget --http-password Wg9Pw5q http://x", "Wg9Pw5q", "<assigned_secret>"),
+        ("sqlplus scott/Tiger9Pw@orcl", "Tiger9Pw", "<url_credentials>"),
+        ("expdp system/Exp9Pw4q directory=x", "Exp9Pw4q", "<url_credentials>"),
+        ('{"\\u0070assword": "Esc9Pw4q"}', "Esc9Pw4q", "<assigned_secret>"),
+        ("https%3A%2F%2Fadmin%3APctEnc9Pw%40host%2Fx", "PctEnc9Pw", "<url_credentials>"),
+        ("cb=https%3A%2F%2Fx%2Fcb%3Faccess_token%3DPct9Tok4qXyz%26x%3D1", "Pct9Tok4q", "<assigned_secret>"),
+        ("::add-mask::Mask9Tok4q", "Mask9Tok4q", "<assigned_secret>"),
+        ("+ echo Dk9Pw6q | docker login -u ci --password-stdin", "Dk9Pw6q", "<assigned_secret>"),
+        ("docker login --password-stdin <<< Dk9Pw5q", "Dk9Pw5q", "<assigned_secret>"),
+        ("ssh-keygen -p -P Old9Pw -N New9Pw -f key", "New9Pw", "<assigned_secret>"),
+        ("ssh-keygen -t ed25519 -N 'Ssh9 Pass' -f key", "Ssh9 Pass", "<assigned_secret>"),
+        ("Passwort: De9Pw4qZ", "De9Pw4qZ", "<assigned_secret>"),
+        ("пароль: Ru9Pw4qZ", "Ru9Pw4qZ", "<assigned_secret>"),
+        ("senha=Pt9Pw4qZ", "Pt9Pw4qZ", "<assigned_secret>"),
+    ],
+)  # fmt: skip
+def test_a_secret_in_a_config_dump_header_or_command_line_is_replaced(text, secret, placeholder):
+    redacted = redact_secrets(text)
+    assert secret not in redacted
+    assert placeholder in redacted
+
+
+def test_what_names_or_assigns_a_secret_is_kept_around_it():
+    assert redact_secrets("  - name: DB_PASSWORD\n    value: K8sEnv9Pw4q\n  - name: PORT") == (
+        "  - name: DB_PASSWORD\n    value: <assigned_secret>\n  - name: PORT"
+    )
+    assert redact_secrets("<password>Maven9Pw4q</password>") == "<password><assigned_secret></password>"
+    assert (
+        redact_secrets("define('DB_PASSWORD', 'Php9Pw5q');") == "define('DB_PASSWORD', '<assigned_secret>');"
+    )
+    assert (
+        redact_secrets("keytool -storepass Jks9Pw4q -alias x")
+        == "keytool -storepass <assigned_secret> -alias x"
+    )
+    assert (
+        redact_secrets("a%3Faccess_token%3DPct9Tok4q%26x%3D1")
+        == "a%3Faccess_token%3D<assigned_secret>%26x%3D1"
+    )
+    assert redact_secrets("x=1 \\u0041 \\\\u0070assword") == "x=1 \\u0041 \\\\u0070assword"  # nothing hidden
+
+
 def test_an_ampersand_ends_a_value_only_before_the_next_parameter():
     redacted = redact_secrets("?sv=2020&sig=abc%2Bx&se=2026&sp=r")
     assert redacted == "?sv=2020&sig=<assigned_secret>&se=2026&sp=r"
@@ -122,6 +186,17 @@ def test_every_kind_has_a_placeholder_the_cleaning_recognises():
         "mysql -h db -P 3306 shop",  # -P is the port
         "docker run -p 8080:80 shop",  # a port, not a login
         "curl -u admin https://api.example.com",  # curl asks for the password
+        "helm upgrade --install auth-api failed: timed out waiting for the condition (300s)",
+        "password authentication failed for user app1",
+        "api key rotated at 2026-12-07 by ops",  # a name, a space, then no word with a letter and a digit
+        "secret db-creds-2 not found in namespace prod",  # `secret` and `token` name Kubernetes objects
+        "ssh key /home/u1/.ssh/id_rsa2 rejected",  # a path
+        "GET /search?key=name&keyword=abc12345",  # a word as `key`; `keyword` is no key
+        "mongosh -u app -p --authenticationDatabase admin",  # -p alone: the shell asks for it
+        "sqlplus / as sysdba",
+        "resenha: 5 estrelas",  # `senha` only as a whole part
+        "echo hello | grep x",
+        "ssh-keygen -t ed25519 -N '' -f key",  # no passphrase
     ],
 )
 def test_ordinary_error_text_is_left_alone(text):
