@@ -1,0 +1,272 @@
+"""The error-group catalog in faultline's own database (FAULTLINE_CATALOG_DB_URL, else FAULTLINE_DB_URL's):
+each recorded day's clusters as the catalog matches them, and what follows from all of them, the
+groups (id, label, first seen, last seen) and each group's count, share and state per day; and the
+alerts raised on groups with their deliveries.
+
+Recording a day replaces its clusters and recomputes the catalog from every recorded day in date
+order (`faultline.catalog`), in one transaction that writers take in turn: days recorded in any
+order, or a day recorded again, leave the catalog they would in date order. Only rows from the
+recorded day on can change, so only those are rewritten.
+"""
+
+import json
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import ClassVar
+
+import pandas as pd
+import sqlalchemy as sa
+from pydantic import Field, PrivateAttr
+
+from faultline.catalog import CLUSTER_COLUMNS, STATE_COLUMNS, CatalogSettings, DayClusters, catalog_states
+from resources.alert_store import _insert
+from resources.sources import privilege_errors
+from resources.sql import SqlResource, safe_url, to_utc
+
+_metadata = sa.MetaData()
+days_table = sa.Table(
+    "error_catalog_days",
+    _metadata,
+    sa.Column("day", sa.String(10), primary_key=True),
+    sa.Column("n_events", sa.Integer(), nullable=False),
+    sa.Column("recorded_at", sa.DateTime(timezone=True), nullable=False),
+)
+clusters_table = sa.Table(
+    "error_catalog_clusters",
+    _metadata,
+    sa.Column("day", sa.String(10), primary_key=True),
+    sa.Column("cluster_id", sa.Integer(), primary_key=True),
+    sa.Column("n_events", sa.Integer(), nullable=False),
+    sa.Column("label", sa.Text(), nullable=False),
+    sa.Column("hint", sa.Text(), nullable=False),
+    sa.Column("signature", sa.Text(), nullable=False),  # JSON: {cleaned template: events}
+)
+groups_table = sa.Table(
+    "error_groups",
+    _metadata,
+    sa.Column("group_id", sa.String(32), primary_key=True),
+    sa.Column("label", sa.Text(), nullable=False),
+    sa.Column("first_seen", sa.String(10), nullable=False),
+    sa.Column("last_seen", sa.String(10), nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),  # on the newest recorded day
+)
+group_days_table = sa.Table(
+    "error_group_days",
+    _metadata,
+    sa.Column("day", sa.String(10), primary_key=True),
+    sa.Column("group_id", sa.String(32), primary_key=True),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("changed", sa.Boolean(), nullable=False),
+    sa.Column("n_events", sa.Integer(), nullable=False),
+    sa.Column("share", sa.Float(), nullable=False),
+    sa.Column("baseline_events", sa.Integer(), nullable=False),
+    sa.Column("expected_events", sa.Float(), nullable=False),
+    sa.Column("p_value", sa.Float(), nullable=False),
+    sa.Column("first_seen", sa.String(10), nullable=False),
+    sa.Column("last_seen", sa.String(10)),
+    sa.Column("label", sa.Text(), nullable=False),
+)
+group_alerts_table = sa.Table(
+    "error_group_alerts",
+    _metadata,
+    sa.Column("alert_id", sa.Integer(), primary_key=True, autoincrement=True),
+    sa.Column("group_id", sa.String(32), nullable=False),
+    sa.Column("day", sa.String(10), nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("text", sa.Text(), nullable=False),
+    sa.Column("n_events", sa.Integer(), nullable=False),
+    sa.Column("share", sa.Float(), nullable=False),
+    sa.Column("expected_events", sa.Float(), nullable=False),
+    sa.Column("raised_at", sa.DateTime(timezone=True), nullable=False),
+    sa.UniqueConstraint("group_id", "state", "day", name="error_group_alerts_once"),
+)
+group_deliveries_table = sa.Table(
+    "error_group_alert_deliveries",
+    _metadata,
+    sa.Column("alert_id", sa.Integer(), sa.ForeignKey("error_group_alerts.alert_id"), primary_key=True),
+    sa.Column("sink", sa.String(64), primary_key=True),
+    sa.Column("delivered_at", sa.DateTime(timezone=True), nullable=False),
+)
+GROUP_COLUMNS = ["group_id", "label", "first_seen", "last_seen", "state"]
+GROUP_ALERT_COLUMNS = [
+    "alert_id", "group_id", "day", "state", "text", "n_events", "share", "expected_events", "raised_at",
+]  # fmt: skip
+
+
+def _needs_privileges(url: str) -> str:
+    return (
+        f"error catalog at {safe_url(url)}: the role may not create or write faultline's tables ("
+        f"{', '.join(_metadata.tables)}); point FAULTLINE_CATALOG_DB_URL at a database of faultline's own"
+    )
+
+
+class ErrorCatalogStore(SqlResource):
+    """The error groups across days (FAULTLINE_CATALOG_DB_URL, tables created on first use)."""
+
+    url: str = Field(description="SQLAlchemy URL of the database that keeps the error-group catalog.")
+    _schema_ready: bool = PrivateAttr(default=False)
+
+    source_name: ClassVar[str] = "error catalog"
+    settings_hint: ClassVar[str] = "FAULTLINE_CATALOG_DB_URL"
+
+    @contextmanager
+    def _connect(self) -> Iterator[sa.Connection]:
+        with self.connect() as connection, privilege_errors(_needs_privileges(self.url)):
+            if not self._schema_ready:
+                _metadata.create_all(connection)
+                connection.commit()
+                self._schema_ready = True
+            yield connection
+
+    def record_day(self, day: DayClusters, settings: CatalogSettings | None = None) -> pd.DataFrame:
+        """Replace `day`'s clusters, recompute the catalog from every recorded day, and return every
+        group's state on every recorded day (`faultline.catalog.STATE_COLUMNS`)."""
+        with self._connect() as connection:
+            if connection.dialect.name == "postgresql":
+                # Recorders take turns (readers do not wait): each recomputes from every day recorded.
+                connection.execute(sa.text(f"LOCK TABLE {days_table.name} IN SHARE ROW EXCLUSIVE MODE"))
+            # On SQLite the first write takes the database's write lock until the commit.
+            connection.execute(days_table.delete().where(days_table.c.day == day.day))
+            connection.execute(clusters_table.delete().where(clusters_table.c.day == day.day))
+            connection.execute(
+                days_table.insert(),
+                {"day": day.day, "n_events": day.n_events, "recorded_at": datetime.now(UTC)},
+            )
+            rows = [
+                {
+                    "day": day.day,
+                    "cluster_id": int(cluster.cluster_id),
+                    "n_events": int(cluster.n_events),
+                    "label": cluster.label,
+                    "hint": cluster.hint,
+                    "signature": json.dumps(cluster.signature),
+                }
+                for cluster in day.clusters.itertuples(index=False)
+            ]
+            if rows:
+                connection.execute(clusters_table.insert(), rows)
+            states = catalog_states(self._days(connection), settings or CatalogSettings())
+            self._write_derived(connection, states, since=day.day)
+            connection.commit()
+        return states
+
+    @staticmethod
+    def _days(connection: sa.Connection) -> list[DayClusters]:
+        totals = dict(connection.execute(sa.select(days_table.c.day, days_table.c.n_events)).all())
+        clusters = pd.read_sql(sa.select(clusters_table), connection)
+        clusters["signature"] = clusters["signature"].map(json.loads)
+        by_day = dict(tuple(clusters.groupby("day", sort=False)))
+        empty = pd.DataFrame(columns=CLUSTER_COLUMNS)
+        return [
+            DayClusters(day, int(n_events), by_day.get(day, empty)[CLUSTER_COLUMNS].reset_index(drop=True))
+            for day, n_events in sorted(totals.items())
+        ]
+
+    @staticmethod
+    def _write_derived(connection: sa.Connection, states: pd.DataFrame, since: str) -> None:
+        """The rows from `since` on (the days before are the same as before), and every group."""
+        connection.execute(group_days_table.delete().where(group_days_table.c.day >= since))
+        changed = states[states["day"] >= since]
+        records = [
+            {
+                **row,
+                "changed": bool(row["changed"]),
+                "n_events": int(row["n_events"]),
+                "baseline_events": int(row["baseline_events"]),
+                "expected_events": float(row["expected_events"]),
+                "p_value": float(row["p_value"]),
+                "share": float(row["share"]),
+            }
+            for row in changed[STATE_COLUMNS].to_dict(orient="records")
+        ]
+        if records:
+            connection.execute(group_days_table.insert(), records)
+        connection.execute(groups_table.delete())
+        latest = states.drop_duplicates("group_id", keep="last")
+        seen = states[states["n_events"] > 0].drop_duplicates("group_id", keep="last")
+        labels = seen.set_index("group_id")["label"]
+        last_seen = seen.set_index("group_id")["day"]
+        groups = [
+            {
+                "group_id": row.group_id,
+                "label": labels[row.group_id],
+                "first_seen": row.first_seen,
+                "last_seen": last_seen[row.group_id],
+                "state": row.state,
+            }
+            for row in latest.itertuples(index=False)
+        ]
+        if groups:
+            connection.execute(groups_table.insert(), groups)
+
+    def groups(self) -> pd.DataFrame:
+        with self._connect() as connection:
+            frame = pd.read_sql(sa.select(groups_table).order_by(groups_table.c.group_id), connection)
+        return frame[GROUP_COLUMNS]
+
+    def group_days(self) -> pd.DataFrame:
+        """Every group's row on every recorded day from its first, as `record_day` returns them."""
+        query = sa.select(group_days_table).order_by(
+            group_days_table.c.day, group_days_table.c.n_events.desc(), group_days_table.c.group_id
+        )
+        with self._connect() as connection:
+            frame = pd.read_sql(query, connection)
+        frame["changed"] = frame["changed"].astype(bool)
+        return frame[STATE_COLUMNS]
+
+    def record_alerts(self, alerts: pd.DataFrame, raised_at: datetime) -> pd.DataFrame:
+        """Store an alert for each (group, state, day) not alerted before; return only the new ones."""
+        rows = [
+            {
+                "group_id": str(row.group_id),
+                "day": str(row.day),
+                "state": str(row.state),
+                "text": str(row.text),
+                "n_events": int(row.n_events),
+                "share": float(row.share),
+                "expected_events": float(row.expected_events),
+                "raised_at": to_utc(raised_at),
+            }
+            for row in alerts.itertuples(index=False)
+        ]
+        new = []
+        with self._connect() as connection:
+            if rows:
+                statement = _insert(connection, group_alerts_table).returning(*group_alerts_table.c)
+                new = connection.execute(statement, rows).mappings().all()
+            connection.commit()
+        return _alerts_frame(sorted(new, key=lambda alert: alert["alert_id"]))
+
+    def undelivered(self, sink: str) -> pd.DataFrame:
+        """Alerts `sink` has not received yet, oldest first."""
+        delivered = sa.select(group_deliveries_table.c.alert_id).where(group_deliveries_table.c.sink == sink)
+        query = (
+            sa.select(group_alerts_table)
+            .where(group_alerts_table.c.alert_id.not_in(delivered))
+            .order_by(group_alerts_table.c.alert_id)
+        )
+        with self._connect() as connection:
+            rows = connection.execute(query).mappings().all()
+        return _alerts_frame(rows)
+
+    def alerts(self) -> pd.DataFrame:
+        with self._connect() as connection:
+            query = sa.select(group_alerts_table).order_by(group_alerts_table.c.alert_id)
+            rows = connection.execute(query).mappings().all()
+        return _alerts_frame(rows)
+
+    def mark_delivered(self, alert_ids: Iterable[int], sink: str, delivered_at: datetime) -> None:
+        rows = [{"alert_id": int(i), "sink": sink, "delivered_at": to_utc(delivered_at)} for i in alert_ids]
+        if not rows:
+            return
+        with self._connect() as connection:
+            connection.execute(_insert(connection, group_deliveries_table), rows)
+            connection.commit()
+
+
+def _alerts_frame(rows: list) -> pd.DataFrame:
+    alerts = pd.DataFrame([dict(row) for row in rows], columns=GROUP_ALERT_COLUMNS)
+    if rows:
+        alerts["raised_at"] = pd.to_datetime(alerts["raised_at"].map(to_utc), utc=True)
+    return alerts
