@@ -10,7 +10,6 @@ signature is the mean of its signatures on the last `memory_days` days it was se
 """
 
 import hashlib
-import math
 import re
 from collections import Counter, deque
 from dataclasses import dataclass, field
@@ -312,25 +311,3 @@ def catalog_states(days: list[DayClusters], settings: CatalogSettings = CatalogS
     """Identity and state together: every group's row on every recorded day from its first."""
     group_days = assign_groups(days, settings)
     return group_states(group_days, {day.day: day.n_events for day in days}, settings)
-
-
-def trend(states: pd.DataFrame, group_id: str, day: str, n_days: int = DEFAULT_TREND_DAYS) -> list[int]:
-    """The group's events on each of the `n_days` recorded days up to `day`, oldest first (0 where the
-    group was not seen or not yet known)."""
-    days = sorted(d for d in states["day"].unique() if d <= day)[-n_days:]
-    mine = states[states["group_id"] == group_id].set_index("day")["n_events"]
-    return [int(mine.get(d, 0)) for d in days]
-
-
-_SPARKS = "▁▂▃▄▅▆▇█"
-
-
-def sparkline(counts: list[int]) -> str:
-    """Counts as bars of eight heights, the highest the tallest; a day with none shows as `·`."""
-    top = max(counts, default=0)
-    if top <= 0:
-        return "·" * len(counts)
-    return "".join(
-        "·" if n <= 0 else _SPARKS[min(len(_SPARKS) - 1, math.ceil(n / top * len(_SPARKS)) - 1)]
-        for n in counts
-    )

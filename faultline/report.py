@@ -22,6 +22,7 @@ from faultline.cleaning import (
     strip_framing,
 )
 from faultline.clustering import NO_TEXT, NOISE, NOT_VECTORIZED, event_weights
+from faultline.redaction import redact_secrets
 
 WILDCARD = "<*>"
 _LABEL_SOURCES = 50  # distinct messages folded into a label; more changes nothing but the time
@@ -399,3 +400,136 @@ def table_records(frame: pd.DataFrame, digits: int = 4) -> list[dict[str, TableC
                 record[str(name)] = None if value is None else _plain(str(value))
         records.append(record)
     return records
+
+
+GROUP_ALERT_COLUMNS = ["group_id", "day", "state", "text", "n_events", "share", "expected_events"]
+GROUP_TABLE_COLUMNS = [
+    "group", "state", "first_seen", "events", "share_pct", "expected", "trend", "trend_counts", "label",
+]  # fmt: skip
+# The order a day's groups are listed in: what changed first, then the rest by size.
+_STATE_ORDER = {"new": 0, "escalating": 1, "regressed": 2, "resolved": 3, "ongoing": 4}
+
+
+_SPARKS = "▁▂▃▄▅▆▇█"
+
+
+def sparkline(counts: list[int]) -> str:
+    """Counts as bars of eight heights, the highest the tallest; a day with none shows as `·`."""
+    top = max(counts, default=0)
+    return "".join(
+        "·" if n <= 0 else _SPARKS[min(len(_SPARKS) - 1, math.ceil(n / top * len(_SPARKS)) - 1)]
+        for n in counts
+    )
+
+
+def groups_of_day(states: pd.DataFrame, day: str, trend_days: int = 7) -> pd.DataFrame:
+    """The groups a day's report lists (seen that day, or resolved that day), from the catalog's
+    states (`faultline.catalog.STATE_COLUMNS`), what changed first, each with its state, first seen
+    and its events on the last `trend_days` recorded days (a sparkline and the numbers)."""
+    recorded = sorted(d for d in states["day"].unique() if d <= day)[-trend_days:]
+    counts = states[states["day"].isin(recorded)].pivot_table(
+        index="group_id", columns="day", values="n_events", aggfunc="sum", fill_value=0
+    )
+    counts = counts.reindex(columns=recorded, fill_value=0)
+    today = states[(states["day"] == day) & ((states["n_events"] > 0) | states["changed"])]
+    today = today.assign(order=today["state"].map(_STATE_ORDER).where(today["changed"], 4))
+    today = today.sort_values(["order", "n_events", "group_id"], ascending=[True, False, True])
+    trends = [[int(n) for n in counts.loc[group_id]] for group_id in today["group_id"]]
+    return pd.DataFrame(
+        {
+            "group": today["group_id"].astype(str).to_numpy(),
+            "state": today["state"].astype(str).to_numpy(),
+            "first_seen": today["first_seen"].astype(str).to_numpy(),
+            "events": today["n_events"].astype("int64").to_numpy(),
+            "share_pct": (100 * today["share"]).astype(float).round(2).to_numpy(),
+            "expected": today["expected_events"].astype(float).round(1).to_numpy(),
+            "trend": [sparkline(trend) for trend in trends],
+            "trend_counts": [" ".join(str(n) for n in trend) for trend in trends],
+            "label": today["label"].map(_plain).to_numpy(),
+        },
+        columns=GROUP_TABLE_COLUMNS,
+    )
+
+
+def _change_line(row) -> str:
+    """What changed for one group, with its numbers: `new: g1a2b3c4d 'label': 45 events (...)`."""
+    label = _shorten(_plain(row.label), 120)
+    if row.state == "new":
+        numbers = f"{row.n_events} events ({100 * row.share:.2f}% of the day's errors), first seen today"
+    elif row.state == "escalating":
+        numbers = (
+            f"{row.n_events} events ({100 * row.share:.2f}%), {row.n_events / row.expected_events:.1f}x "
+            f"the {row.expected_events:.1f} its share of the days before gives (p = {row.p_value:.1g})"
+        )
+    elif row.state == "regressed":
+        numbers = f"{row.n_events} events ({100 * row.share:.2f}%), back after being resolved"
+    else:
+        numbers = f"no events since {row.last_seen}, first seen {row.first_seen}"
+    return f"{row.state}: {row.group_id} {label!r}: {numbers}"
+
+
+def _changes(states: pd.DataFrame, day: str) -> pd.DataFrame:
+    changed = states[(states["day"] == day) & states["changed"]]
+    changed = changed.assign(order=changed["state"].map(_STATE_ORDER))
+    return changed.sort_values(["order", "n_events", "group_id"], ascending=[True, False, True])
+
+
+def change_lines(states: pd.DataFrame, day: str) -> list[str]:
+    """One line per group that changed on `day`, new, escalating, regressed, resolved in that order,
+    each with its numbers; none when nothing changed."""
+    return [_change_line(row) for row in _changes(states, day).itertuples(index=False)]
+
+
+def changes_markdown(states: pd.DataFrame, day: str) -> str:
+    """What changed on `day` as a markdown list, each line shown as it is (`<*>` and all)."""
+    changes = change_lines(states, day)
+    if not changes:
+        return "Nothing: no group is new, escalating, regressed or resolved."
+    return "\n".join(f"- {_cell(line)}" for line in changes)
+
+
+def group_report_markdown(states: pd.DataFrame, day: str, title: str, trend_days: int = 7) -> str:
+    """The day's groups across days as markdown: what changed first, then every group of the day with
+    its state, first seen and trend."""
+    lines = [f"# {title}", "", "## What changed", ""]
+    lines.append(changes_markdown(states, day))
+    table = groups_of_day(states, day, trend_days)
+    lines += [
+        "",
+        "## Groups",
+        "",
+        f"| group | state | first seen | events | share | expected | last {trend_days} days | label |",
+        "|---|---|---|---:|---:|---:|---|---|",
+    ]
+    lines.extend(
+        f"| {row.group} | {row.state} | {row.first_seen} | {row.events} | {row.share_pct:.2f}% | "
+        f"{row.expected:.1f} | {row.trend} {row.trend_counts} | {_cell(row.label)} |"
+        for row in table.itertuples(index=False)
+    )
+    return "\n".join(lines) + "\n"
+
+
+def group_alerts(
+    states: pd.DataFrame, day: str, alert_states: tuple[str, ...] = ("new", "escalating")
+) -> pd.DataFrame:
+    """An alert per group that entered one of `alert_states` on `day` (none on the first recorded day):
+    its id, day, state, numbers and one line of text (the change's line in the report, redacted once
+    more as a whole)."""
+    changed = _changes(states, day)
+    # On the catalog's first day every group is new: that is the catalog starting, not news.
+    if day == states["day"].min():
+        changed = changed.iloc[:0]
+    changed = changed[changed["state"].isin(alert_states)]
+    rows = [
+        {
+            "group_id": row.group_id,
+            "day": day,
+            "state": row.state,
+            "text": redact_secrets(f"Deployment errors on {day}: {_change_line(row)}"),
+            "n_events": int(row.n_events),
+            "share": round(float(row.share), 6),
+            "expected_events": float(row.expected_events),
+        }
+        for row in changed.itertuples(index=False)
+    ]
+    return pd.DataFrame(rows, columns=GROUP_ALERT_COLUMNS)

@@ -87,6 +87,8 @@ group_deliveries_table = sa.Table(
     sa.Column("alert_id", sa.Integer(), sa.ForeignKey("error_group_alerts.alert_id"), primary_key=True),
     sa.Column("sink", sa.String(64), primary_key=True),
     sa.Column("delivered_at", sa.DateTime(timezone=True), nullable=False),
+    # "delivered", or "expired" for an alert too old to be worth sending when its sink came up.
+    sa.Column("outcome", sa.String(16), nullable=False),
 )
 GROUP_COLUMNS = ["group_id", "label", "first_seen", "last_seen", "state"]
 GROUP_ALERT_COLUMNS = [
@@ -256,8 +258,14 @@ class ErrorCatalogStore(SqlResource):
             rows = connection.execute(query).mappings().all()
         return _alerts_frame(rows)
 
-    def mark_delivered(self, alert_ids: Iterable[int], sink: str, delivered_at: datetime) -> None:
-        rows = [{"alert_id": int(i), "sink": sink, "delivered_at": to_utc(delivered_at)} for i in alert_ids]
+    def mark_delivered(
+        self, alert_ids: Iterable[int], sink: str, delivered_at: datetime, outcome: str = "delivered"
+    ) -> None:
+        """Record that `sink` is done with these alerts (sent, or expired); once per alert and sink."""
+        rows = [
+            {"alert_id": int(i), "sink": sink, "delivered_at": to_utc(delivered_at), "outcome": outcome}
+            for i in alert_ids
+        ]
         if not rows:
             return
         with self._connect() as connection:

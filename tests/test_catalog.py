@@ -14,9 +14,9 @@ from faultline.catalog import (
     day_clusters,
     escalation_p_value,
     match_score,
-    sparkline,
     weighted_jaccard,
 )
+from faultline.report import sparkline
 
 OOM = {"container app oomkilled exit code var": 60, "java heap space memory limit var": 40}
 PROBE = {"liveness probe failed dial tcp var connection refused": 70, "readiness probe failed var": 30}
