@@ -116,6 +116,9 @@ class Settings:
     alerts_db_url: str | dg.EnvVar | None = field(
         default=None, metadata={"env": "FAULTLINE_ALERTS_DB_URL", "env_var": True}
     )
+    catalog_db_url: str | dg.EnvVar | None = field(
+        default=None, metadata={"env": "FAULTLINE_CATALOG_DB_URL", "env_var": True}
+    )
     parts_dir: str | dg.EnvVar | None = field(
         default=None, metadata={"env": "FAULTLINE_PARTS_DIR", "env_var": True}
     )

@@ -7,7 +7,7 @@ the environment.
 
 import dagster as dg
 
-from assets import charts, error_clusters, task_durations
+from assets import charts, error_clusters, error_groups, task_durations
 from assets.settings import Settings, daily_partitions
 from dagster_project.jobs import (
     build_duration_alert_backtest_job,
@@ -40,7 +40,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         error_clusters_job = build_error_clusters_job(
             partitions, settings.max_runtime_s, settings.keep_dump_days, settings.keep_flattened_days
         )
-        assets += dg.load_assets_from_modules([error_clusters]) + [charts.error_share_chart]
+        assets += dg.load_assets_from_modules([error_clusters, error_groups]) + [charts.error_share_chart]
         checks += dg.load_asset_checks_from_modules([error_clusters])
         jobs.append(error_clusters_job)
         schedules += error_clusters_schedules(error_clusters_job)

@@ -3,6 +3,7 @@
 from assets.settings import Settings
 from resources.alert_sinks import AlertSinks
 from resources.alert_store import AlertStore
+from resources.error_catalog import ErrorCatalogStore
 from resources.event_store import DeploymentEventStore
 from resources.io_manager import AtomicFilesystemIOManager
 from resources.part_store import PartStore
@@ -28,6 +29,8 @@ def build_resources(settings: Settings) -> dict[str, object]:
         # faultline's own tables (limits, alerts, deliveries) never go into a source it reads: its own
         # database unless told otherwise, so a read-only role on the workflow database is enough.
         "alert_store": AlertStore(url=settings.alerts_db_url or settings.store_url()),
+        # The error groups across days: faultline's own database too, unless told otherwise.
+        "error_catalog": ErrorCatalogStore(url=settings.catalog_db_url or settings.store_url()),
         "alert_sinks": AlertSinks(
             slack_token=settings.slack_token,
             slack_channel=settings.slack_channel,

@@ -22,6 +22,7 @@ ERROR_CLUSTER_ASSETS = {
     "error_clusters",
     "error_share_chart",
     "error_cluster_report",
+    "error_groups",
 }
 
 
