@@ -83,21 +83,29 @@ def day_clusters(
     cluster with `n_events`, `cleaned` and `hint_text`) as the catalog keeps them; `labels` by cluster
     id (the report's), else each cluster's most frequent template."""
     rows = report_rows[report_rows["cluster_id"] >= 0]
+    # Per cluster its templates, most frequent first, ties by text, so what is kept never depends on
+    # row order; and its most frequent hint the same way.
+    templates = rows.groupby(["cluster_id", "cleaned"], sort=False)["n_events"].sum().reset_index()
+    templates = templates.sort_values(["cluster_id", "n_events", "cleaned"], ascending=[True, False, True])
+    templates = templates[templates.groupby("cluster_id").cumcount() < signature_templates]
+    hints = rows[rows["hint_text"] != ""].groupby(["cluster_id", "hint_text"], sort=False)["n_events"].sum()
+    hints = hints.reset_index().sort_values(
+        ["cluster_id", "n_events", "hint_text"], ascending=[True, False, True]
+    )
+    top_hints = hints.drop_duplicates("cluster_id").set_index("cluster_id")["hint_text"]
+    sizes = rows.groupby("cluster_id")["n_events"].sum()
     clusters = []
-    for cluster_id, members in rows.groupby("cluster_id", sort=True):
-        templates = members.groupby("cleaned", sort=False)["n_events"].sum()
-        # Most frequent first, ties by text, so the kept templates never depend on row order.
-        ranked = sorted(templates.items(), key=lambda item: (-int(item[1]), str(item[0])))
-        signature = {str(text): int(n) for text, n in ranked[:signature_templates]}
-        hints = members.groupby("hint_text", sort=False)["n_events"].sum()
-        hints = hints[hints.index != ""]
-        hint = ""
-        if len(hints):
-            top = sorted(hints.items(), key=lambda item: (-int(item[1]), str(item[0])))[0][0]
-            # Numbers or hosts inside a hint would make one diagnosis many.
-            hint = " ".join(_DIGITS.sub(WILDCARD, mask_variable_parts(str(top), WILDCARD)).split())
-        label = (labels or {}).get(int(cluster_id)) or (ranked[0][0] if ranked else "")
-        clusters.append((int(cluster_id), int(members["n_events"].sum()), label, hint, signature))
+    for cluster_id, kept in templates.groupby("cluster_id", sort=True):
+        signature = dict(zip(kept["cleaned"].astype(str), kept["n_events"].astype(int).tolist(), strict=True))
+        # Numbers or hosts inside a hint would make one diagnosis many.
+        top = top_hints.get(cluster_id)
+        hint = (
+            ""
+            if top is None
+            else " ".join(_DIGITS.sub(WILDCARD, mask_variable_parts(str(top), WILDCARD)).split())
+        )
+        label = (labels or {}).get(int(cluster_id)) or next(iter(signature), "")
+        clusters.append((int(cluster_id), int(sizes[cluster_id]), label, hint, signature))
     return DayClusters(day, int(n_events), pd.DataFrame(clusters, columns=CLUSTER_COLUMNS))
 
 
@@ -124,6 +132,14 @@ def match_score(
     return overlap
 
 
+def _score(overlap: float, cluster_hint: str, group_hint: str, hint_weight: float) -> float:
+    """`match_score` from the summed smaller shares of two distributions that each sum to 1."""
+    jaccard = overlap / (2.0 - overlap) if overlap < 2.0 else 1.0
+    if cluster_hint and group_hint:
+        return (1 - hint_weight) * jaccard + hint_weight * (cluster_hint == group_hint)
+    return jaccard
+
+
 def _group_id(signature: dict[str, int], hint: str, taken: set[str]) -> str:
     """A short id from what founded the group (its top template and hint), stable whatever day it is
     computed on; a suffix in the rare case two groups are founded alike."""
@@ -141,16 +157,23 @@ class _Group:
     group_id: str
     hint: str
     recent: deque = field(default_factory=deque)  # the last memory_days signatures, as shares
-    signature: dict[str, float] = field(default_factory=dict)
+    summed: dict[str, float] = field(default_factory=dict)  # their sum, template by template
+
+    def share(self, text: str) -> float:
+        """The template's share in the group's signature: its mean share over the recent days."""
+        return self.summed.get(text, 0.0) / len(self.recent)
 
     def remember(self, shares: dict[str, float], memory_days: int) -> None:
         self.recent.append(shares)
+        for text, share in shares.items():
+            self.summed[text] = self.summed.get(text, 0.0) + share
         while len(self.recent) > memory_days:
-            self.recent.popleft()
-        summed: Counter[str] = Counter()
-        for day in self.recent:
-            summed.update(day)
-        self.signature = {text: share / len(self.recent) for text, share in summed.items()}
+            for text, share in self.recent.popleft().items():
+                left = self.summed[text] - share
+                if left > 1e-12:
+                    self.summed[text] = left
+                else:
+                    del self.summed[text]
 
 
 GROUP_DAY_COLUMNS = ["day", "group_id", "n_events", "share", "label", "cluster_ids"]
@@ -169,15 +192,25 @@ def assign_groups(days: list[DayClusters], settings: CatalogSettings = CatalogSe
         founded = []
         for cluster in day.clusters.sort_values("cluster_id").itertuples(index=False):
             shares = _shares(cluster.signature)
-            candidates = set(by_hint.get(cluster.hint, ())) if cluster.hint else set()
-            for text in shares:
-                candidates |= by_template.get(text, set())
-            best, best_score = None, -1.0
-            for group_id in sorted(candidates):
-                group = groups[group_id]
-                score = match_score(shares, cluster.hint, group.signature, group.hint, settings.hint_weight)
-                if score > best_score:
-                    best, best_score = group_id, score
+            # Each known group's smaller shares summed over the templates it shares with the cluster,
+            # through the index: the weighted Jaccard of two distributions is that sum over 2 minus it.
+            overlap: dict[str, float] = {}
+            for text, share in shares.items():
+                for group_id in by_template.get(text, ()):
+                    group_share = groups[group_id].share(text)
+                    overlap[group_id] = overlap.get(group_id, 0.0) + min(share, group_share)
+            candidates = set(overlap)
+            if cluster.hint:
+                candidates |= by_hint.get(cluster.hint, set())
+            scores = {
+                group_id: _score(
+                    overlap.get(group_id, 0.0), cluster.hint, groups[group_id].hint, settings.hint_weight
+                )
+                for group_id in candidates
+            }
+            # The best score; between equals, the smallest id, so the result never depends on set order.
+            best = min(scores, key=lambda group_id: (-scores[group_id], group_id), default=None)
+            best_score = scores[best] if best is not None else 0.0
             if best is not None and best_score >= settings.match_threshold:
                 joined.setdefault(best, []).append(cluster)
             else:
@@ -196,7 +229,7 @@ def assign_groups(days: list[DayClusters], settings: CatalogSettings = CatalogSe
             for cluster in clusters:
                 summed.update(cluster.signature)
             group.remember(_shares(dict(summed)), settings.memory_days)
-            for text in group.signature:
+            for text in group.recent[-1]:
                 by_template.setdefault(text, set()).add(group_id)
             n_events = sum(int(cluster.n_events) for cluster in clusters)
             biggest = max(clusters, key=lambda cluster: (cluster.n_events, -cluster.cluster_id))
