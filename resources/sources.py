@@ -13,10 +13,10 @@ from urllib.parse import quote
 
 import pandas as pd
 import sqlalchemy as sa
-from pydantic import Field
+from pydantic import Field, PrivateAttr
 
 from resources.outages import SourceConfigurationError
-from resources.sql import safe_url, table_reference, translated_errors
+from resources.sql import safe_url, table_reference, translated_errors, validate_identifier
 from resources.workflow import DagsterRunsWorkflowService, SqlWorkflowService, WorkflowService
 
 if TYPE_CHECKING:
@@ -27,23 +27,29 @@ INSUFFICIENT_PRIVILEGE = "42501"
 # What a waiting-state list writes for a row whose state is NULL.
 NULL_STATE = "NULL"
 
-# Airflow 2.x and 3.x task instance states (airflow.utils.state.TaskInstanceState). A row in a waiting
-# state has not run yet or waits between attempts: it is neither checked nor counted as rejected.
-AIRFLOW_RUNNING_STATES = ["running"]
+# Airflow 2.x and 3.x task instance states (airflow.utils.state.TaskInstanceState). A deferred task and
+# a reschedule-mode sensor between pokes are still at work on their attempt: checked like running ones,
+# from the attempt's first start. A row in a waiting state has not run yet or waits between attempts:
+# it is neither checked nor counted as rejected.
+AIRFLOW_RUNNING_STATES = ["running", "deferred", "up_for_reschedule"]
 AIRFLOW_SUCCESS_STATES = ["success"]
-AIRFLOW_FAILED_STATES = ["failed", "upstream_failed"]
-AIRFLOW_ABORTED_STATES = ["skipped", "removed"]
+AIRFLOW_FAILED_STATES = ["failed"]
+# None: a skipped, upstream_failed or removed task did not run. Airflow writes such a row with start_date
+# and end_date both the moment it gave up on it (the execution API's skip, the scheduler's
+# upstream_failed), a zero duration the screening would count as rejected in every window: these
+# rows are left out with the waiting ones.
+AIRFLOW_ABORTED_STATES: list[str] = []
+AIRFLOW_NOT_RUN_STATES = ["skipped", "upstream_failed", "removed"]
 AIRFLOW_WAITING_STATES = [
     NULL_STATE,  # created with its run, not yet scheduled (the UI's "no status")
     "scheduled",
     "queued",
-    "deferred",
-    "up_for_reschedule",
     "up_for_retry",
     "restarting",
     "awaiting_input",  # Airflow 3.1's human-in-the-loop tasks
     "shutdown",  # Airflow 2.x before 2.9: on its way to up_for_retry or failed
     "sensing",  # Airflow 2.0 to 2.3's smart sensors
+    *AIRFLOW_NOT_RUN_STATES,
 ]
 # Airflow's ids are `[\w.-]+` (airflow.utils.helpers.KEY_REGEX), and a task group's task id holds the
 # group's dots: parts joined with "/" never collide ("a.b"/"c" against "a"/"b.c").
@@ -51,13 +57,13 @@ AIRFLOW_ID_SEPARATOR = "/"
 AIRFLOW_FIELDS = ["dag_id", "task_id", "dag_run_id", "map_index", "try_number", "link"]
 
 
-def needs_select(table: str, url: str, source_name: str) -> str:
-    """What a read of `table` refused for want of a privilege says, and the GRANT that fixes it."""
-    schema, name = table_reference(table)
+def needs_select(tables: list[str], url: str, source_name: str) -> str:
+    """What a read of `tables` refused for want of a privilege says, and the GRANT that fixes it."""
+    schemas = sorted({schema for schema, _ in map(table_reference, tables) if schema})
     return (
-        f"{source_name} at {safe_url(url)}: the role may not read {table!r}; faultline only reads "
-        f"it, so a read-only role is enough: GRANT SELECT ON {table} TO <role>"
-        + (f" (and GRANT USAGE ON SCHEMA {schema} TO <role>)" if schema else "")
+        f"{source_name} at {safe_url(url)}: the role may not read {' and '.join(map(repr, tables))}; "
+        f"faultline only reads them, so a read-only role is enough: GRANT SELECT ON {', '.join(tables)} "
+        f"TO <role>" + "".join(f" (and GRANT USAGE ON SCHEMA {schema} TO <role>)" for schema in schemas)
     )
 
 
@@ -79,8 +85,8 @@ class TaskRunsTable(SqlWorkflowService):
 
     waiting_statuses: list[str] = Field(
         default=[],
-        description=f"States of rows not yet running or between attempts: neither checked nor rejected "
-        f"({NULL_STATE!r} stands for a row without a state).",
+        description=f"States of rows not yet running, between attempts or never run: left out, neither "
+        f"checked, learned from nor rejected ({NULL_STATE!r} stands for a row without a state).",
     )
     id_separator: str = Field(default=".", description="Joins the parts of a run id or a task type.")
 
@@ -89,12 +95,19 @@ class TaskRunsTable(SqlWorkflowService):
         """As SqlResource's, a refused SELECT told apart from other configuration errors."""
         engine = self.engine()
         with translated_errors(self.url, self.source_name, self.settings_hint):
-            with privilege_errors(needs_select(self.table, self.url, self.source_name)):
+            with privilege_errors(needs_select(self._read_tables(), self.url, self.source_name)):
                 with engine.connect() as connection:
                     yield connection
 
+    def _read_tables(self) -> list[str]:
+        """The tables the source reads, named in the GRANT a refused read asks for."""
+        return [self.table]
+
     def _table(self) -> sa.TableClause:
-        table = super()._table()
+        return self._waiting_left_out(super()._table())
+
+    def _waiting_left_out(self, table: sa.TableClause) -> sa.TableClause:
+        """`table` without its rows in a waiting state, named as `table` (a subquery when any are left)."""
         named = [state for state in self.waiting_statuses if state != NULL_STATE]
         if not self.waiting_statuses:
             return table
@@ -135,6 +148,79 @@ class AirflowTaskInstances(TaskRunsTable):
         default=None,
         description="Airflow's UI, e.g. https://airflow.example.com/ (FAULTLINE_AIRFLOW_BASE_URL).",
     )
+    reschedule_table: str | None = Field(
+        default="task_reschedule",
+        description="Airflow's record of a reschedule-mode sensor's pokes (in the schema of `table` when "
+        "it names none): a poked attempt is measured from its first poke. None: from start_date alone.",
+    )
+
+    _poke_keys: list[tuple[str, str]] | None = PrivateAttr(default=None)
+
+    def _reschedules(self) -> str | None:
+        if not self.reschedule_table:
+            return None
+        schema, _ = table_reference(self.table)
+        named = validate_identifier(self.reschedule_table, "reschedule_table")
+        return f"{schema}.{named}" if schema and "." not in named else named
+
+    def _read_tables(self) -> list[str]:
+        reschedules = self._reschedules()
+        # What _table() found (it runs first): looked up here, connect() would ask itself again.
+        return [self.table, reschedules] if reschedules and self._poke_keys else [self.table]
+
+    def _attempt_keys(self) -> list[tuple[str, str]]:
+        """(task_reschedule column, task_instance column) pairs that tie a poke to its attempt: Airflow 3's
+        ti_id (a task instance's id is new at each try, its pokes deleted), Airflow 2's dag_id, task_id,
+        run_id, map_index and try_number; none when there is no such table. Read from the catalog once."""
+        if self._poke_keys is None:
+            keys: list[tuple[str, str]] = []
+            reschedules = self._reschedules()
+            if reschedules:
+                schema, name = table_reference(reschedules)
+                with self.connect() as connection:
+                    inspector = sa.inspect(connection)
+                    present = (
+                        {column["name"] for column in inspector.get_columns(name, schema=schema)}
+                        if inspector.has_table(name, schema=schema)
+                        else set()
+                    )
+                if {"ti_id", "start_date"} <= present:
+                    keys = [("ti_id", "id")]
+                elif {"dag_id", "task_id", "run_id", "try_number", "start_date"} <= present:
+                    attempt = ["dag_id", "task_id", "run_id", "map_index", "try_number"]
+                    keys = [(column, column) for column in attempt if column in present]
+            self._poke_keys = keys
+        return self._poke_keys
+
+    def _table(self) -> sa.TableClause:
+        """task_instance as faultline measures it: a row in a running state has no end yet (a sensor
+        between pokes keeps its last poke's), and an attempt that was poked started at its first poke
+        (Airflow sets start_date anew at each poke; a deferred task keeps its first start itself)."""
+        table = SqlWorkflowService._table(self)
+        keys = self._attempt_keys()
+        named = [column.name for column in table.c]
+        extra = sorted({ti for _, ti in keys} - set(named))
+        source = sa.table(table.name, *(sa.column(n) for n in [*named, *extra]), schema=table.schema)
+        started = source.c[self.started_at_column]
+        if keys:
+            schema, name = table_reference(self._reschedules())
+            pokes = sa.table(
+                name, sa.column("start_date"), *(sa.column(poke) for poke, _ in keys), schema=schema
+            )
+            first_poke = (
+                sa.select(sa.func.min(pokes.c.start_date))
+                .where(*(pokes.c[poke] == source.c[ti] for poke, ti in keys))
+                .scalar_subquery()
+            )
+            started = sa.func.coalesce(first_poke, started)
+        running = source.c[self.status_column].in_(self.running_statuses)
+        measured = {
+            self.started_at_column: started,
+            self.ended_at_column: sa.case((running, None), else_=source.c[self.ended_at_column]),
+        }
+        columns = [measured.get(c.name, source.c[c.name]).label(c.name) for c in table.c]
+        # Named as the table, so every query of the service reads it as it read the table.
+        return self._waiting_left_out(sa.select(*columns).select_from(source).subquery(table.name))
 
     def alert_fields(self, overdue: pd.DataFrame) -> pd.DataFrame:
         """`overdue` with each run's dag_id, task_id, dag_run_id, map_index, try_number and link."""

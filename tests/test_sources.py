@@ -149,12 +149,14 @@ def airflow_rows() -> list[dict]:
         ti("shop", "fetch", "running", map_index=2, started_ago_s=30),
         # Try 1 of a flaky task hangs.
         ti("shop", "flaky", "running", started_ago_s=3600),
-        # Waiting: deferred for five hours, queued, scheduled, and not yet scheduled at all (NULL).
+        # Still at work on their attempt, so watched (with no history, they have no limit yet): deferred
+        # for five hours, and a reschedule-mode sensor between pokes.
         ti("shop", "wait_for_partner", "deferred", started_ago_s=5 * 3600),
+        ti("shop", "nightly", "up_for_reschedule", started_ago_s=240),
+        # Waiting: queued, scheduled, and not yet scheduled at all (NULL).
         ti("shop", "report", "queued"),
         ti("shop", "publish", "scheduled"),
         *(ti("shop", f"later_{i}", None, try_number=0) for i in range(3)),
-        ti("shop", "nightly", "up_for_reschedule", started_ago_s=240),
     ]
 
 
@@ -258,7 +260,7 @@ def test_airflow_task_instances_set_by_environment_alone_alert_each_hang_once_pe
 
     result = tick(built, instance)
     assert result.skip_reason.skip_message.startswith(
-        "Alerted: 3 running tasks past their limit (6 running, 6 checked, 0 without baseline;"
+        "Alerted: 3 running tasks past their limit (8 running, 6 checked, 2 without baseline;"
     )
     assert sorted(alerted(built)) == [
         ("etl.daily", "load", RUN, -1, 1),
@@ -268,7 +270,7 @@ def test_airflow_task_instances_set_by_environment_alone_alert_each_hang_once_pe
     # Nothing repeats; the flaky task's try 1 fails, it waits for its retry (not running, nothing new).
     assert len(alerted(built)) == 3 and tick(built, instance).skip_reason.skip_message.startswith("No new")
     update_row(airflow_url, "flaky", state="up_for_retry", end_date=FIXED_NOW - timedelta(seconds=1200))
-    assert tick(built, instance).skip_reason.skip_message.startswith("No new task over its limit (5 running")
+    assert tick(built, instance).skip_reason.skip_message.startswith("No new task over its limit (7 running")
     # Try 2 starts, and hangs too: a new alert, for try 2.
     update_row(airflow_url, "flaky", state="running", try_number=2, end_date=None,
                start_date=FIXED_NOW - timedelta(seconds=1000))  # fmt: skip
@@ -301,7 +303,7 @@ def test_airflow_task_instances_set_by_environment_alone_alert_each_hang_once_pe
     assert payload["started_at"] == "2026-11-22T05:00:00+00:00"
 
 
-def test_waiting_and_not_yet_scheduled_rows_are_neither_checked_nor_rejected(
+def test_waiting_and_not_yet_scheduled_rows_are_neither_checked_nor_rejected_deferred_ones_are_checked(
     monkeypatch, tmp_path, airflow_url
 ):
     write_rows(airflow_url, airflow_rows())
@@ -315,6 +317,8 @@ def test_waiting_and_not_yet_scheduled_rows_are_neither_checked_nor_rejected(
         ("shop/fetch", f"{RUN}/1/1"),
         ("shop/fetch", f"{RUN}/2/1"),
         ("shop/flaky", f"{RUN}/-1/1"),
+        ("shop/nightly", f"{RUN}/-1/1"),
+        ("shop/wait_for_partner", f"{RUN}/-1/1"),
     ]
     assert unreadable.empty
     window = workflow.rejected_runs(FIXED_TODAY - timedelta(days=14), FIXED_TODAY)
@@ -322,7 +326,7 @@ def test_waiting_and_not_yet_scheduled_rows_are_neither_checked_nor_rejected(
     # Told to read every row, the same table gives the reasons the issue saw in every window.
     everything = AirflowTaskInstances(url=workflow.url, waiting_statuses=[])
     reasons = everything.rejected_runs(FIXED_TODAY - timedelta(days=14), FIXED_TODAY)["reason"]
-    assert reasons.value_counts().to_dict() == {"missing status": 3, "unknown status": 2}
+    assert reasons.value_counts().to_dict() == {"missing status": 3, "unknown status": 3}
 
 
 def test_a_sql_table_of_ones_own_is_named_by_variables(monkeypatch, tmp_path, instance, store_url):
@@ -392,9 +396,8 @@ def test_the_airflow_preset_reads_airflow_2s_ids_and_states_too():
     assert (preset.started_at_column, preset.ended_at_column, preset.status_column) == (
         "start_date", "end_date", "state"
     )  # fmt: skip
-    assert {"shutdown", "sensing", "NULL", "deferred", "queued", "awaiting_input"} <= set(
-        preset.waiting_statuses
-    )
+    assert {"shutdown", "sensing", "NULL", "queued", "awaiting_input"} <= set(preset.waiting_statuses)
+    assert preset.running_statuses == ["running", "deferred", "up_for_reschedule"]
     assert preset.airflow_fields("a.b/c.d", "scheduled__x/y/3/2") == {
         "dag_id": "a.b", "task_id": "c.d", "dag_run_id": "scheduled__x/y", "map_index": 3, "try_number": 2,
         "link": None,
