@@ -21,7 +21,7 @@ from faultline.durations import (
     WINDOW_DAYS,
     Estimator,
     OverdueScan,
-    baselines_from_durations,
+    baselines_from_histogram,
     baselines_from_moments,
     estimator_named,
     find_overdue_tasks,
@@ -106,9 +106,14 @@ def task_duration_baselines(
                 workflow.duration_moments(start, end), k=k, min_runs=config.min_runs
             )
         else:
-            runs = workflow.successful_runs(start, end)
-            baselines = baselines_from_durations(
-                runs, estimator, k, config.min_runs, config.window_days, config.check_interval_s
+            # The estimators that need quantiles read a histogram the database sums up, not the runs.
+            baselines = baselines_from_histogram(
+                workflow.duration_histogram(start, end),
+                estimator,
+                k,
+                config.min_runs,
+                config.window_days,
+                config.check_interval_s,
             )
         rejected = workflow.rejected_runs(start, end)
     with retried_on_outage(context, alert_store):

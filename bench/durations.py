@@ -12,6 +12,10 @@ resources: a first tick that raises the planted alerts with no sink, one that ra
 delivers them to a JSON webhook on loopback, and a second tick that finds nothing new. Results are
 printed and written to bench/results/durations.json (`--output`).
 
+`--estimators mean_std,alert_budget` (the default) also times the limits of each estimator named, each
+in a fresh process with its peak memory: the seed's mean_std from moments summed in SQL, the others as
+the tree's asset reads them (a histogram summed in SQL, or every run of the window at older commits).
+
 `--compare-with TREE` times the same script in TREE (a `git worktree` of an older commit, with this
 file copied into its bench/) in turn with this one, on the same data, each with an alert store of its
 own: on a shared, noisy machine only figures taken side by side compare.
@@ -52,7 +56,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import dagster as dg  # noqa: E402
 
 import dagster_project.sensors as sensors  # noqa: E402
-from faultline.durations import WINDOW_DAYS, K, baselines_from_moments  # noqa: E402
+import faultline.durations as durations  # noqa: E402
+from faultline.durations import DEFAULT_K, WINDOW_DAYS, K, baselines_from_moments  # noqa: E402
 from resources.alert_sinks import AlertSinks  # noqa: E402
 from resources.alert_store import AlertStore  # noqa: E402
 from resources.workflow import SqlWorkflowService  # noqa: E402
@@ -269,6 +274,37 @@ def compute_baselines(
     timed(steps, "save_baselines", lambda: alert_store.save_baselines(end, baselines))
     steps["total"] = time.perf_counter() - began
     return steps, baselines
+
+
+def estimator_baselines(
+    runs_url: str, alerts_url: str, start: datetime, end: datetime, estimator: str
+) -> tuple[dict[str, float], str, pd.DataFrame]:
+    """What the task_duration_baselines asset does for `estimator` at this tree's commit: (step times,
+    what the limits were read from, the limits). mean_std reads the moments summed in SQL; the others a
+    histogram summed in SQL where the tree has one, or else every successful run of the window."""
+    workflow, alert_store = SqlWorkflowService(url=runs_url), AlertStore(url=alerts_url)
+    k = DEFAULT_K[durations.estimator_named(estimator)]
+    if estimator == "mean_std":
+        read_with, read, fit = "duration_moments", workflow.duration_moments, baselines_from_moments
+        fit_args: tuple = (k,)
+    elif hasattr(durations, "baselines_from_histogram"):
+        read_with, read, fit = (
+            "duration_histogram",
+            workflow.duration_histogram,
+            durations.baselines_from_histogram,
+        )
+        fit_args = (estimator, k)
+    else:
+        read_with, read, fit = "successful_runs", workflow.successful_runs, durations.baselines_from_durations
+        fit_args = (estimator, k)
+    steps: dict[str, float] = {}
+    began = time.perf_counter()
+    window = timed(steps, "read", lambda: read(start, end))
+    baselines = timed(steps, "fit", lambda: fit(window, *fit_args))
+    timed(steps, "rejected_runs", lambda: workflow.rejected_runs(start, end))
+    timed(steps, "save_baselines", lambda: alert_store.save_baselines(end, baselines))
+    steps["total"] = time.perf_counter() - began
+    return steps, read_with, baselines
 
 
 def build_sensor(now: datetime) -> dg.SensorDefinition:
@@ -553,8 +589,21 @@ def measure(args: argparse.Namespace) -> None:
     the step times as JSON on stdout. Run as a process of its own, so that two trees' code can be timed
     one after the other on the same data."""
     now = datetime.fromisoformat(args.now)
-    planted = set(json.loads(Path(args.planted).read_text()))
     start = now - timedelta(days=WINDOW_DAYS)
+    if args.estimator:
+        # In this fresh process: the limits' step times, and their peak RSS over the RSS before them.
+        with open("/proc/self/clear_refs", "w") as clear_refs:
+            clear_refs.write("5")
+        before_kib = _status_kib("VmRSS")
+        steps, read_with, baselines = estimator_baselines(
+            args.runs_url, args.alerts_url, start, now, args.estimator
+        )
+        peak_kib = _status_kib("VmHWM")
+        baselines.to_pickle(args.limits_file)
+        memory = {"rss_before_mb": before_kib / 1024, "peak_rss_increase_mb": (peak_kib - before_kib) / 1024}
+        print(json.dumps({"code": code_version(), "steps": steps, "read_with": read_with, "memory": memory}))
+        return
+    planted = set(json.loads(Path(args.planted).read_text()))
     if args.memory:
         webhook = Webhook()
         try:
@@ -603,13 +652,21 @@ def measure(args: argparse.Namespace) -> None:
 
 
 def run_worker(
-    tree: Path, urls: dict[str, str], now: datetime, planted_file: Path, memory: bool = False
+    tree: Path,
+    urls: dict[str, str],
+    now: datetime,
+    planted_file: Path,
+    memory: bool = False,
+    estimator: str | None = None,
+    limits_file: Path | None = None,
 ) -> dict:
     """This script of `tree` (a checkout of some commit) run as a worker on the loaded database."""
     command = [
         sys.executable, str(tree / "bench" / "durations.py"), "--measure", "--now", now.isoformat(),
         "--planted", str(planted_file), "--runs-url", urls["runs"], "--alerts-url", urls[str(tree)],
     ]  # fmt: skip
+    if estimator:
+        command += ["--estimator", estimator, "--limits-file", str(limits_file)]
     done = subprocess.run(
         [*command, *(["--memory"] if memory else [])], cwd=tree, capture_output=True, text=True
     )
@@ -655,6 +712,7 @@ def run(admin_url: str, urls: dict[str, str], trees: list[Path], args: argparse.
                     f"{timing['baselines']['total']:.2f} s, ticks {ticks}",
                     flush=True,
                 )
+        estimators = estimator_timings(trees, urls, now, planted_file, args)
         load_average["after_timings"] = os.getloadavg()[0]
         memory = run_worker(ROOT, urls, now, planted_file, memory=True)
     finally:
@@ -709,6 +767,20 @@ def run(admin_url: str, urls: dict[str, str], trees: list[Path], args: argparse.
             "bar_mb": None,
         },
         "results": results,
+        "limits_by_estimator": {
+            estimator: {
+                "method": "each repetition a fresh process per tree computing this estimator's limits as "
+                "the tree's task_duration_baselines asset does (read, fit, the window's rejected runs, "
+                "saved); peak RSS (VmHWM, reset first) minus the RSS before, in the last repetition",
+                "read_with": {str(tree): timings[str(tree)]["read_with"] for tree in trees},
+                "results": {str(tree): timings[str(tree)]["results"] for tree in trees},
+                "peak_rss_increase_mb": {
+                    str(tree): timings[str(tree)]["peak_rss_increase_mb"] for tree in trees
+                },
+                **({"limits_vs_first_tree": timings["limits_vs_first_tree"]} if len(trees) > 1 else {}),
+            }
+            for estimator, timings in estimators.items()
+        },
     }
     if len(trees) > 1:
         record["before_after"] = {
@@ -726,6 +798,59 @@ def run(admin_url: str, urls: dict[str, str], trees: list[Path], args: argparse.
             if tree != ROOT
         }
     return record
+
+
+def estimator_timings(
+    trees: list[Path], urls: dict[str, str], now: datetime, planted_file: Path, args: argparse.Namespace
+) -> dict[str, dict]:
+    """Each estimator's limits timed in every tree, in turn, `args.repeats` times; with two trees, how
+    far the last tree's limits are from the first's (relative difference over the task types)."""
+    found: dict[str, dict] = {}
+    for estimator in args.estimators:
+        repeats: dict[Path, list[dict]] = {tree: [] for tree in trees}
+        limits: dict[Path, pd.DataFrame] = {}
+        for i in range(args.repeats):
+            for tree in trees[i % len(trees) :] + trees[: i % len(trees)]:
+                limits_file = Path(tempfile.gettempdir()) / f"{uuid.uuid4().hex}_limits.pkl"
+                try:
+                    repeats[tree].append(
+                        run_worker(
+                            tree, urls, now, planted_file, estimator=estimator, limits_file=limits_file
+                        )
+                    )
+                    limits[tree] = pd.read_pickle(limits_file).set_index("task_type")["upper_limit_s"]
+                finally:
+                    limits_file.unlink(missing_ok=True)
+                last = repeats[tree][-1]
+                steps, peak_mb = last["steps"], last["memory"]["peak_rss_increase_mb"]
+                print(
+                    f"{estimator} at {last['code']['commit']} ({last['read_with']}): "
+                    f"{steps['total']:.2f} s (read {steps['read']:.2f} s, fit {steps['fit']:.2f} s), "
+                    f"peak RSS +{peak_mb:.0f} MB",
+                    flush=True,
+                )
+        found[estimator] = {
+            str(tree): {
+                "read_with": repeats[tree][-1]["read_with"],
+                "results": step_summaries(
+                    f"limits ({estimator})", [r["steps"] for r in repeats[tree]], BAR_BASELINES_S
+                ),
+                "peak_rss_increase_mb": repeats[tree][-1]["memory"]["peak_rss_increase_mb"],
+            }
+            for tree in trees
+        }
+        if len(trees) > 1:
+            first, last = limits[trees[0]], limits[trees[-1]]
+            relative = ((last - first) / first).abs().dropna()
+            found[estimator]["limits_vs_first_tree"] = {
+                "task_types_compared": len(relative),
+                "median_relative_difference": float(relative.median()),
+                "p99_relative_difference": float(relative.quantile(0.99)),
+                "max_relative_difference": float(relative.max()),
+                "over_1_percent": int((relative > 0.01).sum()),
+            }
+            print(f"{estimator} limits, last tree vs first: {found[estimator]['limits_vs_first_tree']}")
+    return found
 
 
 def _interrupt(signum: int, frame: object) -> None:
@@ -750,10 +875,17 @@ def main() -> None:
         help="a checkout of an older commit holding this script in bench/, timed in turn with this one on "
         "the same data ('before_after' in the results); repeatable",
     )
+    parser.add_argument(
+        "--estimators",
+        type=lambda names: [name for name in names.split(",") if name],
+        default=["mean_std", "alert_budget"],
+        help="estimators whose limits are timed each in a fresh process, comma-separated (empty: none)",
+    )
+    parser.add_argument("--repeats", type=int, default=REPEATS, help="repetitions of each estimator's limits")
     # A worker's arguments (run_worker).
     parser.add_argument("--measure", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--memory", action="store_true", help=argparse.SUPPRESS)
-    for name in ("--now", "--planted", "--runs-url", "--alerts-url"):
+    for name in ("--now", "--planted", "--runs-url", "--alerts-url", "--estimator", "--limits-file"):
         parser.add_argument(name, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.measure:

@@ -89,6 +89,16 @@ LEVEL_SHIFT_QUANTILE = 0.9
 # so that the expected alerts extrapolate past the slowest run the window happens to hold.
 TAIL_QUANTILE = 0.9
 DAYS_PER_MONTH = 30.0
+# What a database sums up of a window for the estimators that need quantiles, so that no run has to
+# leave it: per task type, whether the run ended in the window's last LEVEL_SHIFT_DAYS, and a bucket of
+# durations 2% wide in log space (one width fits a one-second task and a ten-hour one), the count,
+# sums and extremes of its runs. The quantiles read off it are exact where a bucket holds one or two
+# runs (the tail, where limits are), and otherwise within a bucket's width of the exact ones.
+HISTOGRAM_COLUMNS = ("task_type", "recent", "bucket", "n_runs", "sum_s", "sum_sq_s", "min_s", "max_s")
+HISTOGRAM_BUCKET_WIDTH = 0.02
+# A task type with more runs than this in a window is fitted on this many evenly spaced order
+# statistics read off its histogram: memory and time stay bounded, whatever the history holds.
+SAMPLE_POINTS = 10_000
 
 
 def estimator_named(name: str) -> Estimator:
@@ -378,13 +388,7 @@ def baselines_from_durations(
     estimator = estimator_named(estimator)
     k = DEFAULT_K[estimator] if k is None else k
     _check_fit_parameters(k, min_runs)
-    seconds = durations["duration_s"].astype("float64")
-    bad = ~(np.isfinite(seconds) & (seconds > 0))
-    if bad.any():
-        raise ValueError(
-            f"durations has {int(bad.sum())} duration_s values that are not positive and finite; "
-            "screen the runs with screen_task_runs first"
-        )
+    seconds = _checked_seconds(durations)
     by_type = seconds.groupby(durations["task_type"], sort=True)
     n = by_type.size()
     mean = by_type.mean()
@@ -415,6 +419,257 @@ def baselines_from_durations(
     return _baselines(n.index, n, mean, std, upper, min_runs, estimator)
 
 
+def _checked_seconds(durations: pd.DataFrame) -> pd.Series:
+    seconds = durations["duration_s"].astype("float64")
+    bad = ~(np.isfinite(seconds) & (seconds > 0))
+    if bad.any():
+        raise ValueError(
+            f"durations has {int(bad.sum())} duration_s values that are not positive and finite; "
+            "screen the runs with screen_task_runs first"
+        )
+    return seconds
+
+
+def duration_histogram(durations: pd.DataFrame, end: pd.Timestamp | None = None) -> pd.DataFrame:
+    """The window's durations (task_type, duration_s, ended_at) summed up per task type, recent or
+    not, and log-duration bucket: HISTOGRAM_COLUMNS, what a SQL source computes in the database.
+
+    A run is recent when it ended in the LEVEL_SHIFT_DAYS before `end` (default: the latest
+    ended_at); its bucket is floor(ln(duration_s) / HISTOGRAM_BUCKET_WIDTH). In SQL:
+
+        SELECT task_type, ended_at >= :end - 2 days AS recent, FLOOR(LN(d) / 0.02) AS bucket,
+               COUNT(*), SUM(d), SUM(d * d), MIN(d), MAX(d)
+        FROM <the window's successful runs> GROUP BY task_type, recent, bucket
+    """
+    require_columns(durations, ("task_type", "duration_s", "ended_at"), "durations")
+    seconds = _checked_seconds(durations)
+    ended = to_utc_naive(durations["ended_at"])
+    end = ended.max() if end is None else utc_naive_timestamp(end)
+    summed = pd.DataFrame(
+        {
+            "task_type": durations["task_type"].to_numpy(),
+            "recent": ended.ge(end - pd.Timedelta(days=LEVEL_SHIFT_DAYS)).to_numpy(dtype=bool),
+            "bucket": np.floor(np.log(seconds.to_numpy()) / HISTOGRAM_BUCKET_WIDTH).astype("int64"),
+            "d": seconds.to_numpy(),
+            "d2": seconds.to_numpy() ** 2,
+        }
+    )
+    return (
+        summed.groupby(["task_type", "recent", "bucket"], sort=True)
+        .agg(
+            n_runs=("d", "size"),
+            sum_s=("d", "sum"),
+            sum_sq_s=("d2", "sum"),
+            min_s=("d", "min"),
+            max_s=("d", "max"),
+        )  # fmt: skip
+        .reset_index()[list(HISTOGRAM_COLUMNS)]
+    )
+
+
+def sample_from_histogram(
+    n_runs: np.ndarray, min_s: np.ndarray, max_s: np.ndarray, points: int = SAMPLE_POINTS
+) -> WindowSample:
+    """The sorted durations a task type's buckets (in bucket order) stand for: each bucket's runs
+    spread evenly from its shortest to its longest, so one or two runs in a bucket come out exact.
+    Above `points` runs, that many order statistics at evenly spaced ranks."""
+    n_runs = np.asarray(n_runs, dtype="int64")
+    total = int(n_runs.sum())
+    if total == 0:
+        return WindowSample(np.empty(0), 0)
+    ranks = np.arange(total, dtype="float64") if total <= points else np.linspace(0, total - 1, points)
+    first = np.cumsum(n_runs) - n_runs
+    bucket = np.searchsorted(first, ranks, side="right") - 1
+    within = np.minimum(ranks - first[bucket], n_runs[bucket] - 1)
+    step = (np.asarray(max_s)[bucket] - np.asarray(min_s)[bucket]) / np.maximum(n_runs[bucket] - 1, 1)
+    return WindowSample(np.asarray(min_s)[bucket] + within * step, total)
+
+
+class _HistogramPart:
+    """One part of a window's histogram (all runs, recent or older), its buckets in (task type,
+    bucket) order, read as the sorted durations it stands for: each bucket's runs spread evenly from
+    its shortest to its longest (`sample_from_histogram`), for every task type at once."""
+
+    def __init__(
+        self, code: np.ndarray, n: np.ndarray, low: np.ndarray, high: np.ndarray, total: np.ndarray, size: int
+    ) -> None:
+        self.code, self.n, self.low, self.high, self.sum = code, n, low, high, total
+        self.step = (high - low) / np.maximum(n - 1, 1)
+        self.first_rank = np.cumsum(n) - n  # of each bucket's first run, over all task types
+        self.n_runs = np.bincount(code, weights=n, minlength=size).astype("int64")
+        self.type_first_rank = np.cumsum(self.n_runs) - self.n_runs
+        self.type_first_row = np.searchsorted(code, np.arange(size + 1))
+
+    def rows_of(self, code: int) -> slice:
+        return slice(self.type_first_row[code], self.type_first_row[code + 1])
+
+    def _order_statistic(self, rank: np.ndarray) -> np.ndarray:
+        at = self.type_first_rank + rank
+        row = np.clip(np.searchsorted(self.first_rank, at, side="right") - 1, 0, None)
+        return self.low[row] + np.minimum(at - self.first_rank[row], self.n[row] - 1) * self.step[row]
+
+    def quantile(self, q: float) -> np.ndarray:
+        """Each task type's q-quantile as np.quantile interpolates it (NaN without runs)."""
+        if not self.n.size:
+            return np.full(self.n_runs.size, np.nan)
+        position = np.maximum(self.n_runs - 1, 0) * q
+        below = np.floor(position).astype("int64")
+        low = self._order_statistic(below)
+        high = self._order_statistic(np.minimum(below + 1, np.maximum(self.n_runs - 1, 0)))
+        return np.where(self.n_runs > 0, low + (position - below) * (high - low), np.nan)
+
+    def above(self, threshold: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per task type, the runs longer than its `threshold`: (how many, their total duration); whole
+        buckets by their exact sums, the bucket the threshold falls in by its spread runs."""
+        at = threshold[self.code]
+        whole = self.low > at
+        split = (self.low <= at) & (self.high > at)
+        # The spread runs at or below the threshold; a hair of slack so one equal to it counts there.
+        at_or_below = np.floor((at - self.low) / np.where(split, self.step, 1) + 1e-9) + 1
+        n_above = np.where(whole, self.n, np.where(split, self.n - at_or_below, 0))
+        first_above = self.n - n_above
+        spread_sum = n_above * self.low + self.step * (first_above + self.n - 1) * n_above / 2
+        sum_above = np.where(whole, self.sum, np.where(split, spread_sum, 0.0))
+        size = self.n_runs.size
+        return (
+            np.bincount(self.code, weights=n_above, minlength=size),
+            np.bincount(self.code, weights=sum_above, minlength=size),
+        )
+
+
+def baselines_from_histogram(
+    histogram: pd.DataFrame,
+    estimator: str = Estimator.MEAN_STD,
+    k: float | None = None,
+    min_runs: int = MIN_RUNS,
+    window_days: float = WINDOW_DAYS,
+    check_interval_s: float = CHECK_INTERVAL_S,
+) -> pd.DataFrame:
+    """`baselines_from_durations` from a window's `duration_histogram` (computed here or in the
+    database), so that the window's runs never have to be loaded.
+
+    n_runs, mean_s and std_s are exact (from the buckets' counts and sums), and so is mean_std's limit.
+    The other estimators are fitted as `baselines_from_durations` fits them, on the durations the
+    buckets stand for (each bucket's runs spread evenly from its shortest to its longest; alert_budget's
+    tail from the exact sums of the buckets above its threshold): their limits are exact when each
+    bucket holds at most two distinct durations, and within about a bucket's width (2%) otherwise.
+    quantile and alert_budget are fitted for all task types at once, in time and memory proportional
+    to the histogram's rows; log_mad task type by type, on at most SAMPLE_POINTS durations each.
+    """
+    require_columns(histogram, HISTOGRAM_COLUMNS, "duration histogram")
+    estimator = estimator_named(estimator)
+    k = DEFAULT_K[estimator] if k is None else k
+    _check_fit_parameters(k, min_runs)
+    codes, names = pd.factorize(histogram["task_type"], sort=True)
+    task_types = pd.Index(names)
+    columns = {name: histogram[name].to_numpy(dtype="float64") for name in HISTOGRAM_COLUMNS[3:]}
+    recent = histogram["recent"].to_numpy(dtype=bool)
+    bucket = histogram["bucket"].to_numpy(dtype="int64")
+    size = len(task_types)
+    n = pd.Series(np.bincount(codes, weights=columns["n_runs"], minlength=size), index=task_types)
+    n = n.astype("int64")
+    mean = pd.Series(np.bincount(codes, weights=columns["sum_s"], minlength=size), index=task_types) / n
+    sum_sq = pd.Series(np.bincount(codes, weights=columns["sum_sq_s"], minlength=size), index=task_types)
+    variance = ((sum_sq - n * mean**2) / (n - 1)).clip(lower=0)
+    std = np.sqrt(variance.where(n > 1))
+    if estimator is Estimator.MEAN_STD:
+        upper = mean + k * std
+    else:
+        order = np.lexsort((recent, bucket, codes))
+        codes, recent, bucket = codes[order], recent[order], bucket[order]
+        columns = {name: values[order] for name, values in columns.items()}
+
+        def part(rows: np.ndarray) -> _HistogramPart:
+            return _HistogramPart(
+                codes[rows], columns["n_runs"][rows].astype("int64"), columns["min_s"][rows],
+                columns["max_s"][rows], columns["sum_s"][rows], size,
+            )  # fmt: skip
+
+        # A bucket's recent and older runs are next to each other: one bucket of the whole window.
+        first = np.flatnonzero(np.r_[True, (codes[1:] != codes[:-1]) | (bucket[1:] != bucket[:-1])])
+        window = _HistogramPart(
+            codes[first],
+            np.add.reduceat(columns["n_runs"], first).astype("int64") if len(first) else np.empty(0, "int64"),
+            np.minimum.reduceat(columns["min_s"], first) if len(first) else np.empty(0),
+            np.maximum.reduceat(columns["max_s"], first) if len(first) else np.empty(0),
+            np.add.reduceat(columns["sum_s"], first) if len(first) else np.empty(0),
+            size,
+        )
+        parts = (window, part(recent), part(~recent))
+        fit = _fit_log_mad if estimator is Estimator.LOG_MAD else _fit_quantiles
+        upper = pd.Series(
+            fit(*parts, estimator, k, min_runs, window_days, check_interval_s), index=task_types
+        )
+    return _baselines(task_types, n, mean, std, upper, min_runs, estimator)
+
+
+def _fit_quantiles(
+    window: _HistogramPart,
+    recent: _HistogramPart,
+    older: _HistogramPart,
+    estimator: Estimator,
+    k: float,
+    min_runs: int,
+    window_days: float,
+    check_interval_s: float,
+) -> np.ndarray:
+    """quantile's and alert_budget's limits for every task type at once, as `_fitted_limit` sets them."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        shifted = (
+            (recent.n_runs >= min_runs)
+            & (older.n_runs >= min_runs)
+            & (recent.quantile(0.5) > older.quantile(LEVEL_SHIFT_QUANTILE))
+        )
+        limits = []
+        for part, days in ((window, window_days), (recent, min(LEVEL_SHIFT_DAYS, window_days))):
+            median = part.quantile(0.5)
+            if estimator is Estimator.QUANTILE:
+                limit = k * part.quantile(0.99)
+            else:
+                threshold = part.quantile(TAIL_QUANTILE)
+                n_above, sum_above = part.above(threshold)
+                limit = _alert_budget_limits(
+                    threshold, n_above / part.n_runs, sum_above / n_above - threshold,
+                    part.n_runs / days, k, check_interval_s,
+                )  # fmt: skip
+            limits.append(np.maximum(limit, median + np.maximum(SPREAD_FLOOR_SHARE * median, SPREAD_FLOOR_S)))
+    return np.where(shifted, limits[1], limits[0])
+
+
+def _fit_log_mad(
+    window: _HistogramPart,
+    recent: _HistogramPart,
+    older: _HistogramPart,
+    estimator: Estimator,
+    k: float,
+    min_runs: int,
+    window_days: float,
+    check_interval_s: float,
+) -> np.ndarray:
+    """log_mad's limits task type by type: a median of distances to the median has no one-pass form."""
+
+    def sample(part: _HistogramPart, code: int) -> WindowSample:
+        rows = part.rows_of(code)
+        return sample_from_histogram(part.n[rows], part.low[rows], part.high[rows])
+
+    return np.array(
+        [
+            _fitted_limit(
+                sample(window, code),
+                sample(recent, code),
+                sample(older, code),
+                estimator,
+                k,
+                min_runs,
+                window_days,
+                check_interval_s,
+            )  # fmt: skip
+            for code in range(window.n_runs.size)
+        ],
+        dtype="float64",
+    )
+
+
 def _robust_limit(
     seconds: np.ndarray,
     recent: np.ndarray,
@@ -424,14 +679,41 @@ def _robust_limit(
     window_days: float,
     check_interval_s: float,
 ) -> float:
+    return _fitted_limit(
+        WindowSample(seconds, seconds.size),
+        WindowSample(seconds[recent], int(recent.sum())),
+        WindowSample(seconds[~recent], int((~recent).sum())),
+        estimator, k, min_runs, window_days, check_interval_s,
+    )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class WindowSample:
+    """Durations standing for `n_runs` runs: every run's (exactly), or evenly spaced order statistics
+    read off a histogram (`sample_from_histogram`); the estimators only use quantiles and shares."""
+
+    seconds: np.ndarray
+    n_runs: int
+
+
+def _fitted_limit(
+    window: WindowSample,
+    recent: WindowSample,
+    older: WindowSample,
+    estimator: Estimator,
+    k: float,
+    min_runs: int,
+    window_days: float,
+    check_interval_s: float,
+) -> float:
     days = window_days
-    older = seconds[~recent]
     if (
-        recent.sum() >= min_runs
-        and older.size >= min_runs
-        and np.median(seconds[recent]) > np.quantile(older, LEVEL_SHIFT_QUANTILE)
+        recent.n_runs >= min_runs
+        and older.n_runs >= min_runs
+        and np.median(recent.seconds) > np.quantile(older.seconds, LEVEL_SHIFT_QUANTILE)
     ):
-        seconds, days = seconds[recent], min(LEVEL_SHIFT_DAYS, window_days)
+        window, days = recent, min(LEVEL_SHIFT_DAYS, window_days)
+    seconds = window.seconds
     median = float(np.median(seconds))
     if estimator is Estimator.LOG_MAD:
         log_d = np.log(seconds)
@@ -439,7 +721,7 @@ def _robust_limit(
     elif estimator is Estimator.QUANTILE:
         limit = k * float(np.quantile(seconds, 0.99))
     else:
-        limit = alert_budget_limit(seconds, len(seconds) / days, k, check_interval_s)
+        limit = alert_budget_limit(seconds, window.n_runs / days, k, check_interval_s)
     return max(limit, median + max(SPREAD_FLOOR_SHARE * median, SPREAD_FLOOR_S))
 
 
@@ -462,10 +744,33 @@ def alert_budget_limit(
     excess = seconds[seconds > threshold] - threshold
     if excess.size == 0:
         return threshold
-    scale = float(excess.mean())
-    seen_share = (scale / check_interval_s) * -np.expm1(-check_interval_s / scale)
-    expected_at_threshold = runs_per_day * DAYS_PER_MONTH * (excess.size / seconds.size) * seen_share
-    return threshold + scale * max(0.0, float(np.log(expected_at_threshold / false_alerts_per_month)))
+    return float(
+        _alert_budget_limits(
+            np.float64(threshold),
+            excess.size / seconds.size,
+            float(excess.mean()),
+            runs_per_day,
+            false_alerts_per_month,
+            check_interval_s,
+        )  # fmt: skip
+    )
+
+
+def _alert_budget_limits(
+    threshold: np.ndarray,
+    tail_share: np.ndarray,
+    scale: np.ndarray,
+    runs_per_day: np.ndarray,
+    false_alerts_per_month: float,
+    check_interval_s: float,
+) -> np.ndarray:
+    """`alert_budget_limit` from the tail's share of runs and scale (the threshold where there is no
+    tail), elementwise."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        seen_share = (scale / check_interval_s) * -np.expm1(-check_interval_s / scale)
+        expected_at_threshold = runs_per_day * DAYS_PER_MONTH * tail_share * seen_share
+        margin = scale * np.maximum(0.0, np.log(expected_at_threshold / false_alerts_per_month))
+    return np.where(tail_share > 0, threshold + margin, threshold)
 
 
 @dataclass(frozen=True)

@@ -1,14 +1,14 @@
 """Workflow services: where task runs come from, a SQL table or the Dagster deployment itself.
 
-Both answer the same three questions: per task type, the duration aggregates of the successful
-runs that ended in a window; the successful durations themselves (for estimators that need
-medians); and the tasks running now. Task runs that cannot be trusted are counted with a reason,
-never used.
+Both answer the same questions: per task type, the duration aggregates of the successful runs that
+ended in a window (their moments, and a histogram of them for the estimators that need quantiles);
+the successful durations themselves; and the tasks running now. Task runs that cannot be trusted are
+counted with a reason, never used.
 """
 
 from abc import ABC, abstractmethod
 from dataclasses import replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from operator import itemgetter
 from typing import ClassVar
 
@@ -17,7 +17,17 @@ import pandas as pd
 import sqlalchemy as sa
 from pydantic import Field, PrivateAttr
 
-from faultline.durations import READABLE_TIMES, REJECTIONS, RunFacts, screen_task_runs, to_utc_naive
+from faultline.durations import (
+    HISTOGRAM_BUCKET_WIDTH,
+    HISTOGRAM_COLUMNS,
+    LEVEL_SHIFT_DAYS,
+    READABLE_TIMES,
+    REJECTIONS,
+    RunFacts,
+    duration_histogram,
+    screen_task_runs,
+    to_utc_naive,
+)
 from resources.outages import RetriedOnOutage
 from resources.sql import SqlResource, table_reference, to_utc, validate_identifier
 
@@ -25,6 +35,7 @@ MOMENT_COLUMNS = ["task_type", "n_runs", "mean_s", "mean_sq_s"]
 RUNNING_COLUMNS = ["run_id", "task_type", "started_at"]
 SUCCESSFUL_RUN_COLUMNS = ["run_id", "task_type", "started_at", "ended_at", "status", "duration_s"]
 _TASK_TYPE_SEPARATOR = "."
+HISTOGRAM_CHUNK_ROWS = 100_000
 
 
 class WorkflowService(RetriedOnOutage, ABC):
@@ -37,6 +48,12 @@ class WorkflowService(RetriedOnOutage, ABC):
     @abstractmethod
     def successful_runs(self, start: datetime, end: datetime) -> pd.DataFrame:
         """Every successful run that ended in [start, end): SUCCESSFUL_RUN_COLUMNS, times in UTC."""
+
+    def duration_histogram(self, start: datetime, end: datetime) -> pd.DataFrame:
+        """`faultline.durations.duration_histogram` of the successful runs that ended in [start, end),
+        recent meaning ended in the LEVEL_SHIFT_DAYS before `end`. Here from `successful_runs`; a source
+        that can sum up in its store does it there, so the runs never leave it."""
+        return duration_histogram(self.successful_runs(start, end), pd.Timestamp(to_utc(end)))
 
     @abstractmethod
     def rejected_runs(self, start: datetime, end: datetime) -> pd.DataFrame:
@@ -145,7 +162,15 @@ class SqlWorkflowService(WorkflowService, SqlResource):
             *(sa.func.instr(sa.cast(table.c[name], sa.LargeBinary), b"\x00") > 0 for name in columns)
         )
 
-    def _seconds(self, connection: sa.Connection, started: sa.ColumnElement, ended: sa.ColumnElement):
+    def _seconds(
+        self,
+        connection: sa.Connection,
+        started: sa.ColumnElement,
+        ended: sa.ColumnElement,
+        floating: bool = False,
+    ):
+        """Seconds from start to end; `floating`: as double precision on PostgreSQL too, where EXTRACT
+        gives numeric, exact but many times slower to compute with."""
         dialect = connection.dialect.name
         if dialect == "sqlite":
             return (sa.func.julianday(ended) - sa.func.julianday(started)) * 86400.0
@@ -153,7 +178,9 @@ class SqlWorkflowService(WorkflowService, SqlResource):
             # NULL for an unreadable time: PostgreSQL fails the whole query on infinity - a time, and
             # does not promise to test the WHERE clause's other conditions first.
             readable = sa.and_(self._readable(connection, started), self._readable(connection, ended))
-            return sa.case((readable, sa.extract("epoch", ended - started)), else_=None)
+            interval = ended - started
+            seconds = sa.func.date_part("epoch", interval) if floating else sa.extract("epoch", interval)
+            return sa.case((readable, seconds), else_=None)
         if dialect in ("mysql", "mariadb"):
             return sa.func.timestampdiff(sa.text("MICROSECOND"), started, ended) / 1e6
         raise ValueError(f"durations are not implemented for {dialect} databases; use PostgreSQL or SQLite")
@@ -306,6 +333,74 @@ class SqlWorkflowService(WorkflowService, SqlResource):
         return sums.assign(
             mean_s=sums["sum_s"] / sums["n_runs"], mean_sq_s=sums["sum_sq_s"] / sums["n_runs"]
         )[MOMENT_COLUMNS]
+
+    def duration_histogram(self, start: datetime, end: datetime) -> pd.DataFrame:
+        """Summed up in the database with one GROUP BY (task type, recent, bucket): a few rows per
+        task type and bucket in place of every run of the window."""
+        table = self._table()
+        started, ended = table.c[self.started_at_column], table.c[self.ended_at_column]
+        with self.connect() as connection:
+            self._check_columns(connection)
+            seconds = self._seconds(connection, started, ended, floating=True)
+            recent_from = self._instant(connection, end - timedelta(days=LEVEL_SHIFT_DAYS))
+            runs = (
+                sa.select(
+                    *self._task_type(table),
+                    (self._instant(connection, ended) >= recent_from).label("recent"),
+                    sa.func.floor(sa.func.ln(seconds) / HISTOGRAM_BUCKET_WIDTH).label("bucket"),
+                    seconds.label("d"),
+                )
+                .where(*self._successful_in(connection, table, start, end))
+                .subquery()
+            )
+            task_type = [runs.c[f"task_type_{i}"] for i in range(len(self.task_type_columns))]
+            query = sa.select(
+                *task_type,
+                runs.c.recent,
+                runs.c.bucket,
+                sa.func.count().label("n_runs"),
+                sa.func.sum(runs.c.d).label("sum_s"),
+                sa.func.sum(runs.c.d * runs.c.d).label("sum_sq_s"),
+                sa.func.min(runs.c.d).label("min_s"),
+                sa.func.max(runs.c.d).label("max_s"),
+            ).group_by(*task_type, runs.c.recent, runs.c.bucket)
+            result = connection.execute(query)
+            try:
+                # The driver's plain tuples, a chunk at a time: a window of millions of runs can give
+                # a million buckets, and as row objects all at once they would outweigh the histogram.
+                names, chunks = list(result.keys()), []
+                while rows := result.cursor.fetchmany(HISTOGRAM_CHUNK_ROWS):
+                    chunks.append(self._histogram_chunk(pd.DataFrame(rows, columns=names)))
+            finally:
+                result.close()
+        if not chunks:
+            return pd.DataFrame(columns=list(HISTOGRAM_COLUMNS))
+        histogram = pd.concat(chunks, ignore_index=True)
+        if len(self.task_type_columns) == 1:
+            return histogram
+        # Two column tuples can join into one task type ("a.b", "c" and "a", "b.c"): add them up.
+        return (
+            histogram.groupby(["task_type", "recent", "bucket"], as_index=False, sort=True)
+            .agg(
+                n_runs=("n_runs", "sum"),
+                sum_s=("sum_s", "sum"),
+                sum_sq_s=("sum_sq_s", "sum"),
+                min_s=("min_s", "min"),
+                max_s=("max_s", "max"),
+            )
+            .astype({"n_runs": "int64"})[list(HISTOGRAM_COLUMNS)]
+        )
+
+    def _histogram_chunk(self, read: pd.DataFrame) -> pd.DataFrame:
+        return pd.DataFrame(
+            {
+                "task_type": self._joined(read, "task_type_"),
+                "recent": read["recent"].astype(bool),
+                "bucket": read["bucket"].astype("int64"),
+                "n_runs": read["n_runs"].astype("int64"),
+                **{name: read[name].astype("float64") for name in HISTOGRAM_COLUMNS[4:]},
+            }
+        )
 
     def successful_runs(self, start: datetime, end: datetime) -> pd.DataFrame:
         table = self._table()

@@ -3,11 +3,19 @@
 import math
 from datetime import UTC, datetime, timedelta
 
+import numpy as np
 import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from faultline.durations import baselines_from_moments, screen_task_runs
+from faultline.durations import (
+    HISTOGRAM_COLUMNS,
+    baselines_from_durations,
+    baselines_from_histogram,
+    baselines_from_moments,
+    duration_histogram,
+    screen_task_runs,
+)
 from resources.workflow import SqlWorkflowService
 
 END = datetime(2026, 11, 20, tzinfo=UTC)
@@ -79,6 +87,57 @@ def test_duration_aggregates_are_computed_in_sql_over_successful_runs_only(servi
     baselines = baselines_from_moments(moments.reset_index()).set_index("task_type")
     assert baselines.loc["etl.orders", "std_s"] == pytest.approx(math.sqrt(9000))
     assert baselines.loc["etl.orders", "upper_limit_s"] == pytest.approx(180 + 2 * math.sqrt(9000))
+
+
+def test_the_duration_histogram_is_summed_up_in_sql_as_pandas_sums_it(service):
+    # The bad rows, the failed runs and the window's edges are left out as from the moments; the
+    # hostile task type is data; a run is recent when it ended in the window's last two days.
+    in_order = ["task_type", "recent", "bucket"]
+    summed = service.duration_histogram(START, END).sort_values(in_order, ignore_index=True)
+    expected = duration_histogram(service.successful_runs(START, END), pd.Timestamp(END))
+
+    assert list(summed.columns) == list(HISTOGRAM_COLUMNS)
+    pd.testing.assert_frame_equal(summed, expected, check_exact=False, rtol=1e-9, check_dtype=False)
+    assert summed.groupby("task_type")["n_runs"].sum().to_dict() == {
+        "etl.orders": 5, "window.edges": 1, HOSTILE_TYPE: 5,
+    }  # fmt: skip
+    assert not summed.loc[summed["task_type"].eq("window.edges"), "recent"].any()  # 14 days before END
+
+
+def test_limits_from_the_sql_histogram_are_those_of_the_runs_themselves(store_url):
+    # Two weeks of hourly runs of two task types, one of them three times slower in its last two
+    # days (a level shift): every estimator's limits from the database's histogram are within a
+    # bucket's width (2%) of the exact ones, and mean_std's are exact.
+    rng = np.random.default_rng(3)
+    hours = pd.date_range(START, END, freq="h", inclusive="left")
+    rows = []
+    for task_type, median_s in (("etl.orders", 300.0), ("etl.shifted", 40.0)):
+        seconds = median_s * rng.lognormal(0, 0.4, len(hours))
+        if task_type == "etl.shifted":
+            seconds[hours >= END - timedelta(days=2)] *= 3
+        rows += [
+            run(f"{task_type}-{i}", task_type, ended, float(round(d)))
+            for i, (ended, d) in enumerate(zip(hours + timedelta(minutes=30), seconds, strict=True))
+        ]
+    service = SqlWorkflowService(url=store_url)
+    service.write_runs(pd.DataFrame(rows))
+    runs = service.successful_runs(START, END)
+
+    for estimator in ("mean_std", "log_mad", "quantile", "alert_budget"):
+        exact = baselines_from_durations(runs, estimator).set_index("task_type")["upper_limit_s"]
+        summed = baselines_from_histogram(service.duration_histogram(START, END), estimator)
+        limits = summed.set_index("task_type")["upper_limit_s"]
+        assert limits.to_numpy() == pytest.approx(
+            exact.to_numpy(), rel=1e-9 if estimator == "mean_std" else 0.02
+        )
+    # The shift is followed: fitted without the runs' ends (so without it), the limit is another.
+    shifted, unshifted = (
+        baselines_from_durations(window, "quantile")
+        .set_index("task_type")
+        .loc["etl.shifted", "upper_limit_s"]
+        for window in (runs, runs.drop(columns="ended_at"))
+    )
+    assert shifted != pytest.approx(unshifted, rel=0.1)
 
 
 def test_the_window_includes_its_start_and_excludes_its_end(service):
