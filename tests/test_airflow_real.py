@@ -2,10 +2,14 @@
 alone and through a read-only role, learns from them and alerts on them (issue 15).
 
 Airflow runs in a virtualenv of its own (AIRFLOW_VERSION from PyPI, built once and kept in
-~/.cache/faultline-airflow-<version>-py<x.y>: its dependencies conflict with Dagster's), on a
-PostgreSQL database the test creates and drops. tests/airflow/drive.py migrates it and runs the DAG
-of tests/airflow/dags/shop.py with Airflow's own `dag.test()`, whose tasks report their states through
-Airflow's execution API like a worker's: HISTORY_RUNS complete runs (Python, Bash in a task group, a
+~/.cache/faultline-airflow-<version>-py<x.y>), on a PostgreSQL database the test creates and drops: not
+for a conflict (pip resolves apache-airflow[postgres]==3.3.2 beside faultline's dependencies without
+changing one), but so that faultline's environment stays the one its users install, and Airflow, which
+configures itself on import, runs in a process of its own, as it does beside a deployment.
+
+tests/airflow/drive.py migrates the database and runs the DAG of tests/airflow/dags/shop.py with
+Airflow's own `dag.test()`, whose tasks report their states through Airflow's execution API like a
+worker's: HISTORY_RUNS complete runs (Python, Bash in a task group, a
 mapped task, a failing task, a retried task, a deferred task, a reschedule-mode sensor), then a run
 whose `fetch` hangs on its first try, fails when the test lets it, and hangs again on its retry.
 Without Airflow installable this skips, and fails under CI=true.
