@@ -160,10 +160,25 @@ _ONLY_PLACEHOLDERS = re.compile(rb"(?:<[a-z_]+>)+")
 _AMPERSAND_GOES_ON = re.compile(rb"&+(?![A-Za-z_][A-Za-z0-9_.\[\]-]*=)[^\s&;\"'`<>]+")
 
 
+# `auth.example.com:443`, `token.svc.local:8080`: a host named with a secret's word and its port,
+# not an assignment; a name whose last dotted part is a secret's word (`db.password:1234`) is one.
+_PORT = re.compile(rb":[0-9]{1,5}(?![0-9A-Za-z_])")
+_LAST_DOTTED_LABEL = re.compile(rb"\.([A-Za-z][A-Za-z0-9-]{0,62})$")
+
+
+def _is_host_and_port(data: bytes, start: int) -> bool:
+    if _PORT.match(data, start) is None:
+        return False
+    label = _LAST_DOTTED_LABEL.search(data, max(0, start - 64), start)
+    return label is not None and not names_a_secret(label[1].decode("ascii"))
+
+
 def _assigned_value(data: bytes, span: Span) -> Span | None:
     """The value alone, without what assigns it and its opening quote; an unquoted value's last word
     given back when it is the name of the next assignment (`password=a b host=x`)."""
     start, stop, kind = span
+    if _is_host_and_port(data, start):
+        return None
     opening = _VALUE_START.match(data, start, stop)
     start = opening.end()
     if _ONLY_PLACEHOLDERS.fullmatch(data, start, stop):

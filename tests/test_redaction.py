@@ -197,10 +197,21 @@ def test_every_kind_has_a_placeholder_the_cleaning_recognises():
         "resenha: 5 estrelas",  # `senha` only as a whole part
         "echo hello | grep x",
         "ssh-keygen -t ed25519 -N '' -f key",  # no passphrase
+        # A host named with a secret's word and its port (Proxifier's log): an address, not `auth: 443`
+        "auth.grammarly.com:443 open through proxy proxy.cse.cuhk.edu.hk:5070 HTTPS",
+        "connect to token.service.internal:8443 refused",
+        "grep: password.txt:12: no match",
     ],
 )
 def test_ordinary_error_text_is_left_alone(text):
     assert redact_secrets(text) == text
+
+
+@pytest.mark.parametrize(
+    "text", ["db.password:8675309 rejected", "auth.token:12345678 expired", "token:443abc", "auth: 443 open"]
+)
+def test_a_secret_name_before_a_port_like_value_is_still_an_assignment_when_its_last_part_names_it(text):
+    assert "<assigned_secret>" in redact_secrets(text)
 
 
 def test_the_context_around_a_secret_is_kept():
