@@ -41,6 +41,9 @@ _ASCTIME = re.compile(
 _DELIMITERS = re.compile(r"([=:,;()\[\]{}\"']+)")
 _VARIABLE_MARK = re.compile(r"\d|/|<[a-z_*]+>")
 _HOST_NAME = re.compile(r"(?:[a-z0-9_-]+\.)+[a-z]{2,}")
+# A word with a short number at its end names a kind, not a value: `socks5`, `ipv4`, `eth0`, `alt0`,
+# `sha256`, `http2`. Ids carry longer numbers (`c9063558`, `blk_-160899`) or start with them.
+_NAMED_KIND = re.compile(r"[a-z]{2,}\d{1,3}")
 _CLOCK = re.compile(r"\d\d:\d\d:\d\d")  # what every asctime date holds, found at C speed
 
 Tokens = tuple[str, ...]
@@ -51,7 +54,10 @@ def _variable_parts_replaced(token: str) -> str:
     pieces = _DELIMITERS.split(token)
     # split() with a captured group alternates parts (even places) and the delimiters between them.
     pieces[::2] = [
-        WILDCARD if part and (_VARIABLE_MARK.search(part) or _HOST_NAME.fullmatch(part)) else part
+        WILDCARD
+        if part
+        and ((_VARIABLE_MARK.search(part) and not _NAMED_KIND.fullmatch(part)) or _HOST_NAME.fullmatch(part))
+        else part
         for part in pieces[::2]
     ]
     return "".join(pieces)
@@ -62,13 +68,57 @@ def _variable_parts_replaced(token: str) -> str:
 _templated_tokens = BoundedCache(_variable_parts_replaced, max_entries=65_536, max_key_length=200)
 
 
+# Words that give a number its unit: a value and its unit are one variable, `18846 bytes`,
+# `(18.4 kb)` and `<1 sec` alike, so that values written with or without a unit, or a second unit in
+# brackets, make one template.
+_UNITS = frozenset(
+    "b kb mb gb tb pb kib mib gib tib byte bytes bit bits kbps mbps gbps bps ms us ns s sec secs "
+    "second seconds min mins minute minutes hr hrs hour hours day days % percent".split()
+)
+# What may close a token after its word: brackets and the punctuation of a list or sentence.
+_TRAILING = re.compile(r"[)\],;:.!?]*$")
+_PUNCTUATION_END = re.compile(r"[,;:.!?]*$")
+# A token of variables and the delimiters between them alone (`<*>:<*>`, `(<*>)`, `[<*>-<*>]`) is
+# one variable: a time as `00:01` or `<1`, an address as `host:port` or `host`.
+_VARIABLES = r"<\*>(?:[-:./_x]*<\*>)*"
+_ONLY_VARIABLES = re.compile(rf"{_VARIABLES}|\({_VARIABLES}\)|\[{_VARIABLES}\]")
+
+
+def _one_variable(token: str) -> str:
+    """The token as one `<*>` (keeping a closing comma or semicolon) if it holds variables only."""
+    end = _PUNCTUATION_END.search(token).start()
+    if _ONLY_VARIABLES.fullmatch(token, 0, end):
+        return WILDCARD + token[end:]
+    return token
+
+
+def fold_variable_runs(tokens: list[str]) -> Tokens:
+    """The tokens with each value and its units one `<*>`, and runs of `<*>` one `<*>`.
+
+    Variable parts spanning a varying number of tokens (`403 bytes` against `2933 bytes (2.86 kb)`,
+    `lifetime 00:01` against `lifetime <1 sec`, a list of node names) would otherwise make templates
+    of different lengths, which Drain never compares.
+    """
+    folded: list[str] = []
+    for token in tokens:
+        if folded and folded[-1].endswith(WILDCARD):
+            end = _TRAILING.search(token).start()
+            if token[:end] in _UNITS:  # the previous value's unit: one variable with it
+                token = _one_variable(folded.pop() + token[end:])
+        token = _one_variable(token)
+        if folded and folded[-1] == WILDCARD and _PUNCTUATION_END.sub("", token) == WILDCARD:
+            folded.pop()  # a run of variables is one
+        folded.append(token)
+    return tuple(folded)
+
+
 def _line_tokens(line: str) -> tuple[bool, Tokens]:
     """Whether the line holds a clock, and else its tokens."""
     folded = line.lower()
     if _CLOCK.search(folded):
         return True, ()
     get = _templated_tokens.get
-    return False, tuple([get(token) or _templated_tokens[token] for token in folded.split()])
+    return False, fold_variable_runs([get(token) or _templated_tokens[token] for token in folded.split()])
 
 
 # A message's lines recur (its hint, a common error), so each line is done once too.
@@ -86,8 +136,8 @@ def template_tokens(text: str) -> Tokens:
     if any(clock for clock, _ in lines):
         text = _ASCTIME.sub(WILDCARD, text.lower())
         get_token = _templated_tokens.get
-        return tuple([get_token(token) or _templated_tokens[token] for token in text.split()])
-    return tuple(chain.from_iterable(tokens for _, tokens in lines))
+        return fold_variable_runs([get_token(token) or _templated_tokens[token] for token in text.split()])
+    return fold_variable_runs(list(chain.from_iterable(tokens for _, tokens in lines)))
 
 
 # A message is compared with the templates of its shape that hold its token at one of a few
@@ -227,12 +277,25 @@ def _split_few_valued(members: list[Tokens], max_constant_values: int) -> list[l
     return parts
 
 
+def _common_token(values: set[str]) -> str:
+    """What differing words at one position have in common: their shared parts, where all are built
+    alike (`user=guest`, `user=test`: `user=<*>`), else `<*>`."""
+    pieces = [_DELIMITERS.split(value) for value in values]
+    first = pieces[0]
+    if len(first) == 1 or any(len(other) != len(first) or other[1::2] != first[1::2] for other in pieces[1:]):
+        return WILDCARD
+    return "".join(
+        piece if index % 2 or all(other[index] == piece for other in pieces[1:]) else WILDCARD
+        for index, piece in enumerate(first)
+    )
+
+
 def _template_text(members: list[Tokens]) -> str:
     first = members[0]
     if len(members) == 1:
         return " ".join(first)
     return " ".join(
-        token if all(tokens[position] == token for tokens in members) else WILDCARD
+        token if len(values := {tokens[position] for tokens in members}) == 1 else _common_token(values)
         for position, token in enumerate(first)
     )
 

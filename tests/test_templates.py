@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from faultline import templates as templates_module
-from faultline.templates import _ASCTIME, WILDCARD, mine_templates, template_tokens
+from faultline.templates import _ASCTIME, WILDCARD, fold_variable_runs, mine_templates, template_tokens
 
 
 def mined(*messages: str, repeat: int = 1, **settings) -> dict[str, str]:
@@ -86,22 +86,69 @@ def test_out_of_range_settings_are_refused(settings):
 
 
 # The definition, as one regex over the whole text: a part (between whitespace and `= : , ; ( ) [ ]
-# { } " '`) holding a digit, a slash or a placeholder, or that is all a dotted host name, is `<*>`.
+# { } " '`) holding a digit, a slash or a placeholder, unless it is letters and a short number that
+# name a kind (`socks5`), or that is all a dotted host name, is `<*>`; then values and their units,
+# and runs of values, are folded into one (`fold_variable_runs`, tested on its own below).
 _PART = r"[^\s=:,;()\[\]{}\"']"
 _VARIABLE_PART = re.compile(
-    rf"(?<!{_PART}){_PART}*?(?:\d|<[a-z_*]+>|/){_PART}*|(?<!{_PART})(?:[a-z0-9_-]+\.)+[a-z]{{2,}}(?!{_PART})"
+    rf"(?<!{_PART})(?![a-z]{{2,}}\d{{1,3}}(?!{_PART})){_PART}*?(?:\d|<[a-z_*]+>|/){_PART}*"
+    rf"|(?<!{_PART})(?:[a-z0-9_-]+\.)+[a-z]{{2,}}(?!{_PART})"
 )
 _PIECES = ["rhost=", "10.0.0.1", "mail.example.org", "a.b", "/var/lib", "<email>", "<*>", "(uid=0)", "user",
            "Mon Jun 20 03:40:59 2005", "Mon Jun 20\n03:40:59", "12:30:45", " ", "\t", "\n", "\u3000", "\x1c",
-           "٣", "é", "İ", "\u2028", "-", "_", ".",
-           ":", "'", '"', "[", "}", ",", ";", "<", ">", "x", "Z"]  # fmt: skip
+           "٣", "é", "İ", "\u2028", "-", "_", ".", "socks5", "eth0", "sha256", " bytes", " (2.86 KB)", " sec",
+           "<1", ":", "'", '"', "[", "}", ",", ";", "<", ">", "x", "Z"]  # fmt: skip
 
 
 @given(st.lists(st.sampled_from(_PIECES) | st.text(max_size=3), max_size=14).map("".join))
 @settings(max_examples=3000, derandomize=True, database=None, deadline=None)
 def test_tokens_are_what_the_whole_text_regex_makes_of_the_text(text):
     lowered = _ASCTIME.sub(WILDCARD, text.lower())
-    assert template_tokens(text) == tuple(_VARIABLE_PART.sub(WILDCARD, lowered).split())
+    assert template_tokens(text) == fold_variable_runs(_VARIABLE_PART.sub(WILDCARD, lowered).split())
+
+
+@pytest.mark.parametrize(
+    ("tokens", "folded"),
+    [
+        # Proxifier: sizes with and without a second unit in brackets, a lifetime as a clock or `<1 sec`
+        ("<*> close, <*> bytes (<*> kb) sent, <*> bytes received, lifetime <*>:<*>",
+         "<*> close, <*> sent, <*> received, lifetime <*>"),
+        ("<*> close, <*> bytes sent, <*> bytes (<*> mb) received, lifetime <*> sec",
+         "<*> close, <*> sent, <*> received, lifetime <*>"),
+        ("took <*> ms, retrying", "took <*>, retrying"),
+        ("estimated size <*> kb, free <*> kb)", "estimated size <*>, free <*>)"),
+        ("nodes <*> <*> <*> <*> down", "nodes <*> down"),  # a list of any length is one variable
+        ("ports <*>, <*>, <*> open", "ports <*>, <*>, <*> open"),  # a comma keeps values apart
+        ("<*> bytes", "<*>"),
+        ("bytes <*> sec", "bytes <*>"),  # a unit only after a value
+        ("size (<*>) of <*>:<*>:<*>", "size <*> of <*>"),
+        ("(<*> failed)", "(<*> failed)"),  # a bracket that holds words stays
+        ("user=<*> <*>", "user=<*> <*>"),  # a name's value is not a bare value
+    ],
+)  # fmt: skip
+def test_a_value_with_its_units_and_a_run_of_values_are_one_variable(tokens, folded):
+    assert fold_variable_runs(tokens.split()) == tuple(folded.split())
+
+
+def test_words_with_a_short_number_name_a_kind_and_stay_words():
+    assert template_tokens("a:80 open through proxy b:5070 SOCKS5") == (
+        "a:<*>",
+        "open",
+        "through",
+        "proxy",
+        "b:<*>",
+        "socks5",
+    )
+    assert template_tokens("link up on interface eth0") == ("link", "up", "on", "interface", "eth0")
+    # Ids hold longer numbers, or start with one
+    assert template_tokens("host c9063558 job 4abc") == ("host", "<*>", "job", "<*>")
+
+
+def test_words_built_alike_keep_what_they_share_in_a_template():
+    templates = mined(
+        *(f"authentication failure user={name}" for name in ("guest", "test", "root", "admin", "bin"))
+    )
+    assert set(templates.values()) == {"authentication failure user=<*>"}
 
 
 # Mining as it was, comparing each list with every template of its shape and splitting by recursion:
