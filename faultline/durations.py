@@ -43,11 +43,11 @@ class Estimator(StrEnum):
 
     Each has one knob, `k`. Every estimator but the seed's `mean_std` also keeps its limit at least a
     spread above the median (`SPREAD_FLOOR_SHARE`, `SPREAD_FLOOR_S`) and follows a level shift
-    (`LEVEL_SHIFT_DAYS`).
+    (`LEVEL_SHIFT_DAYS`); `mean_std` keeps its limit at least `SPREAD_FLOOR_S` above the mean.
     """
 
     MEAN_STD = "mean_std"
-    """The seed's limit: mean + k * std of the durations."""
+    """The seed's limit: mean + k * std of the durations (at least mean + 1 s)."""
     LOG_MAD = "log_mad"
     """Robust, in log space: exp(median(log d) + k * 1.4826 * MAD(log d))."""
     QUANTILE = "quantile"
@@ -326,6 +326,14 @@ def _baselines(
     )
 
 
+def _mean_std_limit(mean: pd.Series, std: pd.Series, k: float) -> pd.Series:
+    """The seed's mean + k * std, at least SPREAD_FLOOR_S above the mean: a window of identical
+    durations (std 0) would otherwise put the limit at the mean, where every run a hair slower is past
+    it. Only the absolute floor, not the others' share of the median: mean_std stays the seed's limit
+    on every window with any spread to speak of."""
+    return mean + (k * std).clip(lower=SPREAD_FLOOR_S)
+
+
 def baselines_from_moments(moments: pd.DataFrame, k: float = K, min_runs: int = MIN_RUNS) -> pd.DataFrame:
     """The seed's mean + k * std limits from per-task-type aggregates computed in the database.
 
@@ -338,11 +346,12 @@ def baselines_from_moments(moments: pd.DataFrame, k: float = K, min_runs: int = 
         GROUP BY task_type
 
     std_s is the sample standard deviation (ddof=1): (mean_sq_s - mean_s**2) * n / (n - 1), clipped
-    at 0 because in floating point the one-pass formula can come out slightly negative. Returns one
+    at 0 because in floating point the one-pass formula can come out slightly negative. The limit is
+    mean + max(k * std, SPREAD_FLOOR_S) (see `_mean_std_limit`). Returns one
     row per task type: task_type, n_runs, mean_s, std_s, upper_limit_s, has_limit, estimator
     ("mean_std"). With fewer than `min_runs` runs has_limit is False and upper_limit_s is NaN. The
-    robust log_mad estimator needs medians, which plain SQL aggregates cannot give: use
-    `baselines_from_durations` for it.
+    other estimators need quantiles, which plain SQL aggregates cannot give: use
+    `baselines_from_histogram` for them.
     """
     require_columns(moments, ("task_type", "n_runs", "mean_s", "mean_sq_s"), "duration moments")
     _check_fit_parameters(k, min_runs)
@@ -351,7 +360,13 @@ def baselines_from_moments(moments: pd.DataFrame, k: float = K, min_runs: int = 
     variance = ((moments["mean_sq_s"].astype("float64") - mean**2) * n / (n - 1)).clip(lower=0)
     std = np.sqrt(variance.where(n > 1))
     return _baselines(
-        pd.Index(moments["task_type"]), n, mean, std, mean + k * std, min_runs, Estimator.MEAN_STD
+        pd.Index(moments["task_type"]),
+        n,
+        mean,
+        std,
+        _mean_std_limit(mean, std, k),
+        min_runs,
+        Estimator.MEAN_STD,
     ).sort_values("task_type", ignore_index=True)
 
 
@@ -367,7 +382,8 @@ def baselines_from_durations(
     optionally ended_at, which level shifts need).
 
     Estimators (see `Estimator`), `k=None` taking the estimator's default from `DEFAULT_K`:
-    - "mean_std": mean + k * std, k = 2 (the seed's), exactly as the seed has it.
+    - "mean_std": mean + k * std, k = 2 (the seed's), as the seed has it but at least SPREAD_FLOOR_S
+      above the mean, so that identical durations do not put the limit at them.
     - "log_mad": exp(median(log d) + k * 1.4826 * MAD(log d)), k = 2.5. Fitted in log space because
       durations are heavy-tailed, and with median and MAD so that a few slow runs in the history
       do not stretch the limit.
@@ -394,7 +410,7 @@ def baselines_from_durations(
     mean = by_type.mean()
     std = by_type.std(ddof=1)
     if estimator is Estimator.MEAN_STD:
-        upper = mean + k * std
+        upper = _mean_std_limit(mean, std, k)
     else:
         recent = pd.Series(False, index=durations.index)
         if "ended_at" in durations.columns and len(durations):
@@ -573,7 +589,7 @@ def baselines_from_histogram(
     variance = ((sum_sq - n * mean**2) / (n - 1)).clip(lower=0)
     std = np.sqrt(variance.where(n > 1))
     if estimator is Estimator.MEAN_STD:
-        upper = mean + k * std
+        upper = _mean_std_limit(mean, std, k)
     else:
         order = np.lexsort((recent, bucket, codes))
         codes, recent, bucket = codes[order], recent[order], bucket[order]

@@ -89,9 +89,10 @@ def hourly_history(days: int, duration_s: float, minute: int = 5) -> pd.DataFram
 
 def test_perfectly_regular_runs_give_no_false_alerts_and_catch_every_slowdown_and_hang() -> None:
     # Three days of 20-minute runs at hh:05; a two-day window leaves one day to replay, with the
-    # limit at exactly 1200 s for both estimators (std and MAD are 0). Each normal run crosses its
-    # limit at hh:25, the moment it ends: no alert. A quarter of the 24 runs (6) are slowed to
-    # 60 minutes and 6 hang; both are still running at the hh:30 tick: alerted 300 s after the crossing.
+    # limit at 1201 s for mean_std (std is 0: its floor of a second over the mean) and 1800 s for
+    # log_mad (MAD is 0: its floor of half the median). Each normal run ends at hh:25, by its limit:
+    # no alert. A quarter of the 24 runs (6) are slowed to 60 minutes and 6 hang; both are still
+    # running at the next tick (hh:30, or hh:40 past 1800 s): alerted 299 s or 300 s after the crossing.
     result = backtest(
         hourly_history(days=3, duration_s=1200),
         window_days=2,
@@ -105,7 +106,7 @@ def test_perfectly_regular_runs_give_no_false_alerts_and_catch_every_slowdown_an
         assert row["slowdown_recall"] == 1
         assert row["slowdown_recall_over_interval"] == 1
         assert row["hang_recall"] == 1
-        assert row["mean_detection_delay_s"] == pytest.approx(300)
+        assert row["mean_detection_delay_s"] == pytest.approx(299 if estimator == "mean_std" else 300)
         assert (row["n_task_days"], row["n_injected_slowdowns"], row["n_injected_hangs"]) == (1, 6, 6)
     assert result.loc["mean_std", "k"] == 2.0
     assert result.loc["log_mad", "k"] == 2.5
@@ -128,8 +129,9 @@ def test_an_ordinary_run_over_its_limit_is_a_false_alert() -> None:
 
 
 def test_slowdowns_of_tasks_shorter_than_the_interval_go_unseen_as_the_seed_argues() -> None:
-    # One-minute runs at hh:01, slowed three times, cross their 60 s limit at hh:02 and end at hh:04,
-    # between the hh:00 and hh:10 ticks. Hangs are still seen, at hh:10: 480 s after the crossing.
+    # One-minute runs at hh:01, slowed three times, cross their 61 s limit (mean_std's floor, a second
+    # over identical durations) at hh:02:01 and end at hh:04, between the hh:00 and hh:10 ticks.
+    # Hangs are still seen, at hh:10: 479 s after the crossing.
     result = backtest(
         hourly_history(days=3, duration_s=60, minute=1),
         [("mean_std", 2.0)],
@@ -140,7 +142,7 @@ def test_slowdowns_of_tasks_shorter_than_the_interval_go_unseen_as_the_seed_argu
     assert result["slowdown_recall"] == 0
     assert math.isnan(result["slowdown_recall_over_interval"])
     assert result["hang_recall"] == 1
-    assert result["mean_detection_delay_s"] == pytest.approx(480)
+    assert result["mean_detection_delay_s"] == pytest.approx(479)
 
 
 def test_failed_runs_are_not_replayed_and_do_not_count_toward_the_limit() -> None:

@@ -154,7 +154,7 @@ def test_a_one_pass_variance_that_rounds_below_zero_counts_as_zero() -> None:
     row = baselines_from_moments(moments).iloc[0]
 
     assert row["std_s"] == 0
-    assert row["upper_limit_s"] == pytest.approx(mean)
+    assert row["upper_limit_s"] == pytest.approx(mean + 1)  # mean_std's floor, a second over the mean
 
 
 def test_log_mad_is_not_stretched_by_one_very_slow_run() -> None:
@@ -363,7 +363,25 @@ def test_identical_sub_second_runs_get_a_limit_a_second_above_them_not_at_them()
 
     for estimator in ("log_mad", "quantile", "alert_budget"):
         assert limit_of(durations, estimator) == pytest.approx(1.05), estimator
-    assert limit_of(durations, "mean_std") == pytest.approx(0.05)  # the seed's, as it was
+
+
+def test_mean_std_keeps_its_limit_a_second_above_identical_durations() -> None:
+    # std 0: the seed's mean + 2 std would be the mean itself, and every run a hair slower past it.
+    # mean_std's floor is a second over the mean, from the durations and from SQL moments alike; a
+    # window with any spread keeps the seed's limit (FIVE_RUNS_S: 600 + 2 * 60).
+    for seconds, limit in (([0.05] * 20, 1.05), ([1200.0] * 20, 1201.0), ([10.0, 10.2] * 10, 11.1)):
+        durations = durations_frame("cycles.output_parser", seconds)
+        moments = pd.DataFrame(
+            {
+                "task_type": ["cycles.output_parser"],
+                "n_runs": [len(seconds)],
+                "mean_s": [np.mean(seconds)],
+                "mean_sq_s": [np.mean(np.square(seconds))],
+            }  # fmt: skip
+        )
+        assert limit_of(durations, "mean_std") == pytest.approx(limit), seconds
+        assert baselines_from_moments(moments)["upper_limit_s"].iat[0] == pytest.approx(limit), seconds
+    assert limit_of(durations_frame("dbt.build_marts", FIVE_RUNS_S), "mean_std") == pytest.approx(720)
 
 
 def test_identical_long_runs_leave_half_their_duration_of_room() -> None:
