@@ -1,5 +1,6 @@
 """Sources of task runs by name (FAULTLINE_WORKFLOW_SOURCE): `airflow`, Airflow's own `task_instance`
-table read in place; `sql`, any table whose names the variables give; `dagster`, this deployment's runs.
+table read in place; `sql`, any table whose names the variables give; `dagster`, this deployment's runs
+and their steps.
 
 A SQL source only ever reads: a role with SELECT on its one table is enough, and faultline's own tables
 live in faultline's database (FAULTLINE_ALERTS_DB_URL). A refused privilege is a
@@ -15,9 +16,10 @@ import pandas as pd
 import sqlalchemy as sa
 from pydantic import Field, PrivateAttr
 
+from resources.dagster_steps import DagsterRunsAndStepsWorkflowService
 from resources.outages import SourceConfigurationError
 from resources.sql import safe_url, table_reference, translated_errors, validate_identifier
-from resources.workflow import DagsterRunsWorkflowService, SqlWorkflowService, WorkflowService
+from resources.workflow import SqlWorkflowService, WorkflowService
 
 if TYPE_CHECKING:
     from assets.settings import Settings
@@ -289,7 +291,7 @@ def workflow_service(settings: "Settings") -> WorkflowService:
         "outage_retry_delay_s": settings.source_retry_delay_s,
     }
     if settings.workflow_source == "dagster":
-        return DagsterRunsWorkflowService(**retries)
+        return DagsterRunsAndStepsWorkflowService(**retries)
     given = {
         "table": settings.workflow_table,
         "run_id_columns": _names(settings.workflow_run_id_columns),

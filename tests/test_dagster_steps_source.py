@@ -1,0 +1,122 @@
+"""FAULTLINE_WORKFLOW_SOURCE=dagster learns a limit for each job and each of its steps (an asset's
+step too) from a real instance's runs, and flags a step running past its own limit (issue 15)."""
+
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+
+import dagster as dg
+import pandas as pd
+import pytest
+from conftest import until
+
+from assets.settings import Settings
+from assets.task_durations import BaselineConfig
+from dagster_project.definitions import build_definitions
+from dagster_project.sensors import build_long_running_tasks_sensor
+from resources.dagster_steps import DagsterRunsAndStepsWorkflowService
+
+RELEASE = threading.Event()
+
+
+class OrdersConfig(dg.Config):
+    seconds: float = 0.2
+    hang: bool = False
+
+
+@dg.asset
+def customers() -> None:
+    time.sleep(0.1)
+
+
+@dg.asset(deps=[customers])
+def orders(config: OrdersConfig) -> None:
+    if config.hang:
+        RELEASE.wait(120)
+    time.sleep(config.seconds)
+
+
+refresh = dg.Definitions(
+    assets=[customers, orders], jobs=[dg.define_asset_job("refresh", selection=[customers, orders])]
+).resolve_job_def("refresh")
+
+
+def run_refresh(instance: dg.DagsterInstance, **orders_config) -> dg.ExecuteInProcessResult:
+    return refresh.execute_in_process(
+        instance=instance, run_config={"ops": {"orders": {"config": orders_config}}}
+    )
+
+
+def test_a_step_running_past_its_own_limit_is_flagged_with_its_run(monkeypatch, tmp_path, instance):
+    # Five runs of real work: orders takes 0.2, 0.25, ... 0.4 s, customers 0.1 s.
+    for i in range(5):
+        assert run_refresh(instance, seconds=0.2 + 0.05 * i).success
+    for name, value in {
+        "FAULTLINE_WORKFLOW_SOURCE": "dagster",
+        "FAULTLINE_DB_URL": f"sqlite:///{tmp_path / 'faultline.db'}",
+        "FAULTLINE_START_DATE": (datetime.now(UTC) - timedelta(days=30)).strftime("%Y-%m-%d"),
+        "FAULTLINE_ERROR_CLUSTERS": "off",
+    }.items():
+        monkeypatch.setenv(name, value)
+    built = build_definitions(Settings.from_env())
+    assert type(built.resources["workflow"]) is DagsterRunsAndStepsWorkflowService
+
+    # Today's limits, as the daily job learns them once the day is over.
+    resources = {name: built.resources[name] for name in ("workflow", "alert_store")}
+    today = datetime.now(UTC).strftime("%Y-%m-%d")
+    with dg.build_asset_context(partition_key=today, resources=resources, instance=instance) as context:
+        learned = built.get_assets_def("task_duration_baselines")(context, BaselineConfig()).value
+    learned = learned.set_index("task_type")
+    # The instance's own step statistics: what each step of each run took.
+    steps = pd.DataFrame(
+        [
+            (f"refresh/{s.step_key}", s.end_time - s.start_time)
+            for record in instance.get_run_records()
+            for s in instance.get_run_step_stats(record.dagster_run.run_id)
+        ],
+        columns=["task_type", "seconds"],
+    ).groupby("task_type")["seconds"]
+    assert set(learned.index) == {"refresh", "refresh/customers", "refresh/orders"}
+    assert learned["n_runs"].tolist() == [5, 5, 5] and learned["has_limit"].all()
+    assert learned.loc[["refresh/customers", "refresh/orders"], "mean_s"].to_dict() == pytest.approx(
+        steps.mean().to_dict()
+    )
+    assert 0.3 <= learned.loc["refresh/orders", "mean_s"] < 1.3
+    assert learned.loc["refresh", "mean_s"] > learned.loc["refresh/orders", "mean_s"]
+
+    # A sixth run's orders hangs: its step is flagged against the step's limit, customers (done) is not.
+    RELEASE.clear()
+    hung = threading.Thread(target=run_refresh, args=(instance,), kwargs={"hang": True})
+    hung.start()
+    try:
+        limit = learned.loc["refresh/orders", "upper_limit_s"]
+
+        def orders_past_its_limit() -> bool:
+            started = [
+                r for r in instance.get_run_records() if r.dagster_run.status == dg.DagsterRunStatus.STARTED
+            ]
+            stats = [s for r in started for s in instance.get_run_step_stats(r.dagster_run.run_id)]
+            return any(
+                s.step_key == "orders" and s.end_time is None and time.time() - s.start_time > limit + 1
+                for s in stats
+            )
+
+        assert until(orders_past_its_limit, patience_s=60)
+        context = dg.build_sensor_context(instance=instance, resources=built.resources)
+        build_long_running_tasks_sensor()(context)
+        with dg.build_resources({"alert_store": built.resources["alert_store"]}) as store:
+            alerts = store.alert_store.alerts()
+        run_id = next(
+            r.dagster_run.run_id
+            for r in instance.get_run_records()
+            if r.dagster_run.status == dg.DagsterRunStatus.STARTED
+        )
+        flagged = dict(zip(alerts["task_type"], alerts["run_id"], strict=True))
+        assert flagged["refresh/orders"] == f"{run_id}/orders"
+        assert "refresh/customers" not in flagged
+        assert set(flagged) <= {"refresh", "refresh/orders"}  # the run itself, once past the job's limit
+        orders_alert = alerts[alerts["task_type"] == "refresh/orders"].iloc[0]
+        assert orders_alert["elapsed_s"] > limit == pytest.approx(orders_alert["upper_limit_s"])
+    finally:
+        RELEASE.set()
+        hung.join(60)
