@@ -276,8 +276,8 @@ def group_states(
     - new: seen today for the first time;
     - regressed: seen today after being resolved;
     - escalating: seen today, at least `escalation_min_events` events and `escalation_min_ratio`
-      times what its share over the `baseline_days` days before would give, and the C-test's p-value
-      below `escalation_p_value`;
+      times what its share over the `baseline_days` days before would give (counted from the day it
+      was first seen), and the C-test's p-value below `escalation_p_value`;
     - resolved: not seen on the last `resolved_after_days` recorded days (and after, until it is back);
     - ongoing: otherwise (seen today, or missing fewer days than that).
     """
@@ -288,14 +288,17 @@ def group_states(
     dates = pd.to_datetime(pd.Series(recorded, dtype=object)).to_numpy()
     lows = np.searchsorted(dates, dates - np.timedelta64(settings.baseline_days, "D"), side="left")
     summed_totals = np.concatenate([[0], np.cumsum(totals)])
-    baseline_totals = summed_totals[:-1] - summed_totals[lows]
     rows = []
     for group_id, seen in group_days.groupby("group_id", sort=True):
         counts = np.zeros(len(recorded), dtype=np.int64)
         index = [position[day] for day in seen["day"]]
         counts[index] = seen["n_events"].to_numpy()
+        first = min(index)
+        # A group's level counts from the day it was first seen: the days before, it did not exist.
+        starts = np.maximum(lows, first)
         summed = np.concatenate([[0], np.cumsum(counts)])
-        baselines = summed[:-1] - summed[lows]
+        baselines = summed[:-1] - summed[starts]
+        baseline_totals = np.maximum(summed_totals[:-1] - summed_totals[starts], 0)
         expected = np.divide(
             totals * baselines, baseline_totals, out=np.zeros(len(recorded)), where=baseline_totals > 0
         )
@@ -311,7 +314,6 @@ def group_states(
             p_values[tested] = binom.sf(counts[tested] - 1, counts[tested] + baselines[tested], q)
         escalating = tested & (p_values < settings.escalation_p_value)
         labels = dict(zip(seen["day"], seen["label"], strict=True))
-        first = min(index)
         state, last_seen, absent, label = None, None, 0, ""
         for i in range(first, len(recorded)):
             day, count = recorded[i], int(counts[i])

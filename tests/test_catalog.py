@@ -154,6 +154,17 @@ def test_escalating_is_a_rate_three_times_its_level_and_not_a_busier_day():
     ] == ("ongoing")
 
 
+def test_a_group_new_yesterday_is_judged_against_its_own_days_only():
+    names = dates(9)
+    days = [day(n, 1000, cluster(0, 100, OOM, HINTS["oom"])) for n in names[:7]]
+    days.append(day(names[7], 1000, cluster(0, 100, OOM, HINTS["oom"]), cluster(1, 40, DNS)))
+    days.append(day(names[8], 1000, cluster(0, 100, OOM, HINTS["oom"]), cluster(1, 45, DNS)))
+    dns = catalog_states(days).query("label == 'could not resolve host var'")
+    # Expected 40 from its one day, not 40 / 8 from the eight days it did not exist on most of.
+    assert list(dns["state"]) == ["new", "ongoing"]
+    assert dns["expected_events"].iloc[1] == 40.0
+
+
 def test_the_escalation_test_is_the_conditional_binomial_by_hand():
     # 5 events today, none in as many events before: each of the 5 falls on today with p 1/2.
     assert escalation_p_value(5, 100, 0, 100) == pytest.approx(0.5**5)
