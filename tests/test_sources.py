@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import dagster as dg
+import pandas as pd
 import pytest
 import sqlalchemy as sa
 from conftest import FIXED_NOW, FIXED_TODAY, fixed_clock
@@ -327,6 +328,68 @@ def test_waiting_and_not_yet_scheduled_rows_are_neither_checked_nor_rejected_def
     everything = AirflowTaskInstances(url=workflow.url, waiting_statuses=[])
     reasons = everything.rejected_runs(FIXED_TODAY - timedelta(days=14), FIXED_TODAY)["reason"]
     assert reasons.value_counts().to_dict() == {"missing status": 3, "unknown status": 3}
+
+
+def reschedules_table(shape: str) -> sa.Table:
+    """task_reschedule as Airflow 3 makes it (a poke names its attempt by ti_id, task_instance.id) or
+    as Airflow 2 does (by dag_id, task_id, run_id, map_index and try_number)."""
+    if shape == "airflow3":
+        keys = [sa.Column("ti_id", sa.String(36), nullable=False)]
+    else:
+        keys = [sa.Column(name, sa.String(250)) for name in ("task_id", "dag_id", "run_id")]
+        keys += [sa.Column("map_index", sa.Integer()), sa.Column("try_number", sa.Integer())]
+    return sa.Table(
+        "task_reschedule", sa.MetaData(), sa.Column("id", sa.Integer(), primary_key=True), *keys,
+        sa.Column("start_date", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("end_date", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("duration", sa.Integer(), nullable=False),
+        sa.Column("reschedule_date", sa.DateTime(timezone=True), nullable=False),
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("shape", ["airflow3", "airflow2"])
+def test_a_reschedule_mode_sensor_is_timed_from_its_first_poke(airflow_url, shape):
+    """Airflow sets start_date anew at each poke; the attempt began at its first poke."""
+    ended = FIXED_TODAY - timedelta(days=2)
+    done = ti("shop", "nightly", "success", run_id="scheduled__2026-11-20", ran_s=0.5, ended_at=ended)
+    waiting = ti("shop", "nightly", "up_for_reschedule", started_ago_s=30)
+    waiting["end_date"] = FIXED_NOW - timedelta(seconds=29.5)  # its last poke's end
+    plain = ti("shop", "fetch", "success", run_id="scheduled__2026-11-20", ran_s=100, ended_at=ended)
+    write_rows(airflow_url, [done, waiting, plain])
+    pokes = [(done, ended - timedelta(seconds=s)) for s in (240, 120, 0.5)]
+    pokes += [(waiting, FIXED_NOW - timedelta(seconds=s)) for s in (3600, 30)]
+    table = reschedules_table(shape)
+    keys = ["ti_id"] if shape == "airflow3" else ["task_id", "dag_id", "run_id", "map_index", "try_number"]
+    engine = sa.create_engine(airflow_url)
+    with engine.begin() as connection:
+        table.create(connection)
+        connection.execute(
+            table.insert(),
+            [
+                {**{key: row["id" if key == "ti_id" else key] for key in keys},
+                 "start_date": _time(airflow_url, at), "end_date": _time(airflow_url, at), "duration": 0,
+                 "reschedule_date": _time(airflow_url, at + timedelta(seconds=60))}
+                for row, at in pokes
+            ],
+        )  # fmt: skip
+    engine.dispose()
+    workflow = AirflowTaskInstances(url=airflow_url)
+    runs = workflow.successful_runs(FIXED_TODAY - timedelta(days=14), FIXED_TODAY)
+    assert dict(zip(runs["task_type"], runs["duration_s"], strict=True)) == pytest.approx(
+        {"shop/nightly": 240, "shop/fetch": 100},
+        abs=1e-3,  # SQLite's julianday: milliseconds
+    )
+    running, rejected = workflow.running_tasks(FIXED_NOW)
+    assert running["task_type"].tolist() == ["shop/nightly"] and rejected.empty
+    assert running["started_at"].tolist() == [
+        pd.Timestamp(FIXED_NOW - timedelta(seconds=3600)).tz_localize(None)
+    ]
+    # Told not to read the pokes, the sensor is its last poke.
+    last_pokes = AirflowTaskInstances(url=airflow_url, reschedule_table=None)
+    runs = last_pokes.successful_runs(FIXED_TODAY - timedelta(days=14), FIXED_TODAY)
+    assert runs.set_index("task_type")["duration_s"].to_dict() == pytest.approx(
+        {"shop/nightly": 0.5, "shop/fetch": 100}, abs=1e-3
+    )
 
 
 def test_a_sql_table_of_ones_own_is_named_by_variables(monkeypatch, tmp_path, instance, store_url):
