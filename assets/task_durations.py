@@ -1,8 +1,9 @@
 """Which running task is stuck: each task type's normal duration, learned daily from its history.
 
-Amperity's heuristic as assets: per task type, the successful runs of the trailing two weeks give
-a mean and an upper limit (mean + 2 standard deviations); the `long_running_tasks` sensor checks
-running tasks against the latest limits. A backtest replays history at the sensor's cadence.
+After Amperity's heuristic: per task type, the successful runs of the trailing two weeks give an upper
+limit (by default the alert budget's, the seed's mean + 2 standard deviations one switch away); the
+`long_running_tasks` sensor checks running tasks against the latest limits. A backtest replays history
+at the sensor's cadence.
 """
 
 from datetime import UTC, datetime, timedelta
@@ -16,6 +17,7 @@ from faultline.alerting import over_limit_rows, over_limit_summary, scan_counts
 from faultline.backtest import backtest
 from faultline.durations import (
     CHECK_INTERVAL_S,
+    DEFAULT_ESTIMATOR,
     DEFAULT_K,
     MIN_RUNS,
     WINDOW_DAYS,
@@ -35,13 +37,13 @@ GROUP = "task_durations"
 
 
 class BaselineConfig(dg.Config):
-    # Amperity's heuristic: two weeks of successful runs, upper limit = mean + 2 std.
+    # Amperity's window: two weeks of successful runs.
     window_days: int = WINDOW_DAYS
     estimator: str = Field(
-        default=Estimator.MEAN_STD.value,
-        description="mean_std (the seed's mean + k std), log_mad (median + k MAD of log durations), "
-        "quantile (k x the p99) or alert_budget (each task type's limit set from its own history to "
-        "expect false_alerts_per_month).",
+        default=DEFAULT_ESTIMATOR.value,
+        description="alert_budget (the default: each task type's limit set from its own history to "
+        "expect false_alerts_per_month), mean_std (the seed's mean + k std), log_mad (median + k MAD "
+        "of log durations) or quantile (k x the p99).",
     )
     k: float | None = Field(
         default=None,

@@ -20,6 +20,8 @@ from faultline.durations import (
     WINDOW_DAYS,
     Estimator,
     baselines_from_durations,
+    baselines_from_histogram,
+    duration_histogram,
     estimator_named,
     require_columns,
     to_utc_naive,
@@ -212,9 +214,12 @@ def limits_day_by_day(
     window_days: int = WINDOW_DAYS,
     min_runs: int = MIN_RUNS,
     check_interval_s: float = CHECK_INTERVAL_S,
+    from_histogram: bool = False,
 ) -> tuple[pd.DataFrame, np.ndarray]:
     """The successful runs of every replayed day (as `backtest` replays them) and each estimator's
-    limit for each of them, fitted on the `window_days` before the run's day.
+    limit for each of them, fitted on the `window_days` before the run's day: on the window's runs
+    (`baselines_from_durations`), or with `from_histogram` as the limits asset fits them, on the
+    window's `duration_histogram` (recent: ended in the last days before the day).
 
     Returns (runs: run_id, task_type, started_at, ended_at, duration_s, day, in start order;
     limits: an array of shape (len(estimators), len(runs)), NaN where the task type had no limit).
@@ -231,8 +236,14 @@ def limits_day_by_day(
     limits = np.full((len(estimators), len(replayed)), np.nan)
     for day, rows in replayed.groupby("day", sort=True).indices.items():
         window = trailing_durations(history, day, window_days)
+        histogram = duration_histogram(window, day) if from_histogram else None
         for i, (name, k) in enumerate(estimators):
-            baselines = baselines_from_durations(window, name, k, min_runs, window_days, check_interval_s)
+            if histogram is not None:
+                baselines = baselines_from_histogram(
+                    histogram, name, k, min_runs, window_days, check_interval_s
+                )
+            else:
+                baselines = baselines_from_durations(window, name, k, min_runs, window_days, check_interval_s)
             by_type = baselines.set_index("task_type")["upper_limit_s"]
             limits[i, rows] = replayed["task_type"].iloc[rows].map(by_type).to_numpy(dtype="float64")
     return replayed, limits

@@ -528,6 +528,13 @@ def test_a_histogram_of_thousands_of_spread_runs_gives_limits_within_a_bucket_of
     )
 
 
+@pytest.mark.parametrize("estimator", [e.value for e in Estimator])
+def test_an_empty_histogram_gives_no_baselines(estimator: str) -> None:
+    empty = duration_histogram(pd.DataFrame(columns=["task_type", "duration_s", "ended_at"]), NOW)
+
+    assert baselines_from_histogram(empty, estimator).empty
+
+
 def test_a_busy_task_type_is_fitted_on_evenly_spaced_order_statistics() -> None:
     # 100,000 runs of one type: the fit sees SAMPLE_POINTS order statistics, not every run, and its
     # limits stay within a bucket of the exact ones.

@@ -54,8 +54,20 @@ def metadata_of(result, key: str) -> dict:
     return {name: value.value for name, value in event.materialization.metadata.items()}
 
 
-def test_baselines_are_the_seeds_mean_plus_two_std_over_two_weeks_of_successes(instance, workflow, tmp_path):
+def test_the_default_limits_are_the_alert_budgets_from_the_databases_histogram(instance, workflow, tmp_path):
+    # etl.orders: 60, 120, 180, 240, 300 s; a month of it expects under one alert even at its p90 (see
+    # test_the_alert_budget_and_the_sensors_cadence_are_config), so the limit is the p90, 276 s.
     result, alert_store = materialize_baselines(instance, workflow, tmp_path)
+    baselines = result.asset_value("task_duration_baselines").set_index("task_type")
+    assert baselines.loc["etl.orders", "estimator"] == "alert_budget"
+    assert baselines.loc["etl.orders", "upper_limit_s"] == pytest.approx(276)
+    assert baselines.loc["etl.orders", "mean_s"] == pytest.approx(180)
+    assert metadata_of(result, "task_duration_baselines")["k"] == 1.0
+    assert alert_store.latest_baselines()[1]["estimator"].tolist() == ["alert_budget", "alert_budget"]
+
+
+def test_baselines_are_the_seeds_mean_plus_two_std_over_two_weeks_of_successes(instance, workflow, tmp_path):
+    result, alert_store = materialize_baselines(instance, workflow, tmp_path, {"estimator": "mean_std"})
     baselines = result.asset_value("task_duration_baselines").set_index("task_type")
     assert baselines.loc["etl.orders", "n_runs"] == 5
     assert baselines.loc["etl.orders", "mean_s"] == pytest.approx(180)
@@ -69,7 +81,7 @@ def test_baselines_are_the_seeds_mean_plus_two_std_over_two_weeks_of_successes(i
 
 
 def test_task_types_with_too_little_history_get_no_limit_and_are_reported(instance, workflow, tmp_path):
-    result, _ = materialize_baselines(instance, workflow, tmp_path)
+    result, _ = materialize_baselines(instance, workflow, tmp_path, {"estimator": "mean_std"})
     baselines = result.asset_value("task_duration_baselines").set_index("task_type")
     assert not baselines.loc["etl.rare", "has_limit"] and np.isnan(baselines.loc["etl.rare", "upper_limit_s"])
     metadata = metadata_of(result, "task_duration_baselines")
