@@ -115,29 +115,28 @@ def _shares(signature: dict[str, int]) -> dict[str, float]:
 
 
 def weighted_jaccard(a: dict[str, float], b: dict[str, float]) -> float:
-    """Sum of the smaller share over sum of the larger, over both distributions' templates."""
+    """Sum of the smaller share over sum of the larger, over both distributions' templates (what
+    `assign_groups` computes through its index, as `_jaccard` of the summed smaller shares)."""
     smaller = sum(min(share, b[text]) for text, share in a.items() if text in b)
     larger = sum(a.values()) + sum(b.values()) - smaller
     return smaller / larger if larger > 0 else 0.0
 
 
 def match_score(
-    cluster: dict[str, float], cluster_hint: str, group: dict[str, float], group_hint: str,
-    hint_weight: float = DEFAULT_HINT_WEIGHT,
-) -> float:  # fmt: skip
-    """How alike a cluster and a group are, from 0 to 1 (see CatalogSettings.match_threshold)."""
-    overlap = weighted_jaccard(cluster, group)
-    if cluster_hint and group_hint:
-        return (1 - hint_weight) * overlap + hint_weight * (cluster_hint == group_hint)
-    return overlap
-
-
-def _score(overlap: float, cluster_hint: str, group_hint: str, hint_weight: float) -> float:
-    """`match_score` from the summed smaller shares of two distributions that each sum to 1."""
-    jaccard = overlap / (2.0 - overlap) if overlap < 2.0 else 1.0
+    jaccard: float, cluster_hint: str, group_hint: str, hint_weight: float = DEFAULT_HINT_WEIGHT
+) -> float:
+    """How alike a cluster and a group are, from 0 to 1, given the weighted Jaccard of their template
+    shares: (1 - hint_weight) x Jaccard + hint_weight x (same hint) when both carry a hint, else the
+    Jaccard alone (see CatalogSettings.match_threshold)."""
     if cluster_hint and group_hint:
         return (1 - hint_weight) * jaccard + hint_weight * (cluster_hint == group_hint)
     return jaccard
+
+
+def _jaccard(smaller: float) -> float:
+    """The weighted Jaccard of two distributions that each sum to 1, from their summed smaller shares:
+    the larger ones sum to 2 minus that."""
+    return smaller / (2.0 - smaller) if smaller < 2.0 else 1.0
 
 
 def _group_id(signature: dict[str, int], hint: str, taken: set[str]) -> str:
@@ -203,8 +202,11 @@ def assign_groups(days: list[DayClusters], settings: CatalogSettings = CatalogSe
             if cluster.hint:
                 candidates |= by_hint.get(cluster.hint, set())
             scores = {
-                group_id: _score(
-                    overlap.get(group_id, 0.0), cluster.hint, groups[group_id].hint, settings.hint_weight
+                group_id: match_score(
+                    _jaccard(overlap.get(group_id, 0.0)),
+                    cluster.hint,
+                    groups[group_id].hint,
+                    settings.hint_weight,
                 )
                 for group_id in candidates
             }
