@@ -533,3 +533,10 @@ def group_alerts(
         for row in changed.itertuples(index=False)
     ]
     return pd.DataFrame(rows, columns=GROUP_ALERT_COLUMNS)
+
+
+def changes_by_day(states: pd.DataFrame) -> list[str]:
+    """Every recorded day after the first with what changed on it, a line per change: the story the
+    catalog tells (the first day, where every group is new, is the catalog starting)."""
+    days = sorted(states["day"].unique())[1:]
+    return [f"{day}: {line}" for day in days for line in change_lines(states, day)]

@@ -407,6 +407,54 @@ ROOT_CAUSES: tuple[RootCause, ...] = (
     ),
 )
 
+# The demo's story over its 14 days (`story=True`): what a catalog of error groups should tell.
+_PULL_FAILED = "Kubernetes can't pull the container image of application {app} ({zid})"
+REGISTRY_CREDENTIALS_EXPIRED = RootCause(
+    name="registry_credentials_expired",
+    share=0.030,  # of the day's errors, on the days it happens
+    state="DEPLOYMENT_ERROR",
+    target=_APPLICATION,
+    variants=(
+        _PULL_FAILED + ': Failed to pull image "{registry}/{app}:{git_sha}": rpc error: code = Unknown desc ='
+        " failed to authorize: failed to fetch oauth token: unexpected status: 401 Unauthorized",
+        _PULL_FAILED + ": ErrImagePull: pull access denied for {registry}/{app}, repository does not exist or"
+        " may require 'docker login': denied: requested access to the resource is denied",
+        _PULL_FAILED + ": ImagePullBackOff: Back-off pulling image {registry}/{app}:{git_sha}: the registry"
+        " answered 403 Forbidden: token expired",
+    ),
+    hints=(
+        "Qovery can't pull your image: the credentials of your container registry have expired. Update them"
+        " in your organization's container registry settings",
+    ),
+)
+
+
+@dataclass(frozen=True)
+class DemoStory:
+    """The hidden truth of the story, days counted from 1 (the first generated day)."""
+
+    new_cause: str = REGISTRY_CREDENTIALS_EXPIRED.name
+    new_from_day: int = 12  # appears on day 12 and stays
+    growing_cause: str = "oom_killed"
+    growth: float = 3.0  # its weight from day 12 on, times its share before
+    growing_from_day: int = 12
+    stopped_cause: str = "git_clone_failed"
+    stopped_after_day: int = 9  # none from day 10 on
+
+    def weight(self, cause: RootCause, day: int) -> float:
+        """The cause's weight among the day's errors (its share, changed as the story says)."""
+        if cause.name == self.new_cause:
+            return cause.share if day >= self.new_from_day else 0.0
+        if cause.name == self.stopped_cause and day > self.stopped_after_day:
+            return 0.0
+        if cause.name == self.growing_cause and day >= self.growing_from_day:
+            return cause.share * self.growth
+        return cause.share
+
+
+DEMO_STORY = DemoStory()
+
+
 # The seed does not count non-error events; 1.5 per error keeps errors a minority of the store, as
 # in a platform where most deployments succeed.
 _INFO_EVENTS_PER_ERROR = 1.5
@@ -464,6 +512,9 @@ _TLDS = ("com", "io", "dev", "app", "fr", "co")
 _ALNUM = string.ascii_letters + string.digits
 _BASE64URL = _ALNUM + "-_"
 _POD_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"  # what Kubernetes uses for generated name suffixes
+
+
+STORY_CAUSES = (*ROOT_CAUSES, REGISTRY_CREDENTIALS_EXPIRED)
 
 
 def _pick(options: Sequence) -> Callable[["_Fields"], object]:
@@ -744,12 +795,17 @@ def generate_deployment_batches(
     days: int = 14,
     n_error_events: int = 20_000,
     seed: int = 7,
+    story: bool = False,
 ) -> list[dict]:
     """Rows of the `deployment_events` table for the `days` UTC days before `end` (exclusive midnight).
 
     Each row is {"id", "created_at", "payload"}: one batch of 1 to 50 events as a JSON array. Each root
     cause gets exactly its share of `n_error_events` (largest remainder rounding), and about 1.5
     lifecycle events per error share the batches. Same arguments, same rows.
+
+    With `story`, each day's errors are split among the causes by `DEMO_STORY`'s weights instead (the
+    demo's: a cause new on day 12, one three times its share from day 12, one gone after day 9), so
+    the causes' totals no longer follow their shares exactly; the days' totals still do.
     """
     if days < 1:
         raise ValueError(f"days={days}; generate at least one day")
@@ -775,7 +831,17 @@ def generate_deployment_batches(
     taken = 0
     for day, n_errors, n_infos in zip(day_starts, errors_per_day, infos_per_day, strict=True):
         # None marks a non-error event; mixing them before cutting batches spreads errors over batches.
-        slots: list[RootCause | None] = [*causes[taken : taken + n_errors], *([None] * n_infos)]
+        if story:
+            number = (day - start).days + 1
+            weights = [DEMO_STORY.weight(cause, number) for cause in STORY_CAUSES]
+            day_causes = [
+                cause
+                for cause, count in zip(STORY_CAUSES, _apportion(n_errors, weights), strict=True)
+                for _ in range(count)
+            ]
+        else:
+            day_causes = causes[taken : taken + n_errors]
+        slots: list[RootCause | None] = [*day_causes, *([None] * n_infos)]
         taken += n_errors
         rng.shuffle(slots)
         sizes = _batch_sizes(rng, len(slots))
