@@ -38,7 +38,7 @@ from dagster_project.definitions import build_definitions
 from faultline.alerting import alert_text
 from faultline.demo_data.deployment_events import generate_deployment_batches
 from faultline.demo_data.task_runs import DemoTaskRuns, generate_task_runs
-from faultline.report import ClusterReport
+from faultline.report import ClusterReport, changes_by_day
 from resources.sql import data_dir, safe_url
 
 DEMO_DAYS = 14
@@ -343,7 +343,8 @@ def run_demo(
 
     event_store = defs.resources["event_store"]
     end = datetime.strptime(newest_day, "%Y-%m-%d").replace(tzinfo=UTC) + timedelta(days=1)
-    rows = generate_deployment_batches(end=end, days=days, n_error_events=n_error_events)
+    # The story: a cause new on day 12, one tripled from day 12, one gone after day 9 (DEMO_STORY).
+    rows = generate_deployment_batches(end=end, days=days, n_error_events=n_error_events, story=True)
     event_store.create_table(replace=True)
     event_store.write_batches(rows)
     print(
@@ -415,6 +416,9 @@ def run_demo(
     shares_chart = Path(newest.report_file).with_name(f"error_clusters_{newest_day}-shares.png")
     if shares_chart.exists():
         print(f"\nThe largest groups' daily share over the {days} days, drawn: {shares_chart}")
+    changes = changes_by_day(defs.resources["error_catalog"].group_days())
+    print(f"\nError groups across the {days} days, what changed (data/reports/error_groups_<day>.md):")
+    print("\n".join(f"  {line}" for line in changes) if changes else "  nothing after the first day")
     as_of, limits = defs.resources["alert_store"].latest_baselines()
     print(
         f"\nLearned limits for {int(limits['has_limit'].sum())} of {len(limits)} task types "

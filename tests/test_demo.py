@@ -222,4 +222,5 @@ def test_the_demo_prints_each_alert_once_with_the_report_and_the_backtest(small_
         assert terminal.count(run_id) == 1, terminal
     assert "The demo planted 6 stuck runs: 6 flagged, 0 missed, 0 flagged that were not planted." in terminal
     assert f"\n{days[-1]}: " in terminal  # the newest day's report
+    assert f"Error groups across the {len(days)} days, what changed" in terminal
     assert "Backtest at the sensor's 10-minute cadence" in terminal and "log_mad" in terminal
