@@ -203,18 +203,24 @@ class AirflowTaskInstances(TaskRunsTable):
         named = [column.name for column in table.c]
         extra = sorted({ti for _, ti in keys} - set(named))
         source = sa.table(table.name, *(sa.column(n) for n in [*named, *extra]), schema=table.schema)
-        started = source.c[self.started_at_column]
+        started, attempts = source.c[self.started_at_column], source
         if keys:
             schema, name = table_reference(self._reschedules())
             pokes = sa.table(
                 name, sa.column("start_date"), *(sa.column(poke) for poke, _ in keys), schema=schema
             )
-            first_poke = (
-                sa.select(sa.func.min(pokes.c.start_date))
-                .where(*(pokes.c[poke] == source.c[ti] for poke, ti in keys))
-                .scalar_subquery()
+            by_attempt = [pokes.c[poke] for poke, _ in keys]
+            # Joined once, grouped: a correlated MIN per row was run again for each of the screening's
+            # many uses of the start (1M rows on PostgreSQL: 75 s against 3.8 s without the pokes).
+            first_pokes = (
+                sa.select(*by_attempt, sa.func.min(pokes.c.start_date).label("first_poke"))
+                .group_by(*by_attempt)
+                .subquery("first_pokes")
             )
-            started = sa.func.coalesce(first_poke, started)
+            attempts = source.outerjoin(
+                first_pokes, sa.and_(*(first_pokes.c[poke] == source.c[ti] for poke, ti in keys))
+            )
+            started = sa.func.coalesce(first_pokes.c.first_poke, started)
         running = source.c[self.status_column].in_(self.running_statuses)
         measured = {
             self.started_at_column: started,
@@ -222,7 +228,7 @@ class AirflowTaskInstances(TaskRunsTable):
         }
         columns = [measured.get(c.name, source.c[c.name]).label(c.name) for c in table.c]
         # Named as the table, so every query of the service reads it as it read the table.
-        return self._waiting_left_out(sa.select(*columns).select_from(source).subquery(table.name))
+        return self._waiting_left_out(sa.select(*columns).select_from(attempts).subquery(table.name))
 
     def alert_fields(self, overdue: pd.DataFrame) -> pd.DataFrame:
         """`overdue` with each run's dag_id, task_id, dag_run_id, map_index, try_number and link."""
