@@ -188,7 +188,7 @@ def learn_todays_limits(built: dg.Definitions) -> pd.DataFrame:
     asset = built.get_assets_def("task_duration_baselines")
     resources = {name: built.resources[name] for name in ("workflow", "alert_store")}
     with dg.build_asset_context(partition_key=today, resources=resources) as context:
-        result = asset(context, BaselineConfig())
+        result = asset(context, BaselineConfig(estimator=Settings.from_env().estimator))
     return result.value
 
 

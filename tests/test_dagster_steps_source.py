@@ -65,7 +65,8 @@ def test_a_step_running_past_its_own_limit_is_flagged_with_its_run(monkeypatch, 
     resources = {name: built.resources[name] for name in ("workflow", "alert_store")}
     today = datetime.now(UTC).strftime("%Y-%m-%d")
     with dg.build_asset_context(partition_key=today, resources=resources, instance=instance) as context:
-        learned = built.get_assets_def("task_duration_baselines")(context, BaselineConfig()).value
+        config = BaselineConfig(estimator=Settings.from_env().estimator)  # the daily job's
+        learned = built.get_assets_def("task_duration_baselines")(context, config).value
     learned = learned.set_index("task_type")
     # The instance's own step statistics: what each step of each run took.
     steps = pd.DataFrame(
