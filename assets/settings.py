@@ -67,6 +67,8 @@ class Settings:
     # Each half of faultline can be left out of the code location (its assets, jobs, schedules, sensors).
     error_clusters: str = field(default="on", metadata={"env": "FAULTLINE_ERROR_CLUSTERS"})
     task_durations: str = field(default="on", metadata={"env": "FAULTLINE_TASK_DURATIONS"})
+    # Alerts on error groups that turn new or escalating (the error_groups asset's `alerts` Config).
+    error_group_alerts: str = field(default="on", metadata={"env": "FAULTLINE_ERROR_GROUP_ALERTS"})
     # The workflow table's names, for the sql and airflow sources (resources/sources.py); lists are
     # comma-separated; unset keeps the source's default.
     workflow_table: str | None = field(default=None, metadata={"env": "FAULTLINE_WORKFLOW_TABLE"})
@@ -144,6 +146,7 @@ class Settings:
         for name, value in (
             ("FAULTLINE_ERROR_CLUSTERS", self.error_clusters),
             ("FAULTLINE_TASK_DURATIONS", self.task_durations),
+            ("FAULTLINE_ERROR_GROUP_ALERTS", self.error_group_alerts),
         ):
             if value not in ("on", "off"):
                 raise ValueError(f"{name}={value!r}: use on or off")

@@ -38,7 +38,11 @@ def build_definitions(settings: Settings) -> dg.Definitions:
     assets, checks, jobs, schedules, sensors = [], [], [], [], []
     if settings.error_clusters == "on":
         error_clusters_job = build_error_clusters_job(
-            partitions, settings.max_runtime_s, settings.keep_dump_days, settings.keep_flattened_days
+            partitions,
+            settings.max_runtime_s,
+            settings.keep_dump_days,
+            settings.keep_flattened_days,
+            settings.error_group_alerts == "on",
         )
         assets += dg.load_assets_from_modules([error_clusters, error_groups]) + [charts.error_share_chart]
         checks += dg.load_asset_checks_from_modules([error_clusters])

@@ -14,7 +14,11 @@ def _max_runtime(seconds: int) -> dict[str, str]:
 
 
 def build_error_clusters_job(
-    partitions: dg.PartitionsDefinition, max_runtime_s: int, keep_dump_days: float, keep_flattened_days: float
+    partitions: dg.PartitionsDefinition,
+    max_runtime_s: int,
+    keep_dump_days: float,
+    keep_flattened_days: float,
+    error_group_alerts: bool = True,
 ):
     """The daily graph, its parts kept as the deployment says (the steps' Config has the same defaults)."""
     return dg.define_asset_job(
@@ -26,6 +30,7 @@ def build_error_clusters_job(
             "ops": {
                 "deployment_events_dump": {"config": {"keep_days": keep_dump_days}},
                 "flatten_events": {"config": {"keep_days": keep_flattened_days}},
+                "error_groups": {"config": {"alerts": error_group_alerts}},
             }
         },
         description="Dump, flatten, clean, vectorize and cluster one day of deployment errors.",

@@ -254,3 +254,17 @@ def test_alerts_and_limits_go_to_faultlines_database_never_to_the_workflow_datab
     )
     told = build_resources(Settings.from_env({"FAULTLINE_ALERTS_DB_URL": "sqlite:///alerts.db"}))
     assert told["alert_store"].url == dg.EnvVar("FAULTLINE_ALERTS_DB_URL")
+
+
+def test_error_group_alerts_are_on_by_default_and_off_by_the_environment():
+    def alerts(environ: dict[str, str]) -> bool:
+        built = build_definitions(Settings.from_env(environ))
+        run_config = built.resolve_job_def("error_clusters_daily").partitioned_config
+        return run_config.get_run_config_for_partition_key("2026-11-09")["ops"]["error_groups"]["config"][
+            "alerts"
+        ]
+
+    assert alerts({}) is True
+    assert alerts({"FAULTLINE_ERROR_GROUP_ALERTS": "off"}) is False
+    with pytest.raises(ValueError, match="FAULTLINE_ERROR_GROUP_ALERTS='no': use on or off"):
+        Settings.from_env({"FAULTLINE_ERROR_GROUP_ALERTS": "no"})
