@@ -206,7 +206,7 @@ def test_the_functions_defaults_are_the_shipped_configs():
     }
     assert defaults_of(label_events) == {"merge_by_hint": dbscan.merge_clusters_sharing_hint}
     # Not the seed's DBSCAN (0.2, 5, raw vectors): the README's "Defaults" says why.
-    assert (dbscan.eps, dbscan.min_samples, dbscan.center_vectors) == (0.02, 2, True)
+    assert (dbscan.eps, dbscan.min_samples, dbscan.center_vectors) == (0.005, 2, True)
 
 
 def test_past_max_templates_the_most_frequent_are_vectorized_and_the_rest_counted():
