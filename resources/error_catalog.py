@@ -90,6 +90,15 @@ group_deliveries_table = sa.Table(
     # "delivered", or "expired" for an alert too old to be worth sending when its sink came up.
     sa.Column("outcome", sa.String(16), nullable=False),
 )
+# One deliverer per sink at a time, as for the duration alerts: a run takes the sink's lease before
+# its round and gives it back after; a run that finds it held by another, unexpired, leaves it.
+group_claims_table = sa.Table(
+    "error_group_alert_sink_claims",
+    _metadata,
+    sa.Column("sink", sa.String(64), primary_key=True),
+    sa.Column("holder", sa.String(64), nullable=False),
+    sa.Column("claimed_until", sa.DateTime(timezone=True), nullable=False),
+)
 GROUP_COLUMNS = ["group_id", "label", "first_seen", "last_seen", "state"]
 GROUP_ALERT_COLUMNS = [
     "alert_id", "group_id", "day", "state", "text", "n_events", "share", "expected_events", "raised_at",
@@ -270,6 +279,37 @@ class ErrorCatalogStore(SqlResource):
             return
         with self._connect() as connection:
             connection.execute(_insert(connection, group_deliveries_table), rows)
+            connection.commit()
+
+    def claim_sink(self, sink: str, holder: str, now: datetime, until: datetime) -> bool:
+        """Take `sink`'s delivery lease for `holder` until `until`, unless another holder's lease runs
+        past `now`. True when `holder` has it."""
+        with self._connect() as connection:
+            connection.execute(
+                _insert(connection, group_claims_table),
+                {"sink": sink, "holder": holder, "claimed_until": to_utc(until)},
+            )
+            taken = connection.execute(
+                group_claims_table.update()
+                .where(
+                    group_claims_table.c.sink == sink,
+                    sa.or_(
+                        group_claims_table.c.holder == holder,
+                        group_claims_table.c.claimed_until < to_utc(now),
+                    ),
+                )
+                .values(holder=holder, claimed_until=to_utc(until))
+            )
+            connection.commit()
+        return taken.rowcount == 1
+
+    def release_sink(self, sink: str, holder: str) -> None:
+        with self._connect() as connection:
+            connection.execute(
+                group_claims_table.delete().where(
+                    group_claims_table.c.sink == sink, group_claims_table.c.holder == holder
+                )
+            )
             connection.commit()
 
 

@@ -7,7 +7,9 @@ has received is never sent to it again. Alerts older than the sinks' `max_alert_
 sink comes up are recorded as expired, not sent.
 """
 
+import time
 import urllib.parse
+import uuid
 from datetime import UTC, datetime, timedelta
 
 import pandas as pd
@@ -48,34 +50,56 @@ def _poster(sink: str, sinks: AlertSinks) -> BoundedPoster:
     return BoundedPoster(sinks.webhook_url, sinks.timeout_seconds)
 
 
+def _deliver_to(
+    sink: str, store: ErrorCatalogStore, sinks: AlertSinks, oldest: pd.Timestamp, now: datetime,
+    report: DeliveryReport,
+) -> None:  # fmt: skip
+    pending = store.undelivered(sink)
+    stale = pending["raised_at"] < oldest
+    store.mark_delivered(pending.loc[stale, "alert_id"], sink, now, outcome="expired")
+    report.expired[sink] = int(stale.sum())
+    delivered: list[int] = []
+    alert_id = None
+    started = time.monotonic()
+    try:
+        with _poster(sink, sinks) as poster:
+            for alert in pending[~stale].to_dict(orient="records"):
+                if time.monotonic() - started > sinks.delivery_budget_seconds:
+                    report.deferred[sink] = int((~stale).sum()) - len(delivered)
+                    break
+                alert_id = alert["alert_id"]
+                if sink == "slack":
+                    text = _slack_text(alert)
+                    _, answer = poster.post_json({"channel": sinks.slack_channel, "text": text})
+                    _check_slack_answer(answer)
+                else:
+                    poster.post_json(group_alert_payload(alert))
+                delivered.append(alert_id)
+    except DeliveryFailed as error:
+        report.failed[sink] = [f"alert {alert_id}: {error}"]
+    finally:
+        store.mark_delivered(delivered, sink, datetime.now(UTC))
+    report.delivered[sink] = len(delivered)
+
+
 def deliver_group_alerts(
     store: ErrorCatalogStore, sinks: AlertSinks, now: datetime | None = None
 ) -> DeliveryReport:
-    """Send every group alert a configured sink has not received yet, and record what was sent."""
+    """Send every group alert a configured sink has not received yet, and record what was sent: one
+    run delivers to a sink at a time (a lease, as for the duration alerts); a sink that fails is not
+    tried again this round; a round stops starting deliveries after `delivery_budget_seconds`."""
     report = DeliveryReport()
     now = now or datetime.now(UTC)
     oldest = pd.Timestamp(now - timedelta(hours=sinks.max_alert_age_hours))
+    holder = uuid.uuid4().hex
+    lease = timedelta(seconds=sinks.delivery_budget_seconds + 2 * sinks.timeout_seconds + 30)
     for sink in sinks.sink_names():
-        pending = store.undelivered(sink)
-        stale = pending["raised_at"] < oldest
-        store.mark_delivered(pending.loc[stale, "alert_id"], sink, now, outcome="expired")
-        report.expired[sink] = int(stale.sum())
-        delivered: list[int] = []
-        alert_id = None
+        claimed_at = datetime.now(UTC)
+        if not store.claim_sink(sink, holder, claimed_at, claimed_at + lease):
+            report.busy.append(sink)
+            continue
         try:
-            with _poster(sink, sinks) as poster:
-                for alert in pending[~stale].to_dict(orient="records"):
-                    alert_id = alert["alert_id"]
-                    if sink == "slack":
-                        text = _slack_text(alert)
-                        _, answer = poster.post_json({"channel": sinks.slack_channel, "text": text})
-                        _check_slack_answer(answer)
-                    else:
-                        poster.post_json(group_alert_payload(alert))
-                    delivered.append(alert_id)
-        except DeliveryFailed as error:
-            report.failed[sink] = [f"alert {alert_id}: {error}"]
+            _deliver_to(sink, store, sinks, oldest, now, report)
         finally:
-            store.mark_delivered(delivered, sink, datetime.now(UTC))
-        report.delivered[sink] = len(delivered)
+            store.release_sink(sink, holder)
     return report

@@ -1,10 +1,11 @@
 """The error_groups asset: the day's groups across days in the catalog, the report that leads with what
 changed, and alerts once per group and change through the sinks."""
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import dagster as dg
+import pandas as pd
 import pytest
 
 from assets import error_clusters, error_groups
@@ -136,3 +137,22 @@ def test_a_new_and_an_escalating_group_alert_once_and_a_failed_sink_gets_them_ne
     assert [m["body"]["state"] for m in down.received] == ["new", "escalating"]
     assert deliver_group_alerts(store, AlertSinks(webhook_url=down.url), now).delivered == {"webhook": 0}
     assert len(store.undelivered("webhook")) == 0
+
+
+def test_a_sink_another_run_is_delivering_to_is_left_to_it(tmp_path, recording_server):
+    store = ErrorCatalogStore(url=f"sqlite:///{tmp_path / 'catalog.db'}")
+    now = datetime(2026, 11, 10, 1, tzinfo=UTC)
+    alert = pd.DataFrame(
+        [{"group_id": "g1", "day": "2026-11-09", "state": "new", "text": "New", "n_events": 5, "share": 0.01,
+          "expected_events": 0.0}]
+    )  # fmt: skip
+    store.record_alerts(alert, now)
+    webhook = recording_server()
+    sinks = AlertSinks(webhook_url=webhook.url)
+    held_until = datetime.now(UTC) + timedelta(minutes=5)
+    assert store.claim_sink("webhook", "another run", datetime.now(UTC), held_until)
+    report = deliver_group_alerts(store, sinks, now)
+    assert report.busy == ["webhook"] and webhook.received == []
+    store.release_sink("webhook", "another run")
+    assert deliver_group_alerts(store, sinks, now).delivered == {"webhook": 1}
+    assert len(webhook.received) == 1
