@@ -34,7 +34,7 @@ from resources.workflow import SqlWorkflowService
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-ERROR_CLUSTER_ASSETS = 8  # the seven steps of the graph and the share chart
+ERROR_CLUSTER_ASSETS = 9  # the seven steps of the graph, the share chart and the error groups
 WORKSPACE = REPO / "deploy" / "workspace.yaml"
 # The fault tests tick the sensor this often (FAULTLINE_SENSOR_INTERVAL_S); the daemon's sensor loop
 # runs every 5 s at best, so a shorter interval would not tick any sooner.
