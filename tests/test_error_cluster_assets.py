@@ -310,7 +310,12 @@ def test_doc2vec_keeps_the_seeds_values_and_dbscan_groups_templates_by_default()
     doc2vec = error_clusters.Doc2VecConfig()
     assert (doc2vec.vector_size, doc2vec.window, doc2vec.min_count, doc2vec.epochs) == (80, 2, 1, 1000)
     dbscan = error_clusters.DBSCANConfig()
-    assert (dbscan.eps, dbscan.min_samples, dbscan.metric, dbscan.center_vectors) == (0.005, 2, "cosine", True)
+    assert (dbscan.eps, dbscan.min_samples, dbscan.metric, dbscan.center_vectors) == (
+        0.005,
+        2,
+        "cosine",
+        True,
+    )
 
 
 def test_the_seeds_dbscan_values_are_one_config_away_and_group_coarser(
