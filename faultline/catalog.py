@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-from scipy.stats import binom
 
 from faultline.cleaning import mask_variable_parts
 from faultline.report import WILDCARD
@@ -258,6 +257,8 @@ def escalation_p_value(today: int, today_total: int, baseline: int, baseline_tot
     baseline_total) if the rate is unchanged. Day-to-day volume is taken out by the totals."""
     if baseline_total <= 0 or today_total <= 0 or today <= 0:
         return 1.0
+    from scipy.stats import binom  # here: scipy.stats takes 1.4 s to import, and every run loads this module
+
     q = today_total / (today_total + baseline_total)
     return float(binom.sf(today - 1, today + baseline, q))
 
@@ -312,6 +313,8 @@ def group_states(
             & (counts >= settings.escalation_min_ratio * expected)
         )
         if tested.any():
+            from scipy.stats import binom  # here: see escalation_p_value
+
             q = totals[tested] / (totals[tested] + baseline_totals[tested])
             p_values[tested] = binom.sf(counts[tested] - 1, counts[tested] + baselines[tested], q)
         escalating = tested & (p_values < settings.escalation_p_value)
