@@ -268,3 +268,15 @@ def test_error_group_alerts_are_on_by_default_and_off_by_the_environment():
     assert alerts({"FAULTLINE_ERROR_GROUP_ALERTS": "off"}) is False
     with pytest.raises(ValueError, match="FAULTLINE_ERROR_GROUP_ALERTS='no': use on or off"):
         Settings.from_env({"FAULTLINE_ERROR_GROUP_ALERTS": "no"})
+
+
+def test_loading_the_code_location_leaves_the_heavy_libraries_unimported():
+    # Every run launched from the UI starts a process that loads the code location first: gensim,
+    # scikit-learn, matplotlib and scipy.stats cost seconds to import, so they are imported where used.
+    heavy = ("gensim", "sklearn", "matplotlib", "scipy.stats")
+    loaded = subprocess.run(
+        [sys.executable, "-c", "import sys, dagster_project.definitions as d; d.defs.get_repository_def(); "
+         f"print(','.join(m for m in {heavy!r} if m in sys.modules))"],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert loaded.stdout.strip() == ""
