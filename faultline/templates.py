@@ -78,8 +78,8 @@ _UNITS = frozenset(
     "second seconds min mins minute minutes hr hrs hour hours day days % percent".split()
 )
 # What may close a token after its word: brackets and the punctuation of a list or sentence.
-_TRAILING = re.compile(r"[)\],;:.!?]*$")
-_PUNCTUATION_END = re.compile(r"[,;:.!?]*$")
+_TRAILING = ")],;:.!?"
+_PUNCTUATION = ",;:.!?"
 # A token of variables and the delimiters between them alone (`<*>:<*>`, `(<*>)`, `[<*>-<*>]`) is
 # one variable: a time as `00:01` or `<1`, an address as `host:port` or `host`.
 _VARIABLES = r"<\*>(?:[-:./_x]*<\*>)*"
@@ -88,10 +88,20 @@ _ONLY_VARIABLES = re.compile(rf"{_VARIABLES}|\({_VARIABLES}\)|\[{_VARIABLES}\]")
 
 def _one_variable(token: str) -> str:
     """The token as one `<*>` (keeping a closing comma or semicolon) if it holds variables only."""
-    end = _PUNCTUATION_END.search(token).start()
+    end = len(token.rstrip(_PUNCTUATION))
     if _ONLY_VARIABLES.fullmatch(token, 0, end):
         return WILDCARD + token[end:]
     return token
+
+
+# Where folding could change anything (a superset: a value then a unit, a token of variables and
+# delimiters, two variables in a row), found at C speed so that most lines skip the loop below.
+_FOLDABLE = re.compile(
+    r"<\*> (?:"
+    + "|".join(re.escape(unit) for unit in sorted(_UNITS, key=len, reverse=True))
+    + r")[)\],;:.!?]*(?: |$)"
+    + r"|(?:^| )(?:[(\[]<\*>|<\*>[-:./_x]*<\*>)|(?:^| )<\*> <\*>"
+)
 
 
 def fold_variable_runs(tokens: list[str]) -> Tokens:
@@ -101,15 +111,18 @@ def fold_variable_runs(tokens: list[str]) -> Tokens:
     `lifetime 00:01` against `lifetime <1 sec`, a list of node names) would otherwise make templates
     of different lengths, which Drain never compares.
     """
+    if _FOLDABLE.search(" ".join(tokens)) is None:
+        return tuple(tokens)
     folded: list[str] = []
     for token in tokens:
         if folded and folded[-1].endswith(WILDCARD):
-            end = _TRAILING.search(token).start()
-            if token[:end] in _UNITS:  # the previous value's unit: one variable with it
-                token = _one_variable(folded.pop() + token[end:])
-        token = _one_variable(token)
-        if folded and folded[-1] == WILDCARD and _PUNCTUATION_END.sub("", token) == WILDCARD:
-            folded.pop()  # a run of variables is one
+            word = token.rstrip(_TRAILING)
+            if word in _UNITS:  # the previous value's unit: one variable with it
+                token = folded.pop() + token[len(word) :]
+        if WILDCARD in token:  # (only a token holding a variable can be one, or join a run)
+            token = _one_variable(token)
+            if folded and folded[-1] == WILDCARD and token.rstrip(_PUNCTUATION) == WILDCARD:
+                folded.pop()  # a run of variables is one
         folded.append(token)
     return tuple(folded)
 
@@ -131,7 +144,9 @@ def template_tokens(text: str) -> Tokens:
     """The message's tokens for template mining, with its evidently variable parts as `<*>`.
 
     Line by line, which gives the tokens of the whole text (a line break is whitespace), except where
-    a clock is: an asctime date may run over a line break, so such text is done whole.
+    a clock is: an asctime date may run over a line break, so such text is done whole. Values and
+    their units are folded within a line (`fold_variable_runs`): each line's result is cached, and
+    folding the whole text again for every message would cost more than all the rest.
     """
     get = _templated_lines.get
     lines = [get(line) or _templated_lines[line] for line in text.split("\n")]
@@ -139,7 +154,7 @@ def template_tokens(text: str) -> Tokens:
         text = _ASCTIME.sub(WILDCARD, text.lower())
         get_token = _templated_tokens.get
         return fold_variable_runs([get_token(token) or _templated_tokens[token] for token in text.split()])
-    return fold_variable_runs(list(chain.from_iterable(tokens for _, tokens in lines)))
+    return lines[0][1] if len(lines) == 1 else tuple(chain.from_iterable(tokens for _, tokens in lines))
 
 
 # A message is compared with the templates of its shape that hold its token at one of a few
