@@ -8,7 +8,8 @@ quarantines what it cannot read, so a source never drops a record for its conten
 """
 
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
 
 import pandas as pd
 
@@ -17,11 +18,34 @@ from resources.outages import RetriedOnOutage
 DUMP_COLUMNS = ["id", "created_at", "payload"]
 
 
+def json_value(value: object) -> object:
+    """A value of a table or a Parquet file as JSON can hold it (json.dumps's `default`) when a source
+    writes a record as a JSON object: times as ISO 8601 text, naive ones taken as UTC as everywhere
+    in faultline."""
+    if isinstance(value, datetime):
+        return (value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)).isoformat()
+    if isinstance(value, date | time):
+        return value.isoformat()
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, bytes):
+        # Bytes that are not UTF-8 as \xNN escapes: the record is kept whole, its text readable.
+        return value.decode("utf-8", "backslashreplace")
+    return str(value)  # a UUID, an IP address: their text
+
+
 class ErrorEventSource(RetriedOnOutage):
     """A source of error events read a day at a time (the `event_store` resource of the graph)."""
 
     def iter_batches(self, start: datetime, end: datetime, rows_per_part: int) -> Iterator[pd.DataFrame]:
         raise NotImplementedError(f"{type(self).__name__} reads no events")
+
+    def last_read_counts(self) -> dict[str, int]:
+        """What the last `iter_batches` left out of the dump and why, by name (records of another
+        day, blank lines, ...), for the dump's metadata: a source that leaves nothing out has none."""
+        return {}
 
     def read_batches(self, start: datetime, end: datetime) -> pd.DataFrame:
         """The same records as one DataFrame: for a small day, or a look at one."""

@@ -8,17 +8,15 @@ times are compared as text in the format SQLAlchemy writes (`2026-11-21 09:30:00
 """
 
 import json
-import uuid
 from collections.abc import Iterable, Iterator, Mapping
-from datetime import date, datetime, time, timedelta
-from decimal import Decimal
+from datetime import datetime
 from typing import ClassVar
 
 import pandas as pd
 import sqlalchemy as sa
 from pydantic import Field
 
-from resources.error_source import DUMP_COLUMNS, ErrorEventSource
+from resources.error_source import DUMP_COLUMNS, ErrorEventSource, json_value
 from resources.outages import SourceConfigurationError
 from resources.sql import SqlResource, safe_url, table_reference, to_utc, validate_identifier
 
@@ -35,22 +33,6 @@ def _events_table(name: str, id_column: str, created_at_column: str, payload_col
         sa.Column(payload_column, sa.Text()),
         schema=schema,
     )
-
-
-def json_value(value: object) -> object:
-    """A column's value as JSON can hold it (json.dumps's `default`): times as ISO 8601 text, naive
-    ones taken as UTC as everywhere in faultline."""
-    if isinstance(value, datetime):
-        return to_utc(value).isoformat()
-    if isinstance(value, date | time):
-        return value.isoformat()
-    if isinstance(value, timedelta):
-        return value.total_seconds()
-    if isinstance(value, Decimal):
-        return int(value) if value == value.to_integral_value() else float(value)
-    if isinstance(value, uuid.UUID):
-        return str(value)
-    return str(value)
 
 
 def event_payload(names: list[str], values: Iterable[object], time_columns: frozenset[str]) -> str | bytes:
