@@ -287,7 +287,8 @@ class EventFiles(ErrorEventSource):
 
     def _root(self, pattern: str) -> str:
         """The folder of `pattern` before its first date field or wildcard: it must exist."""
-        found = [m.start() for m in (_DATE_FIELD.search(pattern), _GLOB.search(pattern)) if m]
+        dates = (m for m in _DATE_FIELD.finditer(pattern) if m.group() != "%%")
+        found = [m.start() for m in (next(dates, None), _GLOB.search(pattern)) if m]
         return pattern[: min(found)].rsplit("/", 1)[0] if found else pattern
 
     def files(self, start: datetime, end: datetime) -> list[tuple[str, datetime | None]]:
@@ -430,11 +431,18 @@ class EventFiles(ErrorEventSource):
         label = f"{self._shown(path)}: row"
         with fs.open(path, "rb") as handle:
             parquet = pq.ParquetFile(handle)
-            if self.payload_column is not None and self.payload_column not in parquet.schema_arrow.names:
-                raise SourceConfigurationError(
-                    f"{self.source_name}: {self._shown(path)} has no column {self.payload_column!r}; set "
-                    f"`payload_column` (its columns: {', '.join(parquet.schema_arrow.names)})"
+            names = parquet.schema_arrow.names
+            wanted = {"payload_column": self.payload_column}
+            if day is None:  # the time field's column, or the column its dotted path starts in
+                wanted["time_field"] = (
+                    self.time_field if self.time_field in names else self.time_field.split(".")[0]
                 )
+            for setting, column in wanted.items():
+                if column is not None and column not in names:
+                    raise SourceConfigurationError(
+                        f"{self.source_name}: {self._shown(path)} has no column {column!r}; set "
+                        f"`{setting}` (its columns: {', '.join(names)})"
+                    )
             row_number = 0
             for batch in parquet.iter_batches(batch_size=rows_per_part):
                 if self.payload_column is not None:
@@ -466,11 +474,8 @@ def _text(value: object) -> str | bytes:
     return "" if value is None else value if isinstance(value, str) else json.dumps(value, default=json_value)
 
 
-def _records_for_time(batch: pa.RecordBatch, time_field: str | None) -> list:
-    """Each row as far as its time field needs: the top-level column the dotted path starts with."""
-    head = (time_field or "").split(".", 1)[0]
-    if time_field in batch.schema.names:
-        return [{time_field: value} for value in batch.column(time_field).to_pylist()]
-    if head in batch.schema.names:
-        return [{head: value} for value in batch.column(head).to_pylist()]
-    return [{}] * batch.num_rows
+def _records_for_time(batch: pa.RecordBatch, time_field: str) -> list[dict]:
+    """Each row as far as its time field needs: the column it names, or the one its dotted path
+    starts in (a struct, read as a dict)."""
+    column = time_field if time_field in batch.schema.names else time_field.split(".")[0]
+    return [{column: value} for value in batch.column(column).to_pylist()]

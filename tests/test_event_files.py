@@ -12,7 +12,14 @@ import pyarrow.parquet as pq
 import pytest
 from fsspec.implementations.memory import MemoryFileSystem
 
-from resources.event_files import ROW_ID_FILE_STRIDE, EventFiles, is_outage, parse_time
+from resources.event_files import (
+    ROW_ID_FILE_STRIDE,
+    EventFiles,
+    dated_path,
+    has_date,
+    is_outage,
+    parse_time,
+)
 from resources.outages import SourceConfigurationError, SourceUnavailableError
 
 DAY = datetime(2026, 11, 21, tzinfo=UTC)
@@ -273,3 +280,23 @@ def test_times_are_read_from_iso_text_and_epoch_seconds_only():
     assert parse_time("2026-11-21T10:00:00-02:00") == DAY + timedelta(hours=12)
     assert parse_time(DAY.timestamp() + 1.5) == DAY + timedelta(seconds=1.5)
     assert [parse_time(v) for v in (True, None, "", "soon", float("nan"), 1e300, {"t": 1})] == [None] * 7
+
+
+def test_a_parquet_file_without_the_time_fields_column_names_the_setting(tmp_path: Path):
+    pq.write_table(pa.table({"when": [DAY], "message": ["x"]}), tmp_path / "errors.parquet")
+    with pytest.raises(SourceConfigurationError, match=r"has no column 'at'; set `time_field`"):
+        EventFiles(path=str(tmp_path), time_field="at.utc").read_batches(DAY, NEXT_DAY)
+    nested = pa.table({"at": [{"utc": "2026-11-21T03:00:00Z"}], "message": ["x"]})
+    pq.write_table(nested, tmp_path / "errors.parquet")
+    dump = EventFiles(path=str(tmp_path), time_field="at.utc", payload_column="message").read_batches(
+        DAY, NEXT_DAY
+    )
+    assert dump["created_at"].tolist() == [DAY + timedelta(hours=3)] and texts(dump) == ["x"]
+
+
+def test_date_fields_fill_in_the_day_and_a_doubled_percent_stays_a_percent():
+    day = DAY.date()
+    assert dated_path("s3://logs/{date}/%Y/%m/%d/%j-%y/100%%.jsonl", day) == (
+        "s3://logs/2026-11-21/2026/11/21/325-26/100%.jsonl"
+    )
+    assert has_date("/logs/%Y.jsonl") and has_date("/logs/{date}") and not has_date("/logs/100%%/a.jsonl")
