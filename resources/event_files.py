@@ -430,7 +430,9 @@ class EventFiles(ErrorEventSource):
     ) -> Iterator[tuple[int, datetime, str | bytes]]:
         label = f"{self._shown(path)}: row"
         with fs.open(path, "rb") as handle:
-            parquet = pq.ParquetFile(handle)
+            # Neither buffered ahead nor read on threads: either holds several row groups at once (a
+            # day of 1M events as 5,000-row groups peaked at 759 MB against 250 MB from SQLite).
+            parquet = pq.ParquetFile(handle, pre_buffer=False)
             names = parquet.schema_arrow.names
             wanted = {"payload_column": self.payload_column}
             if day is None:  # the time field's column, or the column its dotted path starts in
@@ -444,7 +446,7 @@ class EventFiles(ErrorEventSource):
                         f"`{setting}` (its columns: {', '.join(names)})"
                     )
             row_number = 0
-            for batch in parquet.iter_batches(batch_size=rows_per_part):
+            for batch in parquet.iter_batches(batch_size=rows_per_part, use_threads=False):
                 if self.payload_column is not None:
                     payloads = [_text(value) for value in batch.column(self.payload_column).to_pylist()]
                     records: list = (
