@@ -9,7 +9,7 @@ every core, so a day of a million events never has to fit in memory.
 import json
 
 import dagster as dg
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from assets.settings import (
     DEFAULT_DAILY_PARTITIONS,
@@ -17,7 +17,7 @@ from assets.settings import (
     DEFAULT_KEEP_FLATTENED_DAYS,
     retried_on_outage,
 )
-from faultline.cleaning import Corpus
+from faultline.cleaning import DEFAULT_PROFILE, PROFILES, Corpus, profile_named
 from faultline.clustering import (
     DEFAULT_CENTER_VECTORS,
     DEFAULT_DM,
@@ -35,6 +35,7 @@ from faultline.clustering import (
     NOISE,
     DocumentVectors,
 )
+from faultline.event_shape import BATCHED, SHAPES, shape_from_config
 from faultline.flatten import DEFAULT_ERROR_STATES, DEFAULT_MAX_MESSAGE_CHARS, EVENT_COLUMNS
 from faultline.pipeline import (
     DEFAULT_ROWS_PER_PART,
@@ -76,8 +77,31 @@ class DumpConfig(dg.Config):
 
 
 class FlattenConfig(dg.Config):
+    # The shape of the dump's payloads; the defaults read Qovery's engine (faultline/event_shape.py).
+    layout: str = Field(
+        default=BATCHED,
+        description=f"How a row holds its events: {' or '.join(SHAPES)} (batched: a JSON array of events "
+        "per row; event: one JSON object per row).",
+    )
+    message_field: str = Field(
+        default="message",
+        description="Where an event's message is: a field name or a dotted path (log.text).",
+    )
+    state_field: str | None = Field(
+        default="state",
+        description="Where an event's state is (a name or dotted path); empty: events have no state, and "
+        "every_event_is_error must be set.",
+    )
+    scope_field: str | None = Field(
+        default="scope", description="Where an event's scope is (a name or dotted path); empty: none."
+    )
     error_states: list[str] = Field(
-        default=list(DEFAULT_ERROR_STATES), description="Event states that count as errors."
+        default=list(DEFAULT_ERROR_STATES),
+        description="Event states that count as errors (a number or boolean state by its JSON text, 500).",
+    )
+    every_event_is_error: bool = Field(
+        default=False,
+        description="Every event read is an error, whatever its state: error_states is ignored.",
     )
     max_message_chars: int = Field(
         default=DEFAULT_MAX_MESSAGE_CHARS, description="Longer messages are quarantined, not analysed."
@@ -92,8 +116,26 @@ class FlattenConfig(dg.Config):
         "day's older ones are removed when the flattened events are next written.",
     )
 
+    @model_validator(mode="after")
+    def _shape_is_readable(self) -> "FlattenConfig":
+        # Checked where the run's config is read, with an error that names the setting to change.
+        shape_from_config(
+            self.layout,
+            self.message_field,
+            self.state_field,
+            self.scope_field,
+            self.error_states,
+            self.every_event_is_error,
+        )
+        return self
+
 
 class CleaningConfig(dg.Config):
+    profile: str = Field(
+        default=DEFAULT_PROFILE,
+        description=f"The platform's rules for its messages, one of {', '.join(PROFILES)}: qovery strips "
+        "Qovery's framing and reads its hints; generic keeps messages as written (faultline/cleaning.py).",
+    )
     template_similarity: float = Field(
         default=DEFAULT_SIMILARITY,
         description="Messages of one shape matching a template in this share of their tokens join it "
@@ -105,6 +147,11 @@ class CleaningConfig(dg.Config):
         "(an enumeration like start/stop), more makes it a variable; 0 splits nothing.",
     )
     workers: int = Field(default=0, description="Processes reading parts at once; 0: one per core.")
+
+    @model_validator(mode="after")
+    def _profile_exists(self) -> "CleaningConfig":
+        profile_named(self.profile)
+        return self
 
 
 class Doc2VecConfig(dg.Config):
@@ -237,6 +284,11 @@ def flatten_events(
             tuple(config.error_states),
             config.max_message_chars,
             config.workers,
+            layout=config.layout,
+            message_field=config.message_field,
+            state_field=config.state_field,
+            scope_field=config.scope_field,
+            every_event_is_error=config.every_event_is_error,
         )
         events = writer.commit()
     quarantine = flattened.quarantine  # a sample: the first records of each reason
@@ -289,7 +341,11 @@ def cleaned_corpus(config: CleaningConfig, flattened_events: FrameParts) -> dg.M
     """Each error event's variant (its message's template tokens) and hint; per variant its template,
     the cleaned text the vectorizer sees, its count and an example message."""
     corpus = clean_corpus(
-        flattened_events, config.template_similarity, config.max_constant_values, config.workers
+        flattened_events,
+        config.template_similarity,
+        config.max_constant_values,
+        config.workers,
+        profile=config.profile,
     )
     variants = corpus.variants
     with_text = variants[variants["has_text"]]

@@ -4,6 +4,16 @@ The steps are Qovery's eight (lowercase, numbers, punctuation, stop words, white
 boilerplate, unicode, non-empty). One change of order: the boilerplate rules run second, before
 numbers and punctuation are stripped, because they need the message's structure (the framing's
 lines, the punctuation that makes a URL, a path or an IP address) to find what to remove.
+
+Platform rules are a profile, chosen by name (`CleaningConfig.profile`): what a platform wraps
+around its messages and what it adds to them. `qovery` (the default) takes apart Qovery's framing
+(the team's section up to "message for the user", "Need help" lines, section labels, dashed rules),
+reads the framing's `Hint:` (which merges clusters sharing it, see faultline/clustering.py) and
+names the application of the scope line `app`. `generic` keeps a message as it is written (a
+"hint:" line is text like any other) and gives no hint. Either way the masks of URLs, ids, paths,
+hosts, numbers and timestamps and the templates apply. To add a platform: a function from a raw
+message to (the text a user reads, the hint or ""), registered in PROFILES under its name; it must
+be a module-level function, as the profile's name is what reaches worker processes.
 """
 
 import array
@@ -11,7 +21,7 @@ import functools
 import re
 import unicodedata
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -422,13 +432,51 @@ def mask_variable_parts(text: str, placeholder: str | None = None) -> str:
     return text
 
 
+def generic_text_and_hint(message: str) -> tuple[str, str]:
+    """A message as it is written, without its surrounding whitespace, and no hint."""
+    return message.strip(), ""
+
+
+@dataclass(frozen=True)
+class Profile:
+    """A platform's rules for its messages: `user_text_and_hint` gives the text a user reads (the
+    platform's framing taken off) and the platform's diagnosis, "" when it gives none."""
+
+    name: str
+    user_text_and_hint: Callable[[str], tuple[str, str]]
+    description: str
+
+
+PROFILES: dict[str, Profile] = {
+    profile.name: profile
+    for profile in (
+        Profile(
+            "qovery",
+            user_text_and_hint,
+            "Qovery's engine: framing stripped, its Hint read, the scope line's application named app",
+        ),
+        Profile("generic", generic_text_and_hint, "any platform: messages as written, no hints"),
+    )
+}
+DEFAULT_PROFILE = "qovery"
+
+
+def profile_named(name: str) -> Profile:
+    """The profile registered as `name`, or a ValueError naming the setting and the choices."""
+    try:
+        return PROFILES[name]
+    except KeyError:
+        raise ValueError(f"profile={name!r}: use one of {', '.join(sorted(PROFILES))}") from None
+
+
 def lowercase(messages: pd.Series) -> pd.Series:
     return messages.str.lower()
 
 
-def remove_platform_boilerplate(messages: pd.Series) -> pd.Series:
-    """Drop the framing and mask the variable parts (the boilerplate rules)."""
-    return messages.map(lambda message: mask_variable_parts(strip_framing(message)))
+def remove_platform_boilerplate(messages: pd.Series, profile: str = DEFAULT_PROFILE) -> pd.Series:
+    """Drop the profile's framing and mask the variable parts (the boilerplate rules)."""
+    text_of = profile_named(profile).user_text_and_hint
+    return messages.map(lambda message: mask_variable_parts(text_of(message)[0]))
 
 
 def remove_numbers(messages: pd.Series) -> pd.Series:
@@ -479,11 +527,13 @@ CLEANING_STEPS = (
 )
 
 
-def clean_messages(messages: pd.Series) -> pd.Series:
-    """Run every cleaning step in order; an empty result means nothing but boilerplate was left."""
+def clean_messages(messages: pd.Series, profile: str = DEFAULT_PROFILE) -> pd.Series:
+    """Run every cleaning step in order, the boilerplate rules by `profile`; an empty result means
+    nothing but boilerplate was left."""
     cleaned = messages.astype(str)
+    boilerplate = functools.partial(remove_platform_boilerplate, profile=profile)
     for step in CLEANING_STEPS:
-        cleaned = step(cleaned)
+        cleaned = (boilerplate if step is remove_platform_boilerplate else step)(cleaned)
     return cleaned
 
 
@@ -517,8 +567,10 @@ _KEPT_TEXT_CHARS = 10_000
 _KEPT_LINES, _KEPT_LINE_CHARS, _LINES_SOUGHT_IN = 8, 1_000, 64
 
 
-def corpus_part(events: pd.DataFrame) -> CorpusPart:
-    """Each event's variant and hint, from its `message` (framing stripped, template tokens)."""
+def corpus_part(events: pd.DataFrame, profile: str = DEFAULT_PROFILE) -> CorpusPart:
+    """Each event's variant and hint, from its `message` (the profile's framing stripped, template
+    tokens)."""
+    text_and_hint = profile_named(profile).user_text_and_hint
     variant_of: dict[Tokens, int] = {}
     hint_of: dict[str, int] = {}
     counts: list[int] = []
@@ -528,7 +580,7 @@ def corpus_part(events: pd.DataFrame) -> CorpusPart:
     variants = np.empty(len(events), dtype=np.int32)
     hints = np.empty(len(events), dtype=np.int32)
     for position, message in enumerate(events["message"].astype(str)):
-        text, hint = user_text_and_hint(message)
+        text, hint = text_and_hint(message)
         tokens = template_tokens(text)
         variant = variant_of.get(tokens)
         if variant is None:
@@ -596,8 +648,10 @@ def combine_corpus_parts(
     parts: Iterable[CorpusPart],
     template_similarity: float = DEFAULT_SIMILARITY,
     max_constant_values: int = DEFAULT_MAX_CONSTANT_VALUES,
+    profile: str = DEFAULT_PROFILE,
 ) -> Corpus:
-    """The parts as one corpus: variants and hints numbered across parts, templates mined over all."""
+    """The parts as one corpus: variants and hints numbered across parts, templates mined over all,
+    cleaned by `profile` (the one the parts were made with)."""
     variant_of: dict[Tokens, int] = {}
     hint_of: dict[str, int] = {}
     counts: list[int] = []
@@ -642,7 +696,7 @@ def combine_corpus_parts(
     )
     templates = pd.Series([template_of[tokens] for tokens in variant_of], dtype=object)
     distinct = pd.Series(sorted(set(templates)), dtype=object)
-    cleaned = clean_messages(distinct)
+    cleaned = clean_messages(distinct, profile)
     # A template of nothing but variables (`---- <*>`) says nothing about the error.
     cleaned[cleaned.str.fullmatch(rf"(?:{WILDCARD_WORD}\s*)*")] = ""
     cleaned_of = dict(zip(distinct, cleaned, strict=True))
@@ -661,7 +715,7 @@ def combine_corpus_parts(
     hints = pd.DataFrame(
         {
             "hint": hint_texts,
-            "cleaned": clean_messages(hint_texts) if len(hint_texts) else hint_texts,
+            "cleaned": clean_messages(hint_texts, profile) if len(hint_texts) else hint_texts,
             "n_events": pd.Series([hint_counts[h] for h in range(len(hint_of))], dtype=np.int64),
         }
     )
@@ -679,6 +733,9 @@ def build_corpus(
     events: pd.DataFrame,
     template_similarity: float = DEFAULT_SIMILARITY,
     max_constant_values: int = DEFAULT_MAX_CONSTANT_VALUES,
+    profile: str = DEFAULT_PROFILE,
 ) -> Corpus:
     """The corpus of events held in memory at once (`message`, and `row_id`, `event_index` if known)."""
-    return combine_corpus_parts([corpus_part(events)], template_similarity, max_constant_values)
+    return combine_corpus_parts(
+        [corpus_part(events, profile)], template_similarity, max_constant_values, profile
+    )

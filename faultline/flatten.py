@@ -1,10 +1,11 @@
-"""Flattening: batched deployment-event rows become one record per error event.
+"""Flattening: the rows of a dump become one record per error event.
 
-The event store batches events (one row holds a JSON array of them, as in Qovery's engine). A row
-or event that cannot be read, or holds a field longer than its bound, is quarantined with its row
-id and the reason; nothing is dropped without a count. Every reason is counted exactly; the first
-rows of each are kept as a sample, so a payload of ten million bad elements costs a count, not ten
-million rows.
+Where a row's events are and which fields an event's message, state and scope are in is the
+`EventShape` (faultline/event_shape.py): a JSON array of events per row (Qovery's engine, the
+default) or one JSON object per row, fields at dotted paths. A row or event that cannot be read, or
+holds a field longer than its bound, is quarantined with its row id and the reason; nothing is
+dropped without a count. Every reason is counted exactly; the first rows of each are kept as a
+sample, so a payload of ten million bad elements costs a count, not ten million rows.
 """
 
 import dataclasses
@@ -16,18 +17,16 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from faultline.caching import BoundedCache
+from faultline.event_shape import MISSING, ONE_EVENT_PER_ROW, QOVERY_ERROR_STATES, EventShape, field_at
 from faultline.redaction import NAMED_SECRET, json_unescaped, names_a_secret, redact_secrets
 
-REQUIRED_EVENT_FIELDS = ("scope", "state", "message")
-
-# Qovery's engine reports failures with these states; anything else is progress or success.
-DEFAULT_ERROR_STATES = ("BUILD_ERROR", "DEPLOYMENT_ERROR", "DELETE_ERROR", "STOP_ERROR", "RESTART_ERROR")
+DEFAULT_ERROR_STATES = QOVERY_ERROR_STATES
 DEFAULT_MAX_MESSAGE_CHARS = 100_000
 # The other fields' bounds, far above what Qovery's engine writes (a scope is a word, a state an
 # enum's name, the other fields a few ids): what passes them is not an event the analysis can use.
 MAX_SCOPE_CHARS = 10_000
 MAX_STATE_CHARS = 1_000
-MAX_EXTRA_CHARS = 100_000  # every field but scope, state and message, as JSON
+MAX_EXTRA_CHARS = 100_000  # every field the shape does not read, as JSON
 MAX_EVENT_CHARS = 200_000  # scope, state, message and the other fields together
 # Distinct states of non-error events counted by name; the rest are counted together.
 MAX_COUNTED_STATES = 1_000
@@ -104,7 +103,7 @@ class _Quarantine:
                 row_id,
                 index,
                 reason,
-                _why_unreadable(batch[index])[1],
+                _not_an_object(batch[index]),
                 _excerpt_of_value(batch[index]),
             )
             self.sample.append(((self.row, index), record))
@@ -213,32 +212,120 @@ def _decode_payload(payload: object) -> tuple[str | None, str, str]:
     return None, "payload_not_text", f"payload is {type(payload).__name__}, expected text"
 
 
-def _why_unreadable(event: object) -> tuple[str, str]:
-    """Why an event is not an object with text `scope`, `state` and `message`: the reason and detail."""
-    if not isinstance(event, dict):
-        return "event_not_an_object", f"event is a JSON {type(event).__name__}"
-    missing = [name for name in REQUIRED_EVENT_FIELDS if name not in event or event[name] is None]
+def _not_an_object(value: object) -> str:
+    return f"event is a JSON {type(value).__name__}"
+
+
+def _scalar_text(value: object) -> str | None:
+    """A state's or scope's text: a string as it is, a number or boolean as its JSON text (`500`,
+    `true`, `1.5`), so that `error_states: ["500"]` matches a numeric status; else None."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool | int | float):
+        return _EXTRA_ENCODER.encode(value)
+    return None
+
+
+def _fields_as_text(
+    shape: EventShape, scope: object, state: object, message: object
+) -> tuple[str, str, str, str]:
+    """An event's scope and state as text, or the reason and detail why its fields cannot be read:
+    a field the shape names is missing or null, the message is no string, or the state or scope is
+    an array or object. Returns (scope, state, reason, detail), the reason "" when they can be read."""
+    values = {shape.scope_field: scope, shape.state_field: state, shape.message_field: message}
+    missing = [path for path in shape.fields if values[path] is None]
     if missing:
-        return "event_missing_field", f"missing {', '.join(missing)}"
-    return "event_field_not_text", "scope, state and message must be strings"
+        return "", "", "event_missing_field", f"missing {', '.join(missing)}"
+    if not isinstance(message, str):
+        kind = type(message).__name__
+        return "", "", "event_field_not_text", f"{shape.message_field} is a JSON {kind}, expected a string"
+    scope_text = "" if shape.scope_field is None else _scalar_text(scope)
+    state_text = "" if shape.state_field is None else _scalar_text(state)
+    for path, value, text in ((shape.scope_field, scope, scope_text), (shape.state_field, state, state_text)):
+        if text is None:
+            detail = f"{path} is a JSON {type(value).__name__}, expected a string, number or boolean"
+            return "", "", "event_field_not_text", detail
+    return scope_text, state_text, "", ""
+
+
+def _at(event: dict, path: str | None) -> object:
+    """The value at `path`, None where the event has none (as `dict.get` gives it)."""
+    if path is None:
+        return ""
+    value = field_at(event, path)
+    return None if value is MISSING else value
+
+
+def _without_fields(event: dict, paths: tuple[str, ...]) -> dict:
+    """The event less the fields at `paths` (a copy: the event is left as it is); an object a path
+    emptied goes too, so `{"log": {"text": m}}` less `log.text` leaves nothing."""
+    others = dict(event)
+    for path in paths:
+        if path in event:  # a key holding the dots itself, which field_at read
+            others.pop(path, None)
+        else:
+            _pop_nested(others, path.split("."))
+    return others
+
+
+def _pop_nested(container: dict, parts: list[str]) -> None:
+    head, *rest = parts
+    if not rest:
+        container.pop(head, None)
+        return
+    # Only kept events lose fields, and they hold every path the shape reads.
+    child = container.get(head)
+    if isinstance(child, dict):
+        child = dict(child)
+        _pop_nested(child, rest)
+        if child:
+            container[head] = child
+        else:
+            del container[head]
 
 
 def _too_long(name: str, length: int, limit: int) -> str:
     return f"{name} has {length} characters, the limit is {limit}"
 
 
+def _shape_of(shape: EventShape | None, error_states: Iterable[str]) -> EventShape:
+    """The shape to read by: `shape`, or Qovery's batched one with `error_states`."""
+    if shape is None:
+        return EventShape(error_states=tuple(error_states))
+    if error_states is not DEFAULT_ERROR_STATES and tuple(error_states) != shape.error_states:
+        raise ValueError("error_states given beside a shape: give them as the shape's error_states")
+    return shape
+
+
 def flatten_batches(
     dump: pd.DataFrame,
     error_states: Iterable[str] = DEFAULT_ERROR_STATES,
     max_message_chars: int = DEFAULT_MAX_MESSAGE_CHARS,
+    shape: EventShape | None = None,
 ) -> FlattenedEvents:
-    """Explode each row's JSON array of events and keep the error events.
+    """Read each row's events by `shape` and keep the error events.
 
-    `dump` has the store's columns `id`, `created_at` and `payload` (text or UTF-8 bytes). Each
-    kept event carries its row id, its position in the batch, the row's `created_at`, `scope`,
-    `state`, the redacted `message`, and every other field as a JSON object in `extra`.
+    `dump` has the columns `id`, `created_at` and `payload` (text or UTF-8 bytes). Without a shape
+    a payload is a JSON array of Qovery events (`scope`, `state`, `message`) and `error_states` are
+    the errors. With layout "event" a payload is one JSON object, event_index 0; a row that is an
+    array or a scalar is quarantined whole (`payload_not_an_object`).
+
+    Each kept event carries its row id, its position in the batch, the row's `created_at`, `scope`
+    ("" when the shape has none), `state` ("" likewise), the `message`, and every field the shape
+    did not read as a JSON object in `extra` (a nested path's object less that field, dropped when
+    nothing else is in it); message, scope, extra, and a state not matched against `error_states`
+    are redacted. The message must be a string. A state or scope that is a number or a boolean is
+    read as its JSON text (`500`, `true`), so `error_states` match a numeric status by its digits;
+    null or absent, it is quarantined (`event_missing_field`), as is an array or object
+    (`event_field_not_text`), with the configured path named.
     """
-    wanted_states = frozenset(error_states)
+    shape = _shape_of(shape, error_states)
+    wanted_states = None if shape.error_states is None else frozenset(shape.error_states)
+    one_event_per_row = shape.layout == ONE_EVENT_PER_ROW
+    message_path, state_path, scope_path = shape.message_field, shape.state_field, shape.scope_field
+    # Paths that are plain keys (Qovery's) are read with dict.get, in the loop, at C speed.
+    read_by_key = all("." not in path for path in shape.fields)
+    read_keys = frozenset(shape.fields)
     events: list[tuple] = []
     quarantine = _Quarantine()
     non_error_states: Counter[str] = Counter()
@@ -255,42 +342,62 @@ def flatten_batches(
             continue
         try:
             batch = json.loads(text)
-        except (json.JSONDecodeError, RecursionError) as error:
-            detail = (
-                f"{error.msg} at line {error.lineno} column {error.colno}"
-                if isinstance(error, json.JSONDecodeError)
-                else "arrays or objects nested too deeply"
-            )
+        except (ValueError, RecursionError) as error:
+            # ValueError beyond JSONDecodeError: a number of more digits than Python reads (4,300).
+            if isinstance(error, json.JSONDecodeError):
+                detail = f"{error.msg} at line {error.lineno} column {error.colno}"
+            elif isinstance(error, RecursionError):
+                detail = "arrays or objects nested too deeply"
+            else:
+                detail = "a number with more digits than can be read"
             quarantine.add(
                 row_id, None, "payload_not_json", detail, lambda t=text: _excerpt_of_text(t, escaped=True)
             )
             continue
-        if not isinstance(batch, list):
-            detail = f"payload is a JSON {type(batch).__name__}, expected an array"
-            quarantine.add(row_id, None, "payload_not_a_list", detail, lambda b=batch: _excerpt_of_value(b))
-            continue
-
-        n_events_read += len(batch)
-        not_objects = [index for index, event in enumerate(batch) if event.__class__ is not dict]
-        if not_objects:
-            quarantine.add_not_objects(row_id, batch, not_objects)
-            if len(not_objects) == len(batch):
+        if one_event_per_row:
+            if batch.__class__ is not dict:
+                detail = f"payload is a JSON {type(batch).__name__}, expected an object (one event per row)"
+                quarantine.add(
+                    row_id, None, "payload_not_an_object", detail, lambda b=batch: _excerpt_of_value(b)
+                )
                 continue
+            batch = [batch]
+            n_events_read += 1
+        else:
+            if not isinstance(batch, list):
+                detail = f"payload is a JSON {type(batch).__name__}, expected an array"
+                quarantine.add(
+                    row_id, None, "payload_not_a_list", detail, lambda b=batch: _excerpt_of_value(b)
+                )
+                continue
+            n_events_read += len(batch)
+            not_objects = [index for index, event in enumerate(batch) if event.__class__ is not dict]
+            if not_objects:
+                quarantine.add_not_objects(row_id, batch, not_objects)
+                if len(not_objects) == len(batch):
+                    continue
         for event_index, event in enumerate(batch):
             if event.__class__ is not dict:
                 continue
-            scope, state, message = event.get("scope"), event.get("state"), event.get("message")
+            if read_by_key:
+                message = event.get(message_path)
+                state = event.get(state_path) if state_path else ""
+                scope = event.get(scope_path) if scope_path else ""
+            else:
+                message, state = _at(event, message_path), _at(event, state_path)
+                scope = _at(event, scope_path)
             if not (isinstance(scope, str) and isinstance(state, str) and isinstance(message, str)):
-                reason, detail = _why_unreadable(event)
-                quarantine.add(row_id, event_index, reason, detail, lambda e=event: _excerpt_of_value(e))
-                continue
+                scope, state, reason, detail = _fields_as_text(shape, scope, state, message)
+                if reason:
+                    quarantine.add(row_id, event_index, reason, detail, lambda e=event: _excerpt_of_value(e))
+                    continue
             if len(state) > MAX_STATE_CHARS:
                 detail = _too_long("state", len(state), MAX_STATE_CHARS)
                 quarantine.add(
                     row_id, event_index, "state_too_long", detail, lambda s=state: _excerpt_of_text(s)
                 )
                 continue
-            if state not in wanted_states:
+            if wanted_states is not None and state not in wanted_states:
                 named = redact_secrets(state)
                 if named not in non_error_states and len(non_error_states) >= MAX_COUNTED_STATES:
                     named = OTHER_STATES
@@ -308,7 +415,10 @@ def flatten_batches(
                     row_id, event_index, "message_too_long", detail, lambda m=message: _excerpt_of_text(m)
                 )
                 continue
-            others = {key: value for key, value in event.items() if key not in REQUIRED_EVENT_FIELDS}
+            if read_by_key:
+                others = {key: value for key, value in event.items() if key not in read_keys}
+            else:
+                others = _without_fields(event, shape.fields)
             if len(text) > _WITHIN_BOUNDS:
                 # Measured as they are (at C speed), so an oversized one is not redacted to be refused.
                 try:
@@ -339,7 +449,8 @@ def flatten_batches(
                     event_index,
                     created_at,
                     redact_secrets(scope),
-                    state,
+                    # A state matched against error_states is one of them; any other may be free text.
+                    state if wanted_states is not None else redact_secrets(state),
                     redact_secrets(message),
                     extra,
                 )
@@ -361,13 +472,14 @@ def flatten_part(
     dump: pd.DataFrame,
     error_states: Iterable[str] = DEFAULT_ERROR_STATES,
     max_message_chars: int = DEFAULT_MAX_MESSAGE_CHARS,
+    shape: EventShape | None = None,
 ) -> tuple[pd.DataFrame, FlattenedEvents]:
     """`flatten_batches` on one part of a dump: its events, and the rest with no events in it.
 
     The events are written beside the part; the rest (the quarantine's sample and the counts) is
     small, and the parts' rests add up with `add_flattened_parts`.
     """
-    flattened = flatten_batches(dump, error_states, max_message_chars)
+    flattened = flatten_batches(dump, error_states, max_message_chars, shape)
     # A new empty frame, not a slice of the events, which would keep all of them alive.
     return flattened.events, dataclasses.replace(flattened, events=pd.DataFrame(columns=EVENT_COLUMNS))
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from faultline.cleaning import Corpus, combine_corpus_parts, corpus_part
+from faultline.cleaning import DEFAULT_PROFILE, Corpus, combine_corpus_parts, corpus_part
 from faultline.clustering import (
     DEFAULT_CENTER_VECTORS,
     DEFAULT_DM,
@@ -34,6 +34,7 @@ from faultline.clustering import (
     label_events,
     vectorize_texts,
 )
+from faultline.event_shape import BATCHED, shape_from_config
 from faultline.flatten import (
     DEFAULT_ERROR_STATES,
     DEFAULT_MAX_MESSAGE_CHARS,
@@ -61,12 +62,23 @@ def flatten_dump(
     error_states: tuple[str, ...] = DEFAULT_ERROR_STATES,
     max_message_chars: int = DEFAULT_MAX_MESSAGE_CHARS,
     workers: int = 0,
+    *,
+    layout: str = BATCHED,
+    message_field: str = "message",
+    state_field: str | None = "state",
+    scope_field: str | None = "scope",
+    every_event_is_error: bool = False,
 ) -> FlattenedEvents:
     """Each part of the dump's error events (redacted) written as the part of the same index of
-    `target`, on `workers` processes; what could not be read and the counts, without the events."""
-    flatten = functools.partial(
-        flatten_part, error_states=tuple(error_states), max_message_chars=max_message_chars
+    `target`, on `workers` processes; what could not be read and the counts, without the events.
+
+    The events are read by the shape the settings describe (`shape_from_config`, whose ValueError
+    names a setting that does not fit): by default Qovery's batches of `scope`, `state`, `message`.
+    """
+    shape = shape_from_config(
+        layout, message_field, state_field, scope_field, error_states, every_event_is_error
     )
+    flatten = functools.partial(flatten_part, max_message_chars=max_message_chars, shape=shape)
     return add_flattened_parts(map_parts(flatten, dump, resolve_workers(workers), target=target))
 
 
@@ -75,11 +87,15 @@ def clean_corpus(
     template_similarity: float = DEFAULT_SIMILARITY,
     max_constant_values: int = DEFAULT_MAX_CONSTANT_VALUES,
     workers: int = 0,
+    *,
+    profile: str = DEFAULT_PROFILE,
 ) -> Corpus:
     """The flattened events' corpus: each part's variants and hints on `workers` processes, then the
-    templates mined and cleaned over the day."""
-    parts = map_parts(corpus_part, events, resolve_workers(workers))
-    return combine_corpus_parts(parts, template_similarity, max_constant_values)
+    templates mined and cleaned over the day, by the platform rules of `profile`."""
+    # The profile's name, not its functions, goes to the workers: they look it up in PROFILES.
+    read_part = functools.partial(corpus_part, profile=profile)
+    parts = map_parts(read_part, events, resolve_workers(workers))
+    return combine_corpus_parts(parts, template_similarity, max_constant_values, profile)
 
 
 def vectorize_corpus(
@@ -140,8 +156,14 @@ class DaySettings:
     """Every setting of the chain that changes its result, named as in the assets' Config, with the
     same defaults; and the worker processes of flatten and clean (0: one per core)."""
 
+    layout: str = BATCHED
+    message_field: str = "message"
+    state_field: str | None = "state"
+    scope_field: str | None = "scope"
     error_states: tuple[str, ...] = DEFAULT_ERROR_STATES
+    every_event_is_error: bool = False
     max_message_chars: int = DEFAULT_MAX_MESSAGE_CHARS
+    profile: str = DEFAULT_PROFILE
     template_similarity: float = DEFAULT_SIMILARITY
     max_constant_values: int = DEFAULT_MAX_CONSTANT_VALUES
     vector_size: int = DEFAULT_VECTOR_SIZE
@@ -181,11 +203,24 @@ def run_day(dump: FrameParts, folder: Path | str, settings: DaySettings = DaySet
     folder.mkdir(parents=True, exist_ok=True)
     writer = PartWriter(folder, EVENT_COLUMNS)
     flattened = flatten_dump(
-        dump, writer, settings.error_states, settings.max_message_chars, settings.workers
+        dump,
+        writer,
+        settings.error_states,
+        settings.max_message_chars,
+        settings.workers,
+        layout=settings.layout,
+        message_field=settings.message_field,
+        state_field=settings.state_field,
+        scope_field=settings.scope_field,
+        every_event_is_error=settings.every_event_is_error,
     )
     events = writer.commit()
     corpus = clean_corpus(
-        events, settings.template_similarity, settings.max_constant_values, settings.workers
+        events,
+        settings.template_similarity,
+        settings.max_constant_values,
+        settings.workers,
+        profile=settings.profile,
     )
     vectors = vectorize_corpus(
         corpus,

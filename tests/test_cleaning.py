@@ -2,14 +2,15 @@
 
 import re
 
+import numpy as np
 import pandas as pd
 import re2
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from faultline import cleaning
-from faultline.cleaning import _replace_name as replace_name
 from faultline.cleaning import (
+    PROFILES,
     build_corpus,
     clean_messages,
     combine_corpus_parts,
@@ -27,6 +28,8 @@ from faultline.cleaning import (
     strip_framing,
     user_text_and_hint,
 )
+from faultline.cleaning import _replace_name as replace_name
+from faultline.clustering import DocumentVectors, label_events
 
 FRAMED = (
     "\n-------------------------------------------------------------------------------\n\n"
@@ -382,3 +385,49 @@ def test_a_name_longer_than_a_dns_name_is_left_in_the_text():
     message = FRAMED.replace("'beta-build'", f"'{name}'").replace("image beta-build", f"image {name}")
     assert name in strip_framing(message)
     assert "image app " in strip_framing(message.replace(name, name[:253]))
+
+
+# Platform profiles ------------------------------------------------------------------------------
+
+
+def test_the_generic_profile_keeps_qoverys_framing_as_text_and_gives_no_hint():
+    assert PROFILES["generic"].user_text_and_hint(FRAMED) == (FRAMED.strip(), "")
+    generic = set(clean_messages(series(FRAMED), profile="generic")[0].split())
+    qovery = set(clean_messages(series(FRAMED))[0].split())
+    # The team's section, the "Need help" line and the labels are words like others: another
+    # platform's message that says "message for the user" or "hint:" means it.
+    assert {"message", "user", "need", "help", "hint", "beta", "rollback"} <= generic
+    assert qovery.isdisjoint({"message", "user", "need", "help", "hint", "beta", "rollback"})
+
+
+def test_the_generic_profile_still_masks_the_variable_parts():
+    message = "GET https://api.acme.io/v1 failed after 30s at 2026-11-20T10:00:00Z on /var/run/app.sock"
+    assert clean_messages(series(message), profile="generic").tolist() == [
+        "get url failed quantity time path"
+    ]
+
+
+def test_under_the_generic_profile_a_hint_line_is_text_and_no_clusters_merge_by_it():
+    messages = pd.DataFrame(
+        {"message": ["build failed\nhint: add a Dockerfile", "image pull failed\nhint: add a Dockerfile"]}
+    )
+    qovery, generic = build_corpus(messages), build_corpus(messages, profile="generic")
+    assert qovery.hints["hint"].tolist() == ["add a Dockerfile"]
+    assert generic.hints["hint"].tolist() == [""]
+    assert generic.variants["cleaned"].tolist() == [
+        "build failed hint add dockerfile",
+        "image pull failed hint add dockerfile",
+    ]
+    # Each text its own DBSCAN cluster: the shared hint merges them under qovery, not under generic.
+    labels = np.array([0, 1])
+    for corpus, clusters in ((qovery, [0, 0]), (generic, [0, 1])):
+        vectors = DocumentVectors(
+            texts=corpus.variants["cleaned"].tolist(), counts=np.array([1, 1]), vectors=np.eye(2)
+        )
+        assert sorted(label_events(corpus, vectors, labels, merge_by_hint=True)["cluster_id"]) == clusters
+
+
+def test_the_generic_profile_leaves_the_scope_lines_application_name():
+    message = "Scope: Build platform 'beta-build' with id 'ze9e19029'\nbeta-build image failed"
+    assert "app" in strip_framing(message).split()
+    assert PROFILES["generic"].user_text_and_hint(message)[0] == message

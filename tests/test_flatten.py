@@ -56,6 +56,8 @@ def test_fields_beyond_the_contract_are_kept_in_extra():
         (b"[\xff\xfe]", "payload_not_utf8"),
         (None, "payload_missing"),
         (12, "payload_not_text"),
+        # More digits than Python reads into an int: json.loads raises a plain ValueError.
+        ("[" + "1" * 5000 + "]", "payload_not_json"),
     ],
 )
 def test_unreadable_payloads_are_quarantined_with_their_row_id(payload, reason):

@@ -5,7 +5,8 @@ Property-based (hypothesis, derandomized so CI sees the same examples every run)
 - flatten_batches: n_rows == rows whose payload is a JSON array + rows quarantined whole (event_index
   empty); n_events_read == the events in those arrays == kept + non-error + events quarantined (the
   exact counts, which the sample matches while it holds them all); no record is both kept and
-  quarantined; `extra` is valid JSON.
+  quarantined; `extra` is valid JSON. The same with one JSON object per row at nested paths: rows
+  holding an object == events read, every other row quarantined whole.
 - build_corpus: one corpus row per event, in order; variants and hints count every event once; a
   variant's example is its first event's message; cleaned text is ASCII; `has_text` iff it is
   non-empty; every variant has a template.
@@ -33,6 +34,7 @@ from hypothesis import strategies as st
 
 from faultline.cleaning import Corpus, build_corpus
 from faultline.durations import screen_task_runs
+from faultline.event_shape import EventShape
 from faultline.flatten import DEFAULT_ERROR_STATES, QUARANTINE_COLUMNS, flatten_batches
 from faultline.report import build_cluster_report, report_markdown, report_rows
 from resources.workflow import SqlWorkflowService
@@ -93,8 +95,8 @@ def dump_of(payload_list: list) -> pd.DataFrame:
     return pd.DataFrame({"id": range(1, n + 1), "created_at": [DAY] * n, "payload": payload_list})
 
 
-def as_json_array(payload: object) -> list | None:
-    """The test's own reading of a payload: the JSON array it holds, or None."""
+def as_json(payload: object) -> object:
+    """The test's own reading of a payload: the JSON value it holds, or None."""
     if isinstance(payload, bytes):
         try:
             payload = payload.decode("utf-8")
@@ -103,9 +105,13 @@ def as_json_array(payload: object) -> list | None:
     if not isinstance(payload, str):
         return None
     try:
-        value = json.loads(payload)
+        return json.loads(payload)
     except (ValueError, RecursionError):
         return None
+
+
+def as_json_array(payload: object) -> list | None:
+    value = as_json(payload)
     return value if isinstance(value, list) else None
 
 
@@ -388,3 +394,59 @@ def test_a_run_read_twice_is_alerted_once(tmp_path):
     assert len(store.record_alerts(overdue, raised_at=NOW.to_pydatetime())) == 0
     assert store.alerts()["run_id"].tolist() == ["dup"]
     assert not math.isnan(store.alerts()["elapsed_s"].iloc[0])
+
+
+# One event per row, at nested paths: `{"level": ..., "log": {"text": ...}}`.
+EVENT_PER_ROW = EventShape(
+    layout="event", message_field="log.text", state_field="level", scope_field=None, error_states=("ERROR",)
+)
+log_lines = st.one_of(
+    st.fixed_dictionaries(
+        {
+            "level": st.sampled_from(["ERROR", "INFO"]) | json_values,
+            "log": st.fixed_dictionaries(
+                {"text": any_text | st.text(min_size=MAX_MESSAGE_CHARS, max_size=2 * MAX_MESSAGE_CHARS)},
+                optional={"file": json_values, "password": json_values},
+            ) | json_values,
+        },
+        optional={"ts": json_values, "log.text": json_values, "token": json_values},
+    ),
+    st.dictionaries(st.sampled_from(["level", "log", "x"]), json_values, max_size=3),
+)  # fmt: skip
+log_payloads = st.one_of(
+    log_lines.map(json.dumps),
+    st.lists(log_lines, max_size=2).map(json.dumps),
+    json_values.map(json.dumps),
+    any_text.map(lambda text: text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")),
+    st.binary(max_size=40),
+    st.none(),
+)
+
+
+@settings(FUZZ, max_examples=60)
+@given(st.lists(log_payloads, max_size=8))
+def test_every_fuzzed_row_of_one_event_each_is_kept_counted_or_quarantined(payload_list):
+    dump = dump_of(payload_list)
+    flattened = flatten_batches(dump, max_message_chars=MAX_MESSAGE_CHARS, shape=EVENT_PER_ROW)
+    quarantine, kept = flattened.quarantine, flattened.events
+
+    objects = {
+        row_id for row_id, p in zip(dump["id"], payload_list, strict=True) if isinstance(as_json(p), dict)
+    }
+    whole_rows = quarantine[quarantine["event_index"].isna()]
+    assert flattened.n_rows == len(dump) == len(objects) + flattened.n_rows_quarantined
+    assert set(whole_rows["row_id"]) == set(dump["id"]) - objects
+    n_single_events = flattened.n_quarantined - flattened.n_rows_quarantined
+    assert (
+        flattened.n_events_read == len(objects) == len(kept) + flattened.n_non_error_events + n_single_events
+    )
+    assert quarantine["reason"].value_counts().to_dict() == flattened.quarantined
+    single = quarantine.loc[quarantine["event_index"].notna(), "row_id"]
+    assert set(kept["row_id"]) | set(single) <= objects and not set(kept["row_id"]) & set(single)
+    assert (
+        (kept["event_index"] == 0).all() and (kept["state"] == "ERROR").all() and (kept["scope"] == "").all()
+    )
+    assert kept["message"].str.len().le(MAX_MESSAGE_CHARS).all()
+    assert quarantine["excerpt"].str.len().le(200).all()
+    for extra in kept["extra"]:
+        assert isinstance(json.loads(extra), dict) and "level" not in json.loads(extra)
