@@ -17,7 +17,7 @@ from assets.settings import (
     DEFAULT_KEEP_FLATTENED_DAYS,
     retried_on_outage,
 )
-from faultline.cleaning import DEFAULT_PROFILE, PROFILES, Corpus, profile_named
+from faultline.cleaning import PROFILES, Corpus, profile_named
 from faultline.clustering import (
     DEFAULT_CENTER_VECTORS,
     DEFAULT_DM,
@@ -35,8 +35,8 @@ from faultline.clustering import (
     NOISE,
     DocumentVectors,
 )
-from faultline.event_shape import BATCHED, SHAPES, shape_from_config
-from faultline.flatten import DEFAULT_ERROR_STATES, DEFAULT_MAX_MESSAGE_CHARS, EVENT_COLUMNS
+from faultline.event_shape import SHAPES, EventShape, shape_from_config
+from faultline.flatten import DEFAULT_MAX_MESSAGE_CHARS, EVENT_COLUMNS
 from faultline.pipeline import (
     DEFAULT_ROWS_PER_PART,
     clean_corpus,
@@ -56,7 +56,8 @@ from faultline.report import (
     table_records,
 )
 from faultline.templates import DEFAULT_MAX_CONSTANT_VALUES, DEFAULT_SIMILARITY
-from resources.event_store import DUMP_COLUMNS, DeploymentEventStore
+from resources.error_source import DUMP_COLUMNS, ErrorEventSource
+from resources.error_sources import ErrorEventFormat
 from resources.frame_parts import FrameParts
 from resources.part_store import PartStore
 from resources.report_store import ReportStore
@@ -77,31 +78,37 @@ class DumpConfig(dg.Config):
 
 
 class FlattenConfig(dg.Config):
-    # The shape of the dump's payloads; the defaults read Qovery's engine (faultline/event_shape.py).
-    layout: str = Field(
-        default=BATCHED,
+    # Where the payloads hold their events' fields. None: the deployment's, the `error_format` resource
+    # (FAULTLINE_ERROR_*, else the source's own: Qovery's batches for the default table).
+    layout: str | None = Field(
+        default=None,
         description=f"How a row holds its events: {' or '.join(SHAPES)} (batched: a JSON array of events "
-        "per row; event: one JSON object per row).",
+        "per row; event: one JSON object per row). Unset: the deployment's (FAULTLINE_ERROR_LAYOUT).",
     )
-    message_field: str = Field(
-        default="message",
-        description="Where an event's message is: a field name or a dotted path (log.text).",
+    message_field: str | None = Field(
+        default=None,
+        description="Where an event's message is: a field name or a dotted path (log.text). Unset: the "
+        "deployment's (FAULTLINE_ERROR_MESSAGE_FIELD).",
     )
     state_field: str | None = Field(
-        default="state",
+        default=None,
         description="Where an event's state is (a name or dotted path); empty: events have no state, and "
-        "every_event_is_error must be set.",
+        "every_event_is_error must be set. Unset: the deployment's (FAULTLINE_ERROR_STATE_FIELD).",
     )
     scope_field: str | None = Field(
-        default="scope", description="Where an event's scope is (a name or dotted path); empty: none."
+        default=None,
+        description="Where an event's scope is (a name or dotted path); empty: none. Unset: the "
+        "deployment's (FAULTLINE_ERROR_SCOPE_FIELD).",
     )
-    error_states: list[str] = Field(
-        default=list(DEFAULT_ERROR_STATES),
-        description="Event states that count as errors (a number or boolean state by its JSON text, 500).",
+    error_states: list[str] | None = Field(
+        default=None,
+        description="Event states that count as errors (a number or boolean state by its JSON text, 500). "
+        "Unset: the deployment's (FAULTLINE_ERROR_STATES; Qovery's error states by default).",
     )
-    every_event_is_error: bool = Field(
-        default=False,
-        description="Every event read is an error, whatever its state: error_states is ignored.",
+    every_event_is_error: bool | None = Field(
+        default=None,
+        description="Every event read is an error, whatever its state: error_states is ignored. Unset: "
+        "true when error_states is unset and the deployment's says so (FAULTLINE_ERROR_STATES=*).",
     )
     max_message_chars: int = Field(
         default=DEFAULT_MAX_MESSAGE_CHARS, description="Longer messages are quarantined, not analysed."
@@ -118,23 +125,38 @@ class FlattenConfig(dg.Config):
 
     @model_validator(mode="after")
     def _shape_is_readable(self) -> "FlattenConfig":
-        # Checked where the run's config is read, with an error that names the setting to change.
-        shape_from_config(
-            self.layout,
-            self.message_field,
-            self.state_field,
-            self.scope_field,
-            self.error_states,
-            self.every_event_is_error,
-        )
+        # What the config decides alone is checked where the run's config is read, naming the setting
+        # (against a deployment that lets every event be an error, so that only the config can be at
+        # fault); the rest once it meets the deployment's format, in the step (event_shape).
+        event_shape(self, ErrorEventFormat(error_states=None))
         return self
 
 
+def event_shape(config: FlattenConfig, deployment: ErrorEventFormat) -> EventShape:
+    """The deployment's format with what the step's Config sets in its place, or a ValueError naming the
+    setting. Listing error_states in the Config means they, not "every event", tell the errors."""
+    if config.every_event_is_error is not None:
+        every_event_is_error = config.every_event_is_error
+    elif config.error_states is not None:
+        every_event_is_error = False
+    else:
+        every_event_is_error = deployment.error_states is None
+    return shape_from_config(
+        config.layout if config.layout is not None else deployment.layout,
+        config.message_field if config.message_field is not None else deployment.message_field,
+        config.state_field if config.state_field is not None else deployment.state_field,
+        config.scope_field if config.scope_field is not None else deployment.scope_field,
+        config.error_states if config.error_states is not None else deployment.error_states or [],
+        every_event_is_error,
+    )
+
+
 class CleaningConfig(dg.Config):
-    profile: str = Field(
-        default=DEFAULT_PROFILE,
+    profile: str | None = Field(
+        default=None,
         description=f"The platform's rules for its messages, one of {', '.join(PROFILES)}: qovery strips "
-        "Qovery's framing and reads its hints; generic keeps messages as written (faultline/cleaning.py).",
+        "Qovery's framing and reads its hints; generic keeps messages as written (faultline/cleaning.py). "
+        "Unset: the deployment's (FAULTLINE_ERROR_PROFILE, else the source's: qovery for the default table).",
     )
     template_similarity: float = Field(
         default=DEFAULT_SIMILARITY,
@@ -150,7 +172,8 @@ class CleaningConfig(dg.Config):
 
     @model_validator(mode="after")
     def _profile_exists(self) -> "CleaningConfig":
-        profile_named(self.profile)
+        if self.profile is not None:
+            profile_named(self.profile)
         return self
 
 
@@ -216,10 +239,10 @@ class DBSCANConfig(dg.Config):
 def deployment_events_dump(
     context: dg.AssetExecutionContext,
     config: DumpConfig,
-    event_store: DeploymentEventStore,
+    event_store: ErrorEventSource,
     part_store: PartStore,
 ):
-    """The day's rows copied out of the events store as they are, so production is read once."""
+    """The day's rows copied out of the error source as they are, so production is read once."""
     window = context.partition_time_window
     # The store may be down or drop the connection: retried, and safe to retry, since a failed read
     # keeps no parts at all and the day's rows are selected again from scratch.
@@ -231,9 +254,25 @@ def deployment_events_dump(
             DUMP_COLUMNS,
             keep_days=config.keep_days,
         )
+    # What the source read and left out of the day, counted (files: other days' records, blank lines,
+    # records without a readable time, the first of which are named by file and line).
+    left_out = event_store.last_read_counts()
+    without_time = left_out.get("records_without_time", 0)
+    examples = event_store.records_without_time_examples() if without_time else []
+    told = (
+        f" {without_time:,} records had no readable time and are in no day (the first at "
+        f"{', '.join(examples)})."
+        if without_time
+        else ""
+    )
     return dg.MaterializeResult(
         value=dump,
-        metadata={"dagster/row_count": dump.n_rows, "parts": dump.n_parts},
+        metadata={
+            "dagster/row_count": dump.n_rows,
+            "parts": dump.n_parts,
+            "source": type(event_store).__name__,
+            **({"left_out": dg.MetadataValue.json(left_out)} if left_out else {}),
+        },
         check_results=[
             dg.AssetCheckResult(
                 check_name="dump_has_rows",
@@ -243,8 +282,9 @@ def deployment_events_dump(
                     f"The store had {dump.n_rows:,} rows for {context.partition_key}."
                     if dump.n_rows
                     else f"The store had no rows for {context.partition_key}: the report will be empty."
-                ),
-                metadata={"rows": dump.n_rows, "min_rows": 1},
+                )
+                + told,
+                metadata={"rows": dump.n_rows, "min_rows": 1, **left_out},
             )
         ],
     )
@@ -274,21 +314,26 @@ def flatten_events(
     config: FlattenConfig,
     deployment_events_dump: FrameParts,
     part_store: PartStore,
+    error_format: ErrorEventFormat,
 ):
+    try:
+        shape = event_shape(config, error_format)
+    except ValueError as error:
+        raise dg.Failure(f"flatten_events: the shape of the events cannot be read: {error}") from None
     with part_store.writer(
         "flattened_events", context.partition_key, EVENT_COLUMNS, keep_days=config.keep_days
     ) as writer:
         flattened = flatten_dump(
             deployment_events_dump,
             writer,
-            tuple(config.error_states),
+            shape.error_states or (),
             config.max_message_chars,
             config.workers,
-            layout=config.layout,
-            message_field=config.message_field,
-            state_field=config.state_field,
-            scope_field=config.scope_field,
-            every_event_is_error=config.every_event_is_error,
+            layout=shape.layout,
+            message_field=shape.message_field,
+            state_field=shape.state_field,
+            scope_field=shape.scope_field,
+            every_event_is_error=shape.error_states is None,
         )
         events = writer.commit()
     quarantine = flattened.quarantine  # a sample: the first records of each reason
@@ -302,6 +347,8 @@ def flatten_events(
             "events_read": flattened.n_events_read,
             "non_error_events": flattened.n_non_error_events,
             "quarantined": flattened.n_quarantined,
+            "layout": shape.layout,
+            "message_field": shape.message_field,
         },
     )
     yield dg.Output(
@@ -337,15 +384,18 @@ def flatten_events(
 
 
 @dg.asset(partitions_def=DEFAULT_DAILY_PARTITIONS, group_name=GROUP)
-def cleaned_corpus(config: CleaningConfig, flattened_events: FrameParts) -> dg.MaterializeResult[Corpus]:
+def cleaned_corpus(
+    config: CleaningConfig, flattened_events: FrameParts, error_format: ErrorEventFormat
+) -> dg.MaterializeResult[Corpus]:
     """Each error event's variant (its message's template tokens) and hint; per variant its template,
     the cleaned text the vectorizer sees, its count and an example message."""
+    profile = config.profile or error_format.profile
     corpus = clean_corpus(
         flattened_events,
         config.template_similarity,
         config.max_constant_values,
         config.workers,
-        profile=config.profile,
+        profile=profile,
     )
     variants = corpus.variants
     with_text = variants[variants["has_text"]]
@@ -353,6 +403,7 @@ def cleaned_corpus(config: CleaningConfig, flattened_events: FrameParts) -> dg.M
         value=corpus,
         metadata={
             "dagster/row_count": len(corpus.events),
+            "profile": profile,
             "variants": len(variants),
             "distinct_cleaned_texts": int(with_text["cleaned"].nunique()),
             "distinct_templates": int(with_text["template"].nunique()),

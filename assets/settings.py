@@ -18,6 +18,7 @@ from resources.outages import RetriedOnOutage, SourceUnavailableError
 from resources.sql import data_dir
 
 DEFAULT_START_DATE = "2025-01-01"
+ERROR_SOURCES = ("table", "files", "dagster")
 
 # The dump holds every event as the store has it, secrets and all: kept only until the day's flatten
 # has surely read it (a few days leave room for a failed run to be re-executed), and re-read from
@@ -106,6 +107,27 @@ class Settings:
         default=None, metadata={"env": "FAULTLINE_WORKFLOW_ID_SEPARATOR"}
     )
     airflow_base_url: str | None = field(default=None, metadata={"env": "FAULTLINE_AIRFLOW_BASE_URL"})
+    # The error side's source (resources/error_sources.py): `table`, a table of FAULTLINE_EVENTS_DB_URL
+    # (Qovery's batched deployment_events by default); `files`, JSON-lines or Parquet files under
+    # FAULTLINE_ERROR_FILES; `dagster`, this deployment's own failed steps, checks and runs.
+    error_source: str = field(default="table", metadata={"env": "FAULTLINE_ERROR_SOURCE"})
+    error_table: str | None = field(default=None, metadata={"env": "FAULTLINE_ERROR_TABLE"})
+    error_id_column: str | None = field(default=None, metadata={"env": "FAULTLINE_ERROR_ID_COLUMN"})
+    error_time_column: str | None = field(default=None, metadata={"env": "FAULTLINE_ERROR_TIME_COLUMN"})
+    error_payload_column: str | None = field(default=None, metadata={"env": "FAULTLINE_ERROR_PAYLOAD_COLUMN"})
+    error_event_columns: str | None = field(default=None, metadata={"env": "FAULTLINE_ERROR_EVENT_COLUMNS"})
+    error_files: str | dg.EnvVar | None = field(
+        default=None, metadata={"env": "FAULTLINE_ERROR_FILES", "env_var": True}
+    )
+    error_files_format: str | None = field(default=None, metadata={"env": "FAULTLINE_ERROR_FILES_FORMAT"})
+    error_time_field: str | None = field(default=None, metadata={"env": "FAULTLINE_ERROR_TIME_FIELD"})
+    # Where an event's fields are (resources/error_format.py); unset keeps the source's defaults.
+    error_layout: str | None = field(default=None, metadata={"env": "FAULTLINE_ERROR_LAYOUT"})
+    error_message_field: str | None = field(default=None, metadata={"env": "FAULTLINE_ERROR_MESSAGE_FIELD"})
+    error_state_field: str | None = field(default=None, metadata={"env": "FAULTLINE_ERROR_STATE_FIELD"})
+    error_scope_field: str | None = field(default=None, metadata={"env": "FAULTLINE_ERROR_SCOPE_FIELD"})
+    error_states: str | None = field(default=None, metadata={"env": "FAULTLINE_ERROR_STATES"})
+    error_profile: str | None = field(default=None, metadata={"env": "FAULTLINE_ERROR_PROFILE"})
     db_url: str | dg.EnvVar | None = field(
         default=None, metadata={"env": "FAULTLINE_DB_URL", "env_var": True}
     )
@@ -142,6 +164,12 @@ class Settings:
         if self.workflow_source not in ("airflow", "sql", "dagster"):
             raise ValueError(
                 f"FAULTLINE_WORKFLOW_SOURCE={self.workflow_source!r}: use airflow, sql or dagster"
+            )
+        if self.error_source not in ERROR_SOURCES:
+            raise ValueError(f"FAULTLINE_ERROR_SOURCE={self.error_source!r}: use {', '.join(ERROR_SOURCES)}")
+        if self.error_source == "files" and self.error_files is None:
+            raise ValueError(
+                "FAULTLINE_ERROR_SOURCE=files needs FAULTLINE_ERROR_FILES: the folder, file or glob to read"
             )
         for name, value in (
             ("FAULTLINE_ERROR_CLUSTERS", self.error_clusters),

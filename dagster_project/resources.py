@@ -4,7 +4,7 @@ from assets.settings import Settings
 from resources.alert_sinks import AlertSinks
 from resources.alert_store import AlertStore
 from resources.error_catalog import ErrorCatalogStore
-from resources.event_store import DeploymentEventStore
+from resources.error_sources import error_event_format, error_event_source
 from resources.io_manager import AtomicFilesystemIOManager
 from resources.part_store import PartStore
 from resources.report_store import ReportStore
@@ -19,11 +19,9 @@ def build_resources(settings: Settings) -> dict[str, object]:
         "io_manager": AtomicFilesystemIOManager(),
         # The day's dump and flattened events, in parts: beside the asset values unless told otherwise.
         "part_store": PartStore(directory=settings.parts_dir),
-        "event_store": DeploymentEventStore(
-            url=settings.events_db_url or settings.store_url(),
-            outage_retries=settings.source_retries,
-            outage_retry_delay_s=settings.source_retry_delay_s,
-        ),
+        # The error side's source (FAULTLINE_ERROR_SOURCE) and where its records hold their fields.
+        "event_store": error_event_source(settings),
+        "error_format": error_event_format(settings),
         "report_store": ReportStore(directory=settings.reports_dir or str(data_dir() / "reports")),
         "workflow": workflow_service(settings),
         # faultline's own tables (limits, alerts, deliveries) never go into a source it reads: its own

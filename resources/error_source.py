@@ -47,6 +47,11 @@ class ErrorEventSource(RetriedOnOutage):
         day, blank lines, ...), for the dump's metadata: a source that leaves nothing out has none."""
         return {}
 
+    def records_without_time_examples(self) -> list[str]:
+        """Where the last read's first records without a readable time are (a source that reads every
+        record's time from a column or the event log has none)."""
+        return []
+
     def read_batches(self, start: datetime, end: datetime) -> pd.DataFrame:
         """The same records as one DataFrame: for a small day, or a look at one."""
         parts = list(self.iter_batches(start, end, rows_per_part=10_000))

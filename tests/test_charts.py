@@ -18,6 +18,7 @@ from faultline.demo_data.deployment_events import generate_deployment_batches
 from faultline.demo_data.task_runs import generate_task_runs
 from faultline.durations import find_overdue_tasks
 from resources.alert_store import AlertStore
+from resources.error_sources import ErrorEventFormat
 from resources.part_store import PartStore
 from resources.report_store import ReportStore
 from resources.workflow import SqlWorkflowService
@@ -147,7 +148,12 @@ def test_the_share_chart_asset_draws_the_reports_of_the_days_before_it(tmp_path:
     store = seeded_event_store(tmp_path, rows)
     report_store = ReportStore(directory=str(tmp_path / "reports"))
     assets = [*dg.load_assets_from_modules([error_clusters]), error_share_chart]
-    resources = {"event_store": store, "report_store": report_store, "part_store": PartStore()}
+    resources = {
+        "event_store": store,
+        "error_format": ErrorEventFormat(),
+        "report_store": report_store,
+        "part_store": PartStore(),
+    }
     for day in ("2026-11-20", "2026-11-21"):
         result = dg.materialize(assets, instance=instance, partition_key=day, resources=resources)
 

@@ -27,6 +27,7 @@ from dagster_project.sensors import build_long_running_tasks_sensor
 from faultline.demo_data.deployment_events import generate_deployment_batches
 from resources.alert_sinks import AlertSinks
 from resources.alert_store import AlertStore
+from resources.error_sources import ErrorEventFormat
 from resources.event_store import DeploymentEventStore
 from resources.io_manager import AtomicFilesystemIOManager, AtomicPickleIOManager
 from resources.part_store import PartStore
@@ -147,6 +148,7 @@ def materialize_day(home: str, events_url: str, reports: str) -> bool:
                 "io_manager": AtomicFilesystemIOManager(),  # the code location's, as in production
                 "part_store": PartStore(),
                 "event_store": DeploymentEventStore(url=events_url),
+                "error_format": ErrorEventFormat(),
                 "report_store": MeetingReportStore(directory=reports),
             },
         ).success

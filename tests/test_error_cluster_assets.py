@@ -12,6 +12,7 @@ from sklearn.metrics import adjusted_rand_score
 
 from assets import error_clusters
 from faultline.demo_data.deployment_events import generate_deployment_batches
+from resources.error_sources import ErrorEventFormat
 from resources.frame_parts import COMMITTED
 from resources.part_store import PartStore
 from resources.report_store import ReportStore
@@ -24,7 +25,12 @@ def materialize_day(instance, event_store, report_store, day: str = DEMO_DAY, ru
         ASSETS,
         instance=instance,
         partition_key=day,
-        resources={"event_store": event_store, "report_store": report_store, "part_store": PartStore()},
+        resources={
+            "event_store": event_store,
+            "error_format": ErrorEventFormat(),
+            "report_store": report_store,
+            "part_store": PartStore(),
+        },
         run_config=run_config,
     )
 
@@ -357,7 +363,12 @@ def test_a_day_whose_dump_is_past_its_retention_cannot_be_flattened_again_and_is
         tmp_path, generate_deployment_batches(end=DEMO_END, days=2, n_error_events=200)
     )
     earlier_day = "2026-11-20"
-    resources = {"event_store": store, "report_store": report_store, "part_store": PartStore()}
+    resources = {
+        "event_store": store,
+        "error_format": ErrorEventFormat(),
+        "report_store": report_store,
+        "part_store": PartStore(),
+    }
 
     def materialize(selection: list[str], day: str):
         return dg.materialize(

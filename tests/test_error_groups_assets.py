@@ -14,6 +14,7 @@ from faultline.report import group_alerts
 from resources.alert_sinks import AlertSinks
 from resources.error_catalog import ErrorCatalogStore
 from resources.error_group_alerts import deliver_group_alerts
+from resources.error_sources import ErrorEventFormat
 from resources.part_store import PartStore
 from resources.report_store import ReportStore
 from tests.conftest import seeded_event_store
@@ -36,6 +37,7 @@ def backfill(tmp_path_factory, recording_server_module):
     webhook = recording_server_module()
     resources = {
         "event_store": seeded_event_store(folder, rows),
+        "error_format": ErrorEventFormat(),
         "report_store": ReportStore(directory=str(folder / "reports")),
         "part_store": PartStore(),
         "error_catalog": catalog,

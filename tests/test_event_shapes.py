@@ -7,10 +7,11 @@ import pandas as pd
 import pytest
 from pydantic import ValidationError
 
-from assets.error_clusters import CleaningConfig, FlattenConfig
+from assets.error_clusters import CleaningConfig, FlattenConfig, event_shape
 from faultline.event_shape import EventShape, shape_from_config
 from faultline.flatten import EVENT_COLUMNS, flatten_batches
 from faultline.pipeline import clean_corpus, flatten_dump, write_parts
+from resources.error_sources import ErrorEventFormat
 from resources.frame_parts import PartWriter
 
 DAY = pd.Timestamp("2026-11-20T10:00:00Z")
@@ -172,11 +173,28 @@ def test_a_message_longer_than_its_bound_is_quarantined_in_the_event_layout_too(
 
 def test_the_default_shape_is_qoverys_batches():
     assert shape_from_config() == EventShape()
-    config = FlattenConfig()
-    assert shape_from_config(
-        config.layout, config.message_field, config.state_field, config.scope_field, config.error_states,
-        config.every_event_is_error,
-    ) == EventShape()  # fmt: skip
+    # The step's Config defers to the deployment's format, whose defaults are Qovery's.
+    assert event_shape(FlattenConfig(), ErrorEventFormat()) == EventShape()
+
+
+def test_the_steps_config_overrides_the_deployments_format_field_by_field():
+    every_event = ErrorEventFormat(
+        layout="event", message_field="text", state_field="kind", scope_field="job", error_states=None
+    )
+    assert event_shape(FlattenConfig(), every_event) == EventShape(
+        layout="event", message_field="text", state_field="kind", scope_field="job", error_states=None
+    )
+    # Listing states in the Config makes them tell the errors, even where the deployment takes every event.
+    listed = event_shape(FlattenConfig(message_field="log.tail", error_states=["failure"]), every_event)
+    assert (listed.message_field, listed.state_field, listed.error_states) == (
+        "log.tail",
+        "kind",
+        ("failure",),
+    )
+    # An empty state field needs every event an error: the deployment's says so here, Qovery's does not.
+    assert event_shape(FlattenConfig(state_field=""), every_event).state_field is None
+    with pytest.raises(ValueError, match="set every_event_is_error=true"):
+        event_shape(FlattenConfig(state_field=""), ErrorEventFormat())
 
 
 @pytest.mark.parametrize(
@@ -184,7 +202,7 @@ def test_the_default_shape_is_qoverys_batches():
     [
         ({"layout": "rows"}, "layout='rows'"),
         ({"message_field": "log..text"}, "message_field='log..text'"),
-        ({"state_field": ""}, "set every_event_is_error=true"),
+        ({"state_field": "", "every_event_is_error": False}, "set every_event_is_error=true"),
         ({"error_states": []}, "error_states is empty"),
     ],
 )

@@ -25,6 +25,7 @@ from faultline.demo_data.deployment_events import frame_message, generate_deploy
 from faultline.report import _plain
 from resources.alert_sinks import AlertSinks
 from resources.alert_store import AlertStore
+from resources.error_sources import ErrorEventFormat
 from resources.event_store import DeploymentEventStore
 from resources.part_store import PartStore
 from resources.report_store import ReportStore
@@ -328,6 +329,7 @@ def test_hostile_messages_stay_data_in_the_corpus_and_never_break_the_reports(st
         partition_key=DEMO_DAY,
         resources={
             "event_store": store,
+            "error_format": ErrorEventFormat(),
             "report_store": ReportStore(directory=str(reports)),
             "part_store": PartStore(),
         },

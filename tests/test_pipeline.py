@@ -21,6 +21,7 @@ from faultline.pipeline import (
     vectorize_corpus,
     write_parts,
 )
+from resources.error_sources import ErrorEventFormat
 from resources.event_store import DUMP_COLUMNS
 from resources.part_store import PartStore
 from resources.report_store import ReportStore
@@ -29,11 +30,17 @@ from resources.report_store import ReportStore
 def test_the_chains_settings_default_to_the_assets_config():
     configs = [FlattenConfig(), CleaningConfig(), Doc2VecConfig(), DBSCANConfig()]
     settings = DaySettings()
+    # A Config field left unset takes the deployment's format (the error_format resource), whose
+    # defaults are the chain's; every_event_is_error is the format's error_states of None.
+    deployment = ErrorEventFormat()
+    deployment_values = {**deployment.model_dump(), "every_event_is_error": deployment.error_states is None}
     for setting in dataclasses.fields(DaySettings):
         holders = [config for config in configs if setting.name in type(config).model_fields]
         assert holders, f"no Config of the assets has {setting.name}"
         for config in holders:
             value = getattr(config, setting.name)
+            if value is None:
+                value = deployment_values[setting.name]
             assert (tuple(value) if isinstance(value, list) else value) == getattr(settings, setting.name)
     assert DumpConfig().rows_per_part == DEFAULT_ROWS_PER_PART
 
@@ -62,6 +69,7 @@ def test_run_day_gives_what_the_assets_materialize(tmp_path: Path, instance):
         partition_key=DEMO_DAY,
         resources={
             "event_store": seeded_event_store(tmp_path, rows),
+            "error_format": ErrorEventFormat(),
             "report_store": reports,
             "part_store": PartStore(directory=str(tmp_path / "parts")),
         },

@@ -35,6 +35,7 @@ from faultline.demo_data.deployment_events import frame_message, generate_deploy
 from faultline.redaction import SECRET_KINDS, redact_secrets
 from resources.alert_sinks import AlertSinks
 from resources.alert_store import AlertStore
+from resources.error_sources import ErrorEventFormat
 from resources.part_store import PartStore
 from resources.report_store import ReportStore
 from resources.workflow import SqlWorkflowService
@@ -326,6 +327,7 @@ def test_secrets_in_the_days_events_reach_no_corpus_report_metadata_storage_or_l
             partition_key=DEMO_DAY,
             resources={
                 "event_store": event_store,
+                "error_format": ErrorEventFormat(),
                 "report_store": ReportStore(directory=str(reports)),
                 "part_store": PartStore(),
             },

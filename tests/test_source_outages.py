@@ -24,6 +24,7 @@ from faultline.durations import baselines_from_durations, screen_task_runs, trai
 from resources import sql
 from resources.alert_sinks import AlertSinks
 from resources.alert_store import AlertStore
+from resources.error_sources import ErrorEventFormat
 from resources.event_store import DeploymentEventStore
 from resources.part_store import PartStore
 from resources.report_store import ReportStore
@@ -81,7 +82,11 @@ def materialize_dump(instance: dg.DagsterInstance, url: str):
         [deployment_events_dump],
         instance=instance,
         partition_key=DEMO_DAY,
-        resources={"event_store": DeploymentEventStore(url=url, **FAST), "part_store": PartStore()},
+        resources={
+            "event_store": DeploymentEventStore(url=url, **FAST),
+            "error_format": ErrorEventFormat(),
+            "part_store": PartStore(),
+        },
         raise_on_error=False,
     )
 
@@ -122,6 +127,7 @@ def test_a_missing_table_fails_at_once_naming_the_setting_and_is_not_retried(ins
         partition_key=DEMO_DAY,
         resources={
             "event_store": DeploymentEventStore(url=url, table="deploy_events", **FAST),
+            "error_format": ErrorEventFormat(),
             "part_store": PartStore(),
         },
         raise_on_error=False,
@@ -210,6 +216,7 @@ def test_rerunning_the_day_after_the_store_recovers_gives_the_undisturbed_result
             partition_key=DEMO_DAY,
             resources={
                 "event_store": DeploymentEventStore(url=url, **FAST),
+                "error_format": ErrorEventFormat(),
                 "report_store": reports,
                 "part_store": PartStore(),
             },
