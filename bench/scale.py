@@ -17,6 +17,14 @@ tree. A further run on SQLite with one worker process gives the single-core figu
 the same day's flattened messages in a child of its own (its mining only is timed, on one thread).
 Last, once, the seed's pipeline on the flattened messages of a --seed-events day, beside faultline's
 steps after flatten on the same day. Results are printed and written to bench/results/scale.json.
+
+    python bench/scale.py --dump-sources --events 1000000 [--stores sqlite postgresql]
+
+measures the dump step alone from each kind of source of the same day (issue 17): the events tables,
+and the same rows as files, one line per store row (JSON lines, plain and gzip, a date in the path; and
+each batch wrapped with its time, `{"created_at": ..., "events": [...]}`, picked by time_field) and
+Parquet (a `payload` column, row groups of 5,000 rows; by the path's date and by its `created_at`
+column as the time field). Written to bench/results/scale_dump_sources.json.
 """
 
 import argparse
@@ -32,11 +40,13 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results" / "scale.json"
+DUMP_SOURCES_RESULTS = RESULTS.with_name("scale_dump_sources.json")
+PARQUET_ROW_GROUP_ROWS = 5_000
 BAR_SECONDS, BAR_MEMORY_MB, BAR_EVENTS = 60, 2048, 1_000_000
 # The issue measures the seed on 20,000 events; Drain3 runs on every N up to the bar's.
 SEED_EVENTS, DRAIN3_MAX_EVENTS = 20_000, BAR_EVENTS
@@ -150,6 +160,152 @@ def seed_stores(n_events: int, urls: list[str]) -> dict[str, object]:
             store.write_batches(rows[start : start + SEED_ROWS_PER_WRITE])
         figures[url.split(":", 1)[0].split("+", 1)[0]] = time.perf_counter() - began
     return figures
+
+
+def seed_sources(n_events: int, folder: Path, urls: list[str]) -> dict[str, object]:
+    """One day of `n_events` demo error events in each events store and as files: JSON lines (plain and
+    gzip; one line per store row, its payload) and Parquet (the rows' columns)."""
+    import gzip
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from faultline.demo_data.deployment_events import generate_deployment_batches
+    from resources.event_store import DeploymentEventStore
+
+    began = time.perf_counter()
+    rows = generate_deployment_batches(end=DEMO_END, days=1, n_error_events=n_events)
+    figures: dict[str, object] = {"generate_s": time.perf_counter() - began, "store_rows": len(rows)}
+    for url in urls:
+        store = DeploymentEventStore(url=url)
+        began = time.perf_counter()
+        store.create_table(replace=True)
+        for start in range(0, len(rows), SEED_ROWS_PER_WRITE):
+            store.write_batches(rows[start : start + SEED_ROWS_PER_WRITE])
+        figures[url.split(":", 1)[0].split("+", 1)[0]] = time.perf_counter() - began
+    began = time.perf_counter()
+    kinds = ("jsonl", "jsonl_gz", "jsonl_time_field", "parquet")
+    for kind in kinds:
+        (folder / kind).mkdir()
+    with (
+        open(folder / "jsonl" / f"{DAY}.jsonl", "w", encoding="utf-8") as plain,
+        gzip.open(folder / "jsonl_gz" / f"{DAY}.jsonl.gz", "wt", encoding="utf-8", compresslevel=6) as packed,
+        open(folder / "jsonl_time_field" / "events.jsonl", "w", encoding="utf-8") as timed,
+    ):
+        for row in rows:
+            plain.write(row["payload"] + "\n")
+            packed.write(row["payload"] + "\n")
+            # The same batch in an object with its time, as a file without dates in its name would be.
+            timed.write(f'{{"created_at": "{row["created_at"].isoformat()}", "events": {row["payload"]}}}\n')
+    schema = pa.schema(
+        [("id", pa.int64()), ("created_at", pa.timestamp("us", tz="UTC")), ("payload", pa.string())]
+    )
+    with pq.ParquetWriter(folder / "parquet" / f"{DAY}.parquet", schema) as writer:
+        for start in range(0, len(rows), PARQUET_ROW_GROUP_ROWS):
+            chunk = rows[start : start + PARQUET_ROW_GROUP_ROWS]
+            writer.write_table(pa.Table.from_pylist(chunk, schema=schema))
+    figures["files_s"] = time.perf_counter() - began
+    figures["payload_bytes"] = sum(len(row["payload"].encode()) for row in rows)
+    figures["file_bytes"] = {kind: _bytes(folder / kind) for kind in kinds}
+    return figures
+
+
+def dump_sources(folder: Path, urls: dict[str, str]) -> dict[str, dict]:
+    """The sources the dump step is measured from, as the resource each is (class and fields)."""
+    sources = {store: {"kind": "DeploymentEventStore", "url": url} for store, url in urls.items()}
+    sources["jsonl"] = {"kind": "EventFiles", "path": str(folder / "jsonl" / "%Y-%m-%d.jsonl")}
+    sources["jsonl_gz"] = {"kind": "EventFiles", "path": str(folder / "jsonl_gz" / "%Y-%m-%d.jsonl.gz")}
+    sources["jsonl_time_field"] = {
+        "kind": "EventFiles",
+        "path": str(folder / "jsonl_time_field"),
+        "time_field": "created_at",
+    }
+    sources["parquet"] = {
+        "kind": "EventFiles",
+        "path": str(folder / "parquet" / "%Y-%m-%d.parquet"),
+        "payload_column": "payload",
+    }
+    sources["parquet_time_field"] = {
+        "kind": "EventFiles",
+        "path": str(folder / "parquet"),
+        "payload_column": "payload",
+        "time_field": "created_at",
+    }
+    return sources
+
+
+def run_dump(source: dict, folder: Path) -> dict[str, object]:
+    """The dump step as the deployment_events_dump asset runs it: the source's day into PartStore parts."""
+    from faultline.pipeline import DEFAULT_ROWS_PER_PART
+    from resources.error_source import DUMP_COLUMNS
+    from resources.event_files import EventFiles
+    from resources.event_store import DeploymentEventStore
+    from resources.part_store import PartStore
+
+    kind = {"DeploymentEventStore": DeploymentEventStore, "EventFiles": EventFiles}[source["kind"]]
+    resource = kind(**{key: value for key, value in source.items() if key != "kind"})
+    parts = PartStore(directory=str(folder))
+    start = datetime.fromisoformat(DAY).replace(tzinfo=UTC)
+    end = DEMO_END
+    rss_before = _status_mb("VmRSS")
+    load_before = os.getloadavg()[0]
+    with TreeMemory() as memory:
+        began = time.perf_counter()
+        dump = parts.write(
+            "deployment_events_dump",
+            DAY,
+            resource.iter_batches(start, end, DEFAULT_ROWS_PER_PART),
+            DUMP_COLUMNS,
+        )
+        dump_s = time.perf_counter() - began
+    payload_bytes = 0
+    for frame in dump.frames():  # after the clock: that the same rows were dumped from every source
+        payload_bytes += sum(len(p if isinstance(p, bytes) else p.encode()) for p in frame["payload"])
+    return {
+        "dump_s": dump_s,
+        "rows": dump.n_rows,
+        "parts": dump.n_parts,
+        "payload_bytes": payload_bytes,
+        "rows_per_s": dump.n_rows / dump_s,
+        "rss_before_mb": rss_before,
+        "load_average_1m": [load_before, os.getloadavg()[0]],
+        "left_out": resource.last_read_counts(),
+        **memory.figures(),
+    }
+
+
+def measure_dump_sources(args: argparse.Namespace, postgresql_url: str | None, folder: Path) -> list:
+    results = []
+    for n in args.events:
+        here = folder / f"events_{n}"
+        here.mkdir()
+        urls = {store: _store_url(store, here, postgresql_url) for store in args.stores}
+        seeding = child(["--_seed-sources", str(n), str(here), *urls.values()])
+        print(
+            f"N={n:,}: {seeding['store_rows']:,} store rows ({seeding['payload_bytes'] / 1e6:,.0f} MB of "
+            "payloads); files "
+            + ", ".join(f"{kind} {size / 1e6:,.0f} MB" for kind, size in seeding["file_bytes"].items()),
+            flush=True,
+        )
+        runs = {}
+        for name, source in dump_sources(here, urls).items():
+            (here / f"parts_{name}").mkdir()
+            run = child(["--_dump", json.dumps(source), str(here / f"parts_{name}")])
+            runs[name] = {"source": {k: v for k, v in source.items() if k != "url"}, **run}
+            print(
+                f"  {name:<20} dump {run['dump_s']:6.1f}s  {run['rows']:,} rows in {run['parts']} parts  "
+                f"peak RSS {run['peak_tree_rss_mb']:5.0f} MB (before the read "
+                f"{run['rss_before_mb']:4.0f} MB)",
+                flush=True,
+            )
+        for reference in args.stores:
+            for run in runs.values():
+                run[f"per_{reference}"] = {
+                    "dump_s": run["dump_s"] / runs[reference]["dump_s"],
+                    "peak_tree_rss_mb": run["peak_tree_rss_mb"] / runs[reference]["peak_tree_rss_mb"],
+                }
+        results.append({"n": n, "seeding": seeding, "runs": runs})
+    return results
 
 
 def _tree(root: int) -> list[int]:
@@ -485,6 +641,65 @@ def measure(args: argparse.Namespace, postgresql_url: str | None, folder: Path) 
     return results, seed_comparison
 
 
+def _with_database(args: argparse.Namespace, measure_in: Callable[[str | None], object]) -> object:
+    """`measure_in(url)` with a PostgreSQL database of its own (None when PostgreSQL is not measured),
+    dropped after."""
+    import sqlalchemy as sa
+
+    if "postgresql" not in args.stores:
+        return measure_in(None)
+    name = f"faultline_scale_{uuid.uuid4().hex[:8]}"
+    admin = sa.create_engine(args.url, isolation_level="AUTOCOMMIT")
+    url = sa.engine.make_url(args.url).set(database=name).render_as_string(hide_password=False)
+    try:
+        with admin.connect() as connection:
+            connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
+        try:
+            return measure_in(url)
+        finally:
+            with admin.connect() as connection:
+                connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    finally:
+        admin.dispose()
+
+
+DUMP_SOURCES_MEASURES = {
+    "results[].runs[source].dump_s": "wall seconds of PartStore.write('deployment_events_dump', day, "
+    "source.iter_batches(day, next day, rows_per_part=5,000), DUMP_COLUMNS), as the asset calls it, in a "
+    "child process of its own (no Dagster run around it): reading the day from the source and pickling "
+    "its parts.",
+    "results[].runs[source].source": "the resource read: DeploymentEventStore on SQLite or PostgreSQL, "
+    "EventFiles on the same rows as files, one line (or Parquet row) per store row holding its payload.",
+    "results[].runs[source].peak_tree_rss_mb": "highest RSS of the child process (sampled every 20 ms), "
+    "imports included; rss_before_mb is its RSS after the imports, before the read.",
+    "results[].runs[source].per_<store>": "this source's dump_s and peak RSS divided by that store's.",
+    "results[].runs[source].payload_bytes": "UTF-8 bytes of the dumped payloads, counted after the "
+    "clock: equal across sources when each dumped the same rows (jsonl_time_field's lines wrap each "
+    'batch as {"created_at": ..., "events": [...]}, so its payloads are longer by that).',
+    "results[].seeding": "generating the day and writing it to each store and file (not timed in any run).",
+}
+
+
+def main_dump_sources(args: argparse.Namespace) -> None:
+    signal.signal(signal.SIGTERM, _interrupt)
+    product = product_state()
+    print("The dump step alone, from each source of the same day's rows.", flush=True)
+    with tempfile.TemporaryDirectory() as folder:
+        results = _with_database(args, lambda url: measure_dump_sources(args, url, Path(folder)))
+    record = {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "command": " ".join(["python", "bench/scale.py", *sys.argv[1:]]),
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "product": product,
+        "options": {"events": args.events, "stores": args.stores},
+        "measures": DUMP_SOURCES_MEASURES,
+        "results": results,
+    }
+    output = args.output or DUMP_SOURCES_RESULTS
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(record, indent=2) + "\n")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
@@ -527,12 +742,31 @@ def main() -> None:
         help="events of the day the seed's pipeline and faultline are compared on; 0 leaves the "
         "seed out (default %(default)s; the seed takes about a minute per thousand events)",
     )
-    parser.add_argument("--output", type=Path, default=RESULTS, help="where to write the JSON")
+    parser.add_argument(
+        "--dump-sources",
+        action="store_true",
+        help="measure the dump step alone, from the events stores and from the same rows as files "
+        f"(written to {DUMP_SOURCES_RESULTS.name} unless --output says otherwise)",
+    )
+    parser.add_argument("--output", type=Path, default=None, help="where to write the JSON")
     parser.add_argument("--_seed", nargs="+", help=argparse.SUPPRESS)
     parser.add_argument("--_run", nargs=3, help=argparse.SUPPRESS)
     parser.add_argument("--_drain3", nargs=2, help=argparse.SUPPRESS)
     parser.add_argument("--_seed-pipeline", help=argparse.SUPPRESS)
+    parser.add_argument("--_seed-sources", nargs="+", help=argparse.SUPPRESS)
+    parser.add_argument("--_dump", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args._seed_sources:
+        n, folder, *urls = args._seed_sources
+        print(json.dumps(seed_sources(int(n), Path(folder), urls)))
+        return
+    if args._dump:
+        print(json.dumps(run_dump(json.loads(args._dump[0]), Path(args._dump[1]))))
+        return
+    if args.dump_sources:
+        main_dump_sources(args)
+        return
+    args.output = args.output or RESULTS
     if args._seed:
         print(json.dumps(seed_stores(int(args._seed[0]), args._seed[1:])))
         return
