@@ -36,6 +36,7 @@ from dagster._daemon.sensor import execute_sensor_iteration
 from assets.settings import Settings
 from dagster_project.definitions import build_definitions
 from faultline.alerting import alert_text
+from faultline.demo_data.ci_failures import generate_ci_jobs, write_ci_jobs
 from faultline.demo_data.deployment_events import generate_deployment_batches
 from faultline.demo_data.task_runs import DemoTaskRuns, generate_task_runs
 from faultline.report import ClusterReport, changes_by_day
@@ -43,6 +44,10 @@ from resources.sql import data_dir, safe_url
 
 DEMO_DAYS = 14
 DEMO_ERROR_EVENTS = 20_000
+# The second store: a CI system's failed jobs, JSON-lines files a day each, in another shape.
+DEMO_CI_FAILURES = 6_000
+CI_FOLDER = "ci_jobs"
+CI_MARKER = "faultline_demo_store"  # marks the folder as the demo's, so the next demo may replace it
 # Two weeks to fit the limits on, and two more for the backtest to replay.
 DEMO_TASK_RUN_DAYS = 28
 # A day of the error-cluster graph is one core's work (Doc2Vec trains on one thread): two processes
@@ -321,6 +326,67 @@ def _print_alerts(alerts: pd.DataFrame, planted: set[str]) -> None:
     )
 
 
+def ci_store_settings(start_date: str) -> Settings:
+    """The settings a team whose failures are a CI system's JSON-lines files gives (README, "Error
+    sources"): the files by the date in their name, the log tail clustered, the failed jobs the errors,
+    generic cleaning rules; its own database, parts and reports beside the Qovery store's."""
+    folder = data_dir() / CI_FOLDER
+    return Settings(
+        start_date=start_date,
+        task_durations="off",
+        error_group_alerts="off",
+        error_source="files",
+        error_files=str(folder / "{date}.jsonl.gz"),
+        error_message_field="log.tail",
+        error_state_field="conclusion",
+        error_states="failure",
+        error_scope_field="job.name",
+        db_url=f"sqlite:///{folder / 'faultline.db'}",
+        parts_dir=str(folder / "parts"),
+        reports_dir=str(folder / "reports"),
+    )
+
+
+def _run_ci_store(start_date: str, days: list[str], end: datetime) -> PartitionRun:
+    """The CI store's files written, and the error-cluster graph run on each of its days in this process,
+    on an instance of its own (the UI shows the Qovery store's); the newest day's run."""
+    folder = data_dir() / CI_FOLDER
+    marker = folder / CI_MARKER
+    if folder.exists() and not marker.exists():
+        raise SystemExit(
+            f"{folder} holds files the demo did not write, and the demo never deletes them: move them, or "
+            "run the demo with FAULTLINE_DATA_DIR set to another folder."
+        )
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    marker.write_text("Written by `make demo`, which replaces this folder.\n", encoding="utf-8")
+    # As many failed jobs a day as the full demo's, whatever its number of days.
+    n_failures = round(DEMO_CI_FAILURES * len(days) / DEMO_DAYS)
+    write_ci_jobs(folder, generate_ci_jobs(end, days=len(days), n_failures=n_failures))
+    defs = build_definitions(ci_store_settings(start_date))
+    job = defs.resolve_job_def(ERROR_CLUSTERS_JOB)
+    report_key = dg.AssetKey("error_cluster_report")
+    with dg.DagsterInstance.ephemeral() as instance:
+        for day in days:
+            result = job.execute_in_process(
+                partition_key=day, instance=instance, run_config=QUIET, raise_on_error=False
+            )
+            if not result.success:
+                return PartitionRun(ERROR_CLUSTERS_JOB, day, False)
+    (materialization,) = [
+        event.materialization
+        for event in result.get_asset_materialization_events()
+        if event.materialization.asset_key == report_key
+    ]
+    return PartitionRun(
+        ERROR_CLUSTERS_JOB,
+        day,
+        True,
+        result.asset_value(report_key),
+        str(materialization.metadata["report_file"].value),
+    )
+
+
 def _seed_task_runs(defs: dg.Definitions, now: pd.Timestamp) -> DemoTaskRuns:
     demo_runs = generate_task_runs(now, days=DEMO_TASK_RUN_DAYS)
     defs.resources["workflow"].write_runs(demo_runs.runs, replace=True)
@@ -404,6 +470,8 @@ def run_demo(
             .execute_in_process(instance=instance, run_config=QUIET)
             .get_asset_materialization_events()
         )
+        # The second store's days, in this process while the workers finish the first's.
+        ci_run = _run_ci_store(start_date, partition_days, end)
         runs += [future.result() for future in older_days]
         runs += [future.result() for future in run_error_clusters(partition_days[-1:])]
         _record_backfills(instance, workspace, backfill_ids, partition_days, runs, started_at)
@@ -411,6 +479,8 @@ def run_demo(
     failed = [f"{run.job_name} {run.day}" for run in runs if not run.success]
     if failed:
         raise SystemExit(f"These runs failed: {', '.join(failed)}. `make dev` shows their logs.")
+    if not ci_run.success:
+        raise SystemExit(f"The CI store's {ERROR_CLUSTERS_JOB} failed on {ci_run.day}.")
     newest = next(run for run in runs if run.job_name == ERROR_CLUSTERS_JOB and run.day == newest_day)
     _print_report(newest.report, newest_day, newest.report_file)
     shares_chart = Path(newest.report_file).with_name(f"error_clusters_{newest_day}-shares.png")
@@ -419,6 +489,8 @@ def run_demo(
     changes = changes_by_day(defs.resources["error_catalog"].group_days())
     print(f"\nError groups across the {days} days, what changed (data/reports/error_groups_<day>.md):")
     print("\n".join(f"  {line}" for line in changes) if changes else "  nothing after the first day")
+    print(f"\nThe second store, a CI system's failed jobs as JSON-lines files ({data_dir() / CI_FOLDER}):")
+    _print_report(ci_run.report, newest_day, ci_run.report_file)
     as_of, limits = defs.resources["alert_store"].latest_baselines()
     print(
         f"\nLearned limits for {int(limits['has_limit'].sum())} of {len(limits)} task types "

@@ -1,13 +1,14 @@
 """The demo: two weeks of a deployment, backfilled and ticked through the instance `make dev` opens, and
 it writes only its own embedded store and instance, whatever the environment names."""
 
+import json
 import os
 import sqlite3
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager, redirect_stderr, redirect_stdout
 from dataclasses import fields
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import dagster as dg
@@ -25,6 +26,8 @@ from dagster_project.demo import (
     BACKTEST_JOB,
     BASELINES_JOB,
     CHART_JOB,
+    CI_FOLDER,
+    DEMO_CI_FAILURES,
     DEMO_DAYS,
     DEMO_INSTANCE,
     DEMO_MARKER_TABLE,
@@ -36,6 +39,7 @@ from dagster_project.demo import (
     demo_definitions,
     run_demo,
 )
+from faultline.demo_data.ci_failures import generate_ci_jobs
 from resources.alert_store import AlertStore
 from tests.conftest import FIXED_NOW
 
@@ -212,6 +216,23 @@ def test_the_demo_ticks_the_sensor_through_its_instance(small_demo):
     assert not checked.passed
     (table,) = [value for value in checked.metadata.values() if isinstance(value, dg.TableMetadataValue)]
     assert sorted(record.data["run_id"] for record in table.records) == sorted(alerts["run_id"])
+
+
+def test_the_demo_groups_its_second_store_the_ci_jobs_json_lines_files_every_failed_job_counted(small_demo):
+    folder, days, terminal, _ = small_demo
+    assert "The second store, a CI system's failed jobs as JSON-lines files" in terminal
+    end = datetime.strptime(days[-1], "%Y-%m-%d").replace(tzinfo=UTC) + timedelta(days=1)
+    lines = generate_ci_jobs(end, days=len(days), n_failures=round(DEMO_CI_FAILURES * len(days) / DEMO_DAYS))
+    for day in days:
+        records = []
+        for line in lines[day]:
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError:
+                pass  # a runner killed mid-write: quarantined, not an error event
+        report = json.loads((folder / CI_FOLDER / "reports" / f"error_clusters_{day}.json").read_text())
+        failed = sum(record["conclusion"] == "failure" for record in records)
+        assert report["n_events"] == failed > 100
 
 
 def test_the_demo_prints_each_alert_once_with_the_report_and_the_backtest(small_demo):
