@@ -3,18 +3,14 @@ times its share from day 12, one gone after day 9, the other 14 steady; on both 
 day through the product's chain (`faultline.pipeline.run_day`) and the catalog."""
 
 import json
-import tempfile
 from collections import Counter
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from faultline.catalog import assign_groups, day_clusters, group_states
 from faultline.demo_data.deployment_events import DEMO_STORY, generate_deployment_batches
-from faultline.pipeline import DaySettings, run_day, write_parts
-from resources.event_store import DUMP_COLUMNS
+from faultline.demo_data.story import tell_story
 
 END = datetime(2026, 11, 22, tzinfo=UTC)
 DAYS = [d.strftime("%Y-%m-%d") for d in pd.date_range("2026-11-08", periods=14, freq="D")]
@@ -48,41 +44,11 @@ def test_the_story_changes_three_causes_and_keeps_the_days_totals():
 
 
 @pytest.fixture(scope="module", params=[7, 11])
-def story(request, tmp_path_factory):
-    """The catalog of the demo's 14 days of one seed, and which group each cause's events fell in."""
-    rows = pd.DataFrame(
-        generate_deployment_batches(END, seed=request.param, story=True), columns=DUMP_COLUMNS
-    )
-    recorded, truths = [], []
-    for day, dump in rows.groupby(rows["created_at"].map(lambda t: t.strftime("%Y-%m-%d"))):
-        with tempfile.TemporaryDirectory(dir=tmp_path_factory.mktemp("day")) as folder:
-            result = run_day(
-                write_parts(dump.reset_index(drop=True), Path(folder) / "dump"),
-                Path(folder) / "events",
-                DaySettings(workers=1),
-            )
-            causes = result.events.to_frame()["extra"].map(lambda extra: json.loads(extra)["root_cause"])
-        groups = result.report.groups
-        labels = dict(zip(groups["cluster_id"], groups["label"], strict=True))
-        recorded.append(day_clusters(day, result.clustered.report_rows, result.report.n_events, labels))
-        truths.append(
-            pd.DataFrame(
-                {"day": day, "cause": causes.to_numpy(), "cluster_id": result.clustered.events["cluster_id"]}
-            )
-        )
-    group_days = assign_groups(recorded)
-    states = group_states(group_days, {d.day: d.n_events for d in recorded})
-    to_group = {(row.day, c): row.group_id for row in group_days.itertuples() for c in row.cluster_ids}
-    events = pd.concat(truths, ignore_index=True)
-    events["group"] = [to_group.get(key) for key in zip(events["day"], events["cluster_id"], strict=True)]
-    # Each cause's group on a day: the group most of its grouped events fell in; None on a day all of
-    # its events were noise (in no cluster, so in no group).
-    cause_days = (
-        events.groupby(["cause", "day"])["group"]
-        .agg(lambda g: g.value_counts().index[0] if g.notna().any() else None)
-        .reset_index()
-    )
-    return states, cause_days
+def story(request):
+    """The catalog of the demo's 14 days of one seed, and which group each cause's events fell in (the
+    days two at a time, on the machine's two cores)."""
+    told = tell_story(END, seed=request.param, workers=2)
+    return told.states, told.cause_days
 
 
 def test_every_true_cause_keeps_one_group_id_on_every_day_it_has_a_cluster(story):
