@@ -106,7 +106,8 @@ def error_groups(
     recorded = day_clusters(
         day, error_clusters.report_rows, error_cluster_report.n_events, labels, settings.signature_templates
     )
-    states = error_catalog.record_day(recorded, settings)
+    # The report reads the trend's days, and the day before to tell the catalog's first day (no alerts).
+    states = error_catalog.record_day(recorded, settings, recent_days=max(config.trend_days, 2))
     markdown = group_report_markdown(states, day, f"Deployment error groups on {day}", config.trend_days)
     path = report_store.write_text(f"error_groups_{day}.md", markdown)
     table = groups_of_day(states, day, config.trend_days)

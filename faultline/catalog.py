@@ -12,6 +12,7 @@ signature is the mean of its signatures on the last `memory_days` days it was se
 import hashlib
 import re
 from collections import Counter, deque
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -156,6 +157,8 @@ class _Group:
     hint: str
     recent: deque = field(default_factory=deque)  # the last memory_days signatures, as shares
     summed: dict[str, float] = field(default_factory=dict)  # their sum, template by template
+    # Every template the index files the group under: the index never forgets one, so neither does this.
+    templates: set[str] = field(default_factory=set)
 
     def share(self, text: str) -> float:
         """The template's share in the group's signature: its mean share over the recent days."""
@@ -177,15 +180,28 @@ class _Group:
 GROUP_DAY_COLUMNS = ["day", "group_id", "n_events", "share", "label", "cluster_ids"]
 
 
-def assign_groups(days: list[DayClusters], settings: CatalogSettings = CatalogSettings()) -> pd.DataFrame:
-    """Each day's clusters matched to the groups of the days before it, days in date order: one row
-    per day and group seen that day (`GROUP_DAY_COLUMNS`; `share` of the day's error events). Several
-    clusters of one day may join one group (a cause split that day); a cluster joins one group."""
-    groups: dict[str, _Group] = {}
-    by_template: dict[str, set[str]] = {}
-    by_hint: dict[str, set[str]] = {}
-    rows = []
-    for day in sorted(days, key=lambda d: d.day):
+class _Matcher:
+    """Identity, one day after another in date order: the groups as they stand after the days matched
+    so far, and the indexes that find a cluster's candidates among them."""
+
+    def __init__(self, settings: CatalogSettings, groups: Iterable[_Group] = ()) -> None:
+        self.settings = settings
+        self.groups: dict[str, _Group] = {}
+        self.by_template: dict[str, set[str]] = {}
+        self.by_hint: dict[str, set[str]] = {}
+        for group in groups:
+            self._add(group)
+
+    def _add(self, group: _Group) -> None:
+        self.groups[group.group_id] = group
+        if group.hint:
+            self.by_hint.setdefault(group.hint, set()).add(group.group_id)
+        for text in group.templates:
+            self.by_template.setdefault(text, set()).add(group.group_id)
+
+    def match(self, day: DayClusters) -> list[tuple]:
+        """The day's clusters matched to the groups of the days before it: its `GROUP_DAY_COLUMNS` rows."""
+        groups, settings = self.groups, self.settings
         joined: dict[str, list] = {}
         founded = []
         for cluster in day.clusters.sort_values("cluster_id").itertuples(index=False):
@@ -194,12 +210,12 @@ def assign_groups(days: list[DayClusters], settings: CatalogSettings = CatalogSe
             # through the index: the weighted Jaccard of two distributions is that sum over 2 minus it.
             overlap: dict[str, float] = {}
             for text, share in shares.items():
-                for group_id in by_template.get(text, ()):
+                for group_id in self.by_template.get(text, ()):
                     group_share = groups[group_id].share(text)
                     overlap[group_id] = overlap.get(group_id, 0.0) + min(share, group_share)
             candidates = set(overlap)
             if cluster.hint:
-                candidates |= by_hint.get(cluster.hint, set())
+                candidates |= self.by_hint.get(cluster.hint, set())
             scores = {
                 group_id: match_score(
                     _jaccard(overlap.get(group_id, 0.0)),
@@ -220,10 +236,9 @@ def assign_groups(days: list[DayClusters], settings: CatalogSettings = CatalogSe
         # each other and their order within the day does not matter.
         for cluster in founded:
             group_id = _group_id(cluster.signature, cluster.hint, set(groups))
-            groups[group_id] = _Group(group_id, cluster.hint)
-            if cluster.hint:
-                by_hint.setdefault(cluster.hint, set()).add(group_id)
+            self._add(_Group(group_id, cluster.hint))
             joined[group_id] = [cluster]
+        rows = []
         for group_id, clusters in joined.items():
             group = groups[group_id]
             summed: Counter[str] = Counter()
@@ -231,7 +246,9 @@ def assign_groups(days: list[DayClusters], settings: CatalogSettings = CatalogSe
                 summed.update(cluster.signature)
             group.remember(_shares(dict(summed)), settings.memory_days)
             for text in group.recent[-1]:
-                by_template.setdefault(text, set()).add(group_id)
+                if text not in group.templates:
+                    group.templates.add(text)
+                    self.by_template.setdefault(text, set()).add(group_id)
             n_events = sum(int(cluster.n_events) for cluster in clusters)
             biggest = max(clusters, key=lambda cluster: (cluster.n_events, -cluster.cluster_id))
             rows.append(
@@ -244,6 +261,15 @@ def assign_groups(days: list[DayClusters], settings: CatalogSettings = CatalogSe
                     sorted(int(cluster.cluster_id) for cluster in clusters),
                 )
             )
+        return rows
+
+
+def assign_groups(days: list[DayClusters], settings: CatalogSettings = CatalogSettings()) -> pd.DataFrame:
+    """Each day's clusters matched to the groups of the days before it, days in date order: one row
+    per day and group seen that day (`GROUP_DAY_COLUMNS`; `share` of the day's error events). Several
+    clusters of one day may join one group (a cause split that day); a cluster joins one group."""
+    matcher = _Matcher(settings)
+    rows = [row for day in sorted(days, key=lambda d: d.day) for row in matcher.match(day)]
     frame = pd.DataFrame(rows, columns=GROUP_DAY_COLUMNS)
     return frame.sort_values(
         ["day", "n_events", "group_id"], ascending=[True, False, True], ignore_index=True
@@ -269,6 +295,117 @@ STATE_COLUMNS = [
 ]  # fmt: skip
 
 
+@dataclass
+class _Standing:
+    """A group's state as of the newest day judged, and its events on the recorded days a later day's
+    baseline may still count."""
+
+    first_seen: str
+    state: str | None = None
+    last_seen: str | None = None
+    absent: int = 0  # recorded days in a row without it
+    label: str = ""
+    counts: dict[str, int] = field(default_factory=dict)  # events by day, the baseline's days only
+
+
+class _Judge:
+    """Each group's state, one recorded day after another in date order (see `group_states`)."""
+
+    def __init__(
+        self,
+        settings: CatalogSettings,
+        totals: dict[str, int] | None = None,
+        standings: dict[str, _Standing] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.totals = dict(totals or {})  # the recorded days a later day's baseline may count
+        self.standings = standings or {}
+
+    def judge(self, day: str, total: int, seen: dict[str, tuple[int, str]]) -> list[tuple]:
+        """The `STATE_COLUMNS` rows of `day` (after every day judged so far) of every group seen that
+        day or before; `seen`: the day's events and label by group."""
+        settings = self.settings
+        # The day's baseline: the recorded days in the `baseline_days` calendar days before it.
+        low = (pd.Timestamp(day) - pd.Timedelta(days=settings.baseline_days)).strftime("%Y-%m-%d")
+        self.totals = {d: n for d, n in self.totals.items() if d >= low}
+        window = sorted(self.totals)
+        # The window's events from each of its days on (a group's level counts from its first day).
+        from_day = dict(
+            zip(window, np.cumsum([self.totals[d] for d in window][::-1])[::-1].tolist(), strict=True)
+        )
+        for group_id in seen:
+            if group_id not in self.standings:
+                self.standings[group_id] = _Standing(first_seen=day)
+        ids = list(self.standings)
+        counts = np.zeros(len(ids), dtype=np.int64)
+        baselines = np.zeros(len(ids), dtype=np.int64)
+        baseline_totals = np.zeros(len(ids), dtype=np.int64)
+        for k, group_id in enumerate(ids):
+            standing = self.standings[group_id]
+            if standing.counts:
+                standing.counts = {d: n for d, n in standing.counts.items() if d >= low}
+            start = max(low, standing.first_seen)
+            baselines[k] = sum(n for d, n in standing.counts.items() if d >= start)
+            first = next((d for d in window if d >= start), None)
+            baseline_totals[k] = from_day[first] if first is not None else 0
+            if group_id in seen:
+                counts[k] = seen[group_id][0]
+        baseline_totals = np.maximum(baseline_totals, 0)
+        totals = np.full(len(ids), total, dtype=np.int64)
+        expected = np.divide(
+            totals * baselines, baseline_totals, out=np.zeros(len(ids)), where=baseline_totals > 0
+        )
+        p_values = np.ones(len(ids))
+        # The test only where the counts could pass the other two bars: most groups, most days, cannot.
+        tested = (
+            (baseline_totals > 0)
+            & (counts >= settings.escalation_min_events)
+            & (counts >= settings.escalation_min_ratio * expected)
+        )
+        if tested.any():
+            from scipy.stats import binom  # here: see escalation_p_value
+
+            q = totals[tested] / (totals[tested] + baseline_totals[tested])
+            p_values[tested] = binom.sf(counts[tested] - 1, counts[tested] + baselines[tested], q)
+        escalating = tested & (p_values < settings.escalation_p_value)
+        day_total = np.int64(total)
+        rows = []
+        for k, group_id in enumerate(ids):
+            standing = self.standings[group_id]
+            count = int(counts[k])
+            previous = standing.state
+            if count > 0:
+                standing.label = seen[group_id][1]
+                if previous is None:
+                    state = "new"
+                elif previous == "resolved":
+                    state = "regressed"
+                else:
+                    state = "escalating" if escalating[k] else "ongoing"
+                standing.last_seen, standing.absent = day, 0
+                standing.counts[day] = count
+            else:
+                standing.absent += 1
+                state = "resolved" if standing.absent >= settings.resolved_after_days else "ongoing"
+            standing.state = state
+            changed = state in CHANGES and state != previous
+            rows.append(
+                (day, group_id, state, changed, count, count / day_total if day_total else 0.0,
+                 int(baselines[k]), round(float(expected[k]), 2), float(p_values[k]), standing.first_seen,
+                 standing.last_seen, standing.label)
+            )  # fmt: skip
+        self.totals[day] = int(total)
+        return rows
+
+
+def states_frame(rows: list[tuple]) -> pd.DataFrame:
+    """`STATE_COLUMNS` rows as `group_states` returns them: by day, the most events first."""
+    frame = pd.DataFrame(rows, columns=STATE_COLUMNS)
+    return frame.sort_values(
+        ["day", "n_events", "group_id"], ascending=[True, False, True], ignore_index=True
+    )
+
+
 def group_states(
     group_days: pd.DataFrame, day_totals: dict[str, int], settings: CatalogSettings = CatalogSettings()
 ) -> pd.DataFrame:
@@ -284,70 +421,99 @@ def group_states(
     - resolved: not seen on the last `resolved_after_days` recorded days (and after, until it is back);
     - ongoing: otherwise (seen today, or missing fewer days than that).
     """
-    recorded = sorted(day_totals)
-    totals = np.array([day_totals[day] for day in recorded], dtype=np.int64)
-    position = {day: i for i, day in enumerate(recorded)}
-    # Each recorded day's baseline: the recorded days in the `baseline_days` calendar days before it.
-    dates = pd.to_datetime(pd.Series(recorded, dtype=object)).to_numpy()
-    lows = np.searchsorted(dates, dates - np.timedelta64(settings.baseline_days, "D"), side="left")
-    summed_totals = np.concatenate([[0], np.cumsum(totals)])
-    rows = []
-    for group_id, seen in group_days.groupby("group_id", sort=True):
-        counts = np.zeros(len(recorded), dtype=np.int64)
-        index = [position[day] for day in seen["day"]]
-        counts[index] = seen["n_events"].to_numpy()
-        first = min(index)
-        # A group's level counts from the day it was first seen: the days before, it did not exist.
-        starts = np.maximum(lows, first)
-        summed = np.concatenate([[0], np.cumsum(counts)])
-        baselines = summed[:-1] - summed[starts]
-        baseline_totals = np.maximum(summed_totals[:-1] - summed_totals[starts], 0)
-        expected = np.divide(
-            totals * baselines, baseline_totals, out=np.zeros(len(recorded)), where=baseline_totals > 0
+    seen_by_day = {
+        day: dict(
+            zip(seen["group_id"], zip(seen["n_events"].tolist(), seen["label"], strict=True), strict=True)
         )
-        p_values = np.ones(len(recorded))
-        # The test only where the counts could pass the other two bars: most days, most groups, cannot.
-        tested = (
-            (baseline_totals > 0)
-            & (counts >= settings.escalation_min_events)
-            & (counts >= settings.escalation_min_ratio * expected)
-        )
-        if tested.any():
-            from scipy.stats import binom  # here: see escalation_p_value
-
-            q = totals[tested] / (totals[tested] + baseline_totals[tested])
-            p_values[tested] = binom.sf(counts[tested] - 1, counts[tested] + baselines[tested], q)
-        escalating = tested & (p_values < settings.escalation_p_value)
-        labels = dict(zip(seen["day"], seen["label"], strict=True))
-        state, last_seen, absent, label = None, None, 0, ""
-        for i in range(first, len(recorded)):
-            day, count = recorded[i], int(counts[i])
-            previous = state
-            if count > 0:
-                label = labels[day]
-                if previous is None:
-                    state = "new"
-                elif previous == "resolved":
-                    state = "regressed"
-                else:
-                    state = "escalating" if escalating[i] else "ongoing"
-                last_seen, absent = day, 0
-            else:
-                absent += 1
-                state = "resolved" if absent >= settings.resolved_after_days else "ongoing"
-            changed = state in CHANGES and state != previous
-            rows.append(
-                (day, group_id, state, changed, count, count / totals[i] if totals[i] else 0.0,
-                 int(baselines[i]), round(float(expected[i]), 2), float(p_values[i]), recorded[first],
-                 last_seen, label)
-            )  # fmt: skip
-    frame = pd.DataFrame(rows, columns=STATE_COLUMNS)
-    return frame.sort_values(
-        ["day", "n_events", "group_id"], ascending=[True, False, True], ignore_index=True
-    )
+        for day, seen in group_days.groupby("day", sort=False)
+    }
+    judge = _Judge(settings)
+    rows = [
+        row
+        for day in sorted(day_totals)
+        for row in judge.judge(day, day_totals[day], seen_by_day.get(day, {}))
+    ]
+    return states_frame(rows)
 
 
 def catalog_states(days: list[DayClusters], settings: CatalogSettings = CatalogSettings()) -> pd.DataFrame:
     """Identity and state together: every group's row on every recorded day from its first."""
     group_days = assign_groups(days, settings)
     return group_states(group_days, {day.day: day.n_events for day in days}, settings)
+
+
+class CatalogReplay:
+    """Identity and state replayed one day after another in date order, as of the newest day replayed:
+    what the replay carries from one day to the next, so that a later day costs one day's work. Its
+    `memory()` and `CatalogReplay(settings, *memory)` take it apart into plain values and back, exactly
+    (the floats of the signatures included), so a replay kept in a database goes on as if it never
+    stopped: the same rows, to the last bit, as replaying every day from the first."""
+
+    def __init__(
+        self,
+        settings: CatalogSettings = CatalogSettings(),
+        newest: str | None = None,
+        totals: dict[str, int] | None = None,
+        groups: Iterable[dict] = (),
+    ) -> None:
+        self.settings = settings
+        self.newest = newest
+        matched, standings = [], {}
+        for group in groups:
+            matched.append(
+                _Group(
+                    group["group_id"],
+                    group["hint"],
+                    deque(group["recent"]),
+                    dict(group["summed"]),
+                    set(group["templates"]),
+                )
+            )
+            standings[group["group_id"]] = _Standing(
+                group["first_seen"],
+                group["state"],
+                group["last_seen"],
+                int(group["absent"]),
+                group["label"],
+                dict(group["counts"]),
+            )
+        self._matcher = _Matcher(settings, matched)
+        self._judge = _Judge(settings, totals, standings)
+
+    def step(self, day: DayClusters) -> list[tuple]:
+        """`day`, later than every day replayed so far, matched and judged: its `STATE_COLUMNS` rows."""
+        if self.newest is not None and day.day <= self.newest:
+            raise ValueError(f"day {day.day} is not after {self.newest}, the newest day replayed")
+        seen = {row[1]: (row[2], row[4]) for row in self._matcher.match(day)}
+        self.newest = day.day
+        return self._judge.judge(day.day, day.n_events, seen)
+
+    def memory(self) -> tuple[str | None, dict[str, int], list[dict]]:
+        """The newest day replayed, the recorded days' events its baseline may still count, and one
+        dict per group (`MEMORY_COLUMNS`: its signature's recent days and sum, the templates the index
+        files it under, its state, first and last seen, days absent, label and recent events)."""
+        groups = []
+        for group_id, group in self._matcher.groups.items():
+            standing = self._judge.standings[group_id]
+            groups.append(
+                {
+                    "group_id": group_id,
+                    "hint": group.hint,
+                    "recent": list(group.recent),
+                    "summed": group.summed,
+                    "templates": sorted(group.templates),
+                    "first_seen": standing.first_seen,
+                    "state": standing.state,
+                    "last_seen": standing.last_seen,
+                    "absent": standing.absent,
+                    "label": standing.label,
+                    "counts": standing.counts,
+                }
+            )
+        return self.newest, dict(self._judge.totals), groups
+
+
+MEMORY_COLUMNS = [
+    "group_id", "hint", "recent", "summed", "templates", "first_seen", "state", "last_seen", "absent",
+    "label", "counts",
+]  # fmt: skip

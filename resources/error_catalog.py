@@ -3,15 +3,18 @@ each recorded day's clusters as the catalog matches them, and what follows from 
 groups (id, label, first seen, last seen) and each group's count, share and state per day; and the
 alerts raised on groups with their deliveries.
 
-Recording a day replaces its clusters and recomputes the catalog from every recorded day in date
-order (`faultline.catalog`), in one transaction that writers take in turn: days recorded in any
+Recording a day replaces its clusters and recomputes the catalog as if from every recorded day in
+date order (`faultline.catalog`), in one transaction that writers take in turn: days recorded in any
 order, or a day recorded again, leave the catalog they would in date order. Only rows from the
-recorded day on can change, so only those are rewritten.
+recorded day on can change, so only those are rewritten. The replay as of the newest recorded day is
+kept (the checkpoint tables): a day later than every recorded day goes on from it, one day's work; a
+day recorded out of order or again, or with other settings, replays every day and keeps the result.
 """
 
 import json
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import ClassVar
 
@@ -19,7 +22,13 @@ import pandas as pd
 import sqlalchemy as sa
 from pydantic import Field, PrivateAttr
 
-from faultline.catalog import CLUSTER_COLUMNS, STATE_COLUMNS, CatalogSettings, DayClusters, catalog_states
+from faultline.catalog import (
+    CLUSTER_COLUMNS,
+    STATE_COLUMNS,
+    CatalogReplay,
+    CatalogSettings,
+    DayClusters,
+)
 from resources.alert_store import _insert
 from resources.sources import privilege_errors
 from resources.sql import SqlResource, safe_url, to_utc
@@ -66,6 +75,36 @@ group_days_table = sa.Table(
     sa.Column("first_seen", sa.String(10), nullable=False),
     sa.Column("last_seen", sa.String(10)),
     sa.Column("label", sa.Text(), nullable=False),
+)
+# The replay as of the newest recorded day (`CatalogReplay.memory()`): one row saying which day, how
+# many days and which settings it stands for, and one row per group. A catalog made before these
+# tables existed gets them empty, and its first recorded day replays every day and fills them.
+CHECKPOINT_VERSION = 1  # what a row holds: another version is replayed afresh
+checkpoint_table = sa.Table(
+    "error_catalog_checkpoint",
+    _metadata,
+    sa.Column("version", sa.Integer(), primary_key=True),
+    sa.Column("newest_day", sa.String(10), nullable=False),
+    sa.Column("n_days", sa.Integer(), nullable=False),  # recorded days it replayed
+    sa.Column("settings", sa.Text(), nullable=False),  # JSON: the CatalogSettings replayed with
+    sa.Column("totals", sa.Text(), nullable=False),  # JSON: {day: events}, the days a baseline may count
+)
+checkpoint_groups_table = sa.Table(
+    "error_catalog_checkpoint_groups",
+    _metadata,
+    sa.Column("group_id", sa.String(32), primary_key=True),
+    sa.Column("hint", sa.Text(), nullable=False),
+    sa.Column("templates", sa.Text(), nullable=False),  # JSON: every template it is indexed under
+    # JSON: its signature's last days as shares, and their running sum as the replay holds it, each
+    # [[template's place in `templates`], [share]]: a template's text once, not on every day.
+    sa.Column("recent", sa.Text(), nullable=False),
+    sa.Column("summed", sa.Text(), nullable=False),
+    sa.Column("first_seen", sa.String(10), nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("last_seen", sa.String(10)),
+    sa.Column("absent", sa.Integer(), nullable=False),
+    sa.Column("label", sa.Text(), nullable=False),
+    sa.Column("counts", sa.Text(), nullable=False),  # JSON: {day: events} on its baseline's days
 )
 group_alerts_table = sa.Table(
     "error_group_alerts",
@@ -130,16 +169,21 @@ class ErrorCatalogStore(SqlResource):
                 self._schema_ready = True
             yield connection
 
-    def record_day(self, day: DayClusters, settings: CatalogSettings | None = None) -> pd.DataFrame:
-        """Replace `day`'s clusters, recompute the catalog from every recorded day, and return every
-        group's state on every recorded day (`faultline.catalog.STATE_COLUMNS`)."""
+    def record_day(
+        self, day: DayClusters, settings: CatalogSettings | None = None, recent_days: int | None = None
+    ) -> pd.DataFrame:
+        """Replace `day`'s clusters, recompute the catalog, and return every group's state
+        (`faultline.catalog.STATE_COLUMNS`) on every recorded day, or with `recent_days` on the last
+        that many recorded days up to `day` only (a report's trend needs no more)."""
+        settings = settings or CatalogSettings()
         with self._connect() as connection:
             if connection.dialect.name == "postgresql":
-                # Recorders take turns (readers do not wait): each recomputes from every day recorded.
+                # Recorders take turns (readers do not wait): each goes on from what the last one left.
                 connection.execute(sa.text(f"LOCK TABLE {days_table.name} IN SHARE ROW EXCLUSIVE MODE"))
-            # On SQLite the first write takes the database's write lock until the commit.
+            # On SQLite the first write takes the database's write lock until the commit: before any read.
             connection.execute(days_table.delete().where(days_table.c.day == day.day))
             connection.execute(clusters_table.delete().where(clusters_table.c.day == day.day))
+            replay = self._checkpoint(connection, settings, day.day)
             connection.execute(
                 days_table.insert(),
                 {"day": day.day, "n_events": day.n_events, "recorded_at": datetime.now(UTC)},
@@ -157,59 +201,122 @@ class ErrorCatalogStore(SqlResource):
             ]
             if rows:
                 connection.execute(clusters_table.insert(), rows)
-            states = catalog_states(self._days(connection), settings or CatalogSettings())
-            self._write_derived(connection, states, since=day.day)
+            if replay is not None:
+                states = replay.step(day)
+            else:
+                # Out of order, again, or no checkpoint to go on from: every day from the first.
+                replay = CatalogReplay(settings)
+                states = [
+                    row for each in self._days(connection) for row in replay.step(each) if row[0] >= day.day
+                ]
+            self._write_derived(connection, states, replay, since=day.day)
+            self._write_checkpoint(connection, replay)
+            frame = self._read_states(connection, day.day, recent_days)
             connection.commit()
-        return states
+        return frame
 
     @staticmethod
-    def _days(connection: sa.Connection) -> list[DayClusters]:
-        totals = dict(connection.execute(sa.select(days_table.c.day, days_table.c.n_events)).all())
-        clusters = pd.read_sql(sa.select(clusters_table), connection)
-        clusters["signature"] = clusters["signature"].map(json.loads)
-        by_day = dict(tuple(clusters.groupby("day", sort=False)))
-        empty = pd.DataFrame(columns=CLUSTER_COLUMNS)
-        return [
-            DayClusters(day, int(n_events), by_day.get(day, empty)[CLUSTER_COLUMNS].reset_index(drop=True))
-            for day, n_events in sorted(totals.items())
-        ]
+    def _checkpoint(connection: sa.Connection, settings: CatalogSettings, day: str) -> CatalogReplay | None:
+        """The replay kept as of the newest recorded day, when `day` comes after it and it stands for
+        exactly the days recorded (none changed behind its back) with these settings; else None."""
+        kept = connection.execute(
+            sa.select(checkpoint_table).where(checkpoint_table.c.version == CHECKPOINT_VERSION)
+        ).first()
+        newest, n_days = connection.execute(sa.select(sa.func.max(days_table.c.day), sa.func.count())).one()
+        if (
+            kept is None
+            or newest is None
+            or day <= newest
+            or (kept.newest_day, kept.n_days) != (newest, n_days)
+            or json.loads(kept.settings) != asdict(settings)
+        ):
+            return None
+        groups = [_unpacked(row) for row in connection.execute(sa.select(checkpoint_groups_table)).mappings()]
+        return CatalogReplay(settings, newest, json.loads(kept.totals), groups)
 
     @staticmethod
-    def _write_derived(connection: sa.Connection, states: pd.DataFrame, since: str) -> None:
+    def _write_checkpoint(connection: sa.Connection, replay: CatalogReplay) -> None:
+        newest, totals, groups = replay.memory()
+        n_days = connection.execute(sa.select(sa.func.count()).select_from(days_table)).scalar_one()
+        connection.execute(checkpoint_table.delete())
+        connection.execute(
+            checkpoint_table.insert(),
+            {"version": CHECKPOINT_VERSION, "newest_day": newest, "n_days": n_days,
+             "settings": json.dumps(asdict(replay.settings)), "totals": json.dumps(totals)},
+        )  # fmt: skip
+        connection.execute(checkpoint_groups_table.delete())
+        if groups:
+            connection.execute(
+                checkpoint_groups_table.insert(),
+                [_packed(group) for group in groups],
+            )
+
+    @staticmethod
+    def _days(connection: sa.Connection) -> Iterator[DayClusters]:
+        """Every recorded day in date order, its clusters read a day at a time."""
+        totals = connection.execute(
+            sa.select(days_table.c.day, days_table.c.n_events).order_by(days_table.c.day)
+        ).all()
+        for day, n_events in totals:
+            clusters = pd.read_sql(sa.select(clusters_table).where(clusters_table.c.day == day), connection)
+            clusters["signature"] = clusters["signature"].map(json.loads)
+            yield DayClusters(day, int(n_events), clusters[CLUSTER_COLUMNS].reset_index(drop=True))
+
+    @staticmethod
+    def _write_derived(
+        connection: sa.Connection, states: list[tuple], replay: CatalogReplay, since: str
+    ) -> None:
         """The rows from `since` on (the days before are the same as before), and every group."""
         connection.execute(group_days_table.delete().where(group_days_table.c.day >= since))
-        changed = states[states["day"] >= since]
         records = [
             {
-                **row,
-                "changed": bool(row["changed"]),
-                "n_events": int(row["n_events"]),
-                "baseline_events": int(row["baseline_events"]),
-                "expected_events": float(row["expected_events"]),
-                "p_value": float(row["p_value"]),
-                "share": float(row["share"]),
+                **dict(zip(STATE_COLUMNS, row, strict=True)),
+                "changed": bool(row[3]),
+                "n_events": int(row[4]),
+                "share": float(row[5]),
+                "baseline_events": int(row[6]),
+                "expected_events": float(row[7]),
+                "p_value": float(row[8]),
             }
-            for row in changed[STATE_COLUMNS].to_dict(orient="records")
+            for row in states
         ]
         if records:
             connection.execute(group_days_table.insert(), records)
         connection.execute(groups_table.delete())
-        latest = states.drop_duplicates("group_id", keep="last")
-        seen = states[states["n_events"] > 0].drop_duplicates("group_id", keep="last")
-        labels = seen.set_index("group_id")["label"]
-        last_seen = seen.set_index("group_id")["day"]
         groups = [
             {
-                "group_id": row.group_id,
-                "label": labels[row.group_id],
-                "first_seen": row.first_seen,
-                "last_seen": last_seen[row.group_id],
-                "state": row.state,
+                "group_id": group["group_id"],
+                "label": group["label"],
+                "first_seen": group["first_seen"],
+                "last_seen": group["last_seen"],
+                "state": group["state"],
             }
-            for row in latest.itertuples(index=False)
+            for group in replay.memory()[2]
         ]
         if groups:
             connection.execute(groups_table.insert(), groups)
+
+    @staticmethod
+    def _read_states(
+        connection: sa.Connection, day: str | None = None, recent_days: int | None = None
+    ) -> pd.DataFrame:
+        """The stored states of every day, or of the last `recent_days` recorded days up to `day`."""
+        query = sa.select(group_days_table)
+        if day is not None and recent_days is not None:
+            recent = (
+                sa.select(days_table.c.day)
+                .where(days_table.c.day <= day)
+                .order_by(days_table.c.day.desc())
+                .limit(max(recent_days, 1))
+            )
+            first = connection.execute(sa.select(sa.func.min(recent.subquery().c.day))).scalar_one()
+            query = query.where(group_days_table.c.day >= first, group_days_table.c.day <= day)
+        query = query.order_by(
+            group_days_table.c.day, group_days_table.c.n_events.desc(), group_days_table.c.group_id
+        )
+        frame = pd.read_sql(query, connection)
+        frame["changed"] = frame["changed"].astype(bool)
+        return frame[STATE_COLUMNS]
 
     def groups(self) -> pd.DataFrame:
         with self._connect() as connection:
@@ -218,13 +325,8 @@ class ErrorCatalogStore(SqlResource):
 
     def group_days(self) -> pd.DataFrame:
         """Every group's row on every recorded day from its first, as `record_day` returns them."""
-        query = sa.select(group_days_table).order_by(
-            group_days_table.c.day, group_days_table.c.n_events.desc(), group_days_table.c.group_id
-        )
         with self._connect() as connection:
-            frame = pd.read_sql(query, connection)
-        frame["changed"] = frame["changed"].astype(bool)
-        return frame[STATE_COLUMNS]
+            return self._read_states(connection)
 
     def record_alerts(self, alerts: pd.DataFrame, raised_at: datetime) -> pd.DataFrame:
         """Store an alert for each (group, state, day) not alerted before; return only the new ones."""
@@ -311,6 +413,37 @@ class ErrorCatalogStore(SqlResource):
                 )
             )
             connection.commit()
+
+
+def _packed(group: dict) -> dict:
+    """A group's replay memory (`faultline.catalog.MEMORY_COLUMNS`) as a checkpoint row."""
+    place = {text: i for i, text in enumerate(group["templates"])}
+
+    def shares(by_text: dict[str, float]) -> list[list]:
+        return [[place[text] for text in by_text], list(by_text.values())]
+
+    return {
+        **group,
+        "templates": json.dumps(group["templates"]),
+        "recent": json.dumps([shares(day) for day in group["recent"]]),
+        "summed": json.dumps(shares(group["summed"])),
+        "counts": json.dumps(group["counts"]),
+    }
+
+
+def _unpacked(row: sa.RowMapping) -> dict:
+    templates = json.loads(row["templates"])
+
+    def shares(places: list[int], values: list[float]) -> dict[str, float]:
+        return dict(zip([templates[i] for i in places], values, strict=True))
+
+    return {
+        **row,
+        "templates": templates,
+        "recent": [shares(*day) for day in json.loads(row["recent"])],
+        "summed": shares(*json.loads(row["summed"])),
+        "counts": json.loads(row["counts"]),
+    }
 
 
 def _alerts_frame(rows: list) -> pd.DataFrame:

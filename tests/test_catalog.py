@@ -1,5 +1,6 @@
 """Error groups across days: identity by what a cluster is made of, and each group's state."""
 
+import json
 import random
 
 import pandas as pd
@@ -7,6 +8,7 @@ import pytest
 
 from faultline.catalog import (
     CLUSTER_COLUMNS,
+    CatalogReplay,
     CatalogSettings,
     DayClusters,
     assign_groups,
@@ -14,6 +16,7 @@ from faultline.catalog import (
     day_clusters,
     escalation_p_value,
     match_score,
+    states_frame,
     weighted_jaccard,
 )
 from faultline.report import sparkline
@@ -106,6 +109,25 @@ def test_days_recorded_in_any_order_give_the_catalog_of_date_order():
         shuffled = days.copy()
         random.Random(seed).shuffle(shuffled)
         pd.testing.assert_frame_equal(catalog_states(shuffled), in_order)
+
+
+def test_a_replay_taken_apart_and_rebuilt_every_day_gives_the_catalog_to_the_last_bit():
+    days = history(12)
+    # PROBE back on day 11, and a busy OOM day 10: regressed and escalating cross a rebuild too.
+    days[9] = day(days[9].day, 1000, cluster(0, 400, OOM, HINTS["oom"]))
+    days[10] = day(days[10].day, 1000, *days[10].clusters.itertuples(index=False), cluster(9, 40, PROBE))
+    settings = CatalogSettings(memory_days=3)
+    replay, rows = CatalogReplay(settings), []
+    for each in days:
+        # Through JSON, as the catalog's database keeps it.
+        newest, totals, groups = json.loads(json.dumps(replay.memory()))
+        replay = CatalogReplay(settings, newest, totals, groups)
+        rows += replay.step(each)
+    states = states_frame(rows)
+    pd.testing.assert_frame_equal(states, catalog_states(days, settings), check_exact=True)
+    assert {"regressed", "escalating", "resolved"} <= set(states["state"])
+    with pytest.raises(ValueError, match="not after 2026-11-12"):
+        replay.step(days[4])
 
 
 def test_states_new_resolved_and_regressed_follow_their_rules():

@@ -5,9 +5,11 @@ import random
 from datetime import UTC, datetime
 
 import pandas as pd
+import sqlalchemy as sa
 
-from faultline.catalog import catalog_states
-from resources.error_catalog import ErrorCatalogStore
+from faultline import catalog
+from faultline.catalog import CatalogSettings, catalog_states
+from resources.error_catalog import ErrorCatalogStore, checkpoint_groups_table, checkpoint_table
 from tests.test_catalog import HINTS, OOM, PROBE, cluster, day, history
 
 
@@ -61,3 +63,72 @@ def test_an_alert_is_raised_once_per_group_state_and_day(store_url):
     store.mark_delivered(store.undelivered("webhook")["alert_id"].iloc[:1], "webhook", now)
     assert list(store.undelivered("webhook")["state"]) == ["escalating"]
     assert len(store.undelivered("slack")) == 2
+
+
+def test_a_backfill_and_a_day_again_after_days_recorded_in_order_leave_the_catalog_of_date_order(
+    store_url, tmp_path
+):
+    days = history(12)
+    store = ErrorCatalogStore(url=store_url)
+    # Days 1 to 10 each after the last (each goes on from the checkpoint), then 12, 11 (a backfill)
+    # and 5 again.
+    for i in [*range(10), 11, 10, 4]:
+        store.record_day(days[i])
+    pd.testing.assert_frame_equal(store.group_days(), catalog_states(days), check_exact=False, rtol=1e-9)
+    scratch = ErrorCatalogStore(url=f"sqlite:///{tmp_path / 'scratch.db'}")
+    for each in days:
+        scratch.record_day(each)
+    pd.testing.assert_frame_equal(store.groups(), scratch.groups())
+    # And the checkpoint the last recording left goes on as the in-order one does.
+    later = day("2026-11-13", 1000, cluster(0, 300, OOM, HINTS["oom"]), cluster(1, 60, PROBE, HINTS["probe"]))
+    pd.testing.assert_frame_equal(
+        store.record_day(later), scratch.record_day(later), check_exact=False, rtol=1e-9
+    )
+    # OOM tripled, PROBE back after a week, DNS missing its first day.
+    thirteenth = store.group_days().query("day == '2026-11-13'")
+    assert sorted(thirteenth["state"]) == ["escalating", "ongoing", "regressed"]
+
+
+def test_a_catalog_made_before_the_checkpoint_tables_gets_them_on_its_next_day(store_url):
+    days = history(12)
+    store = ErrorCatalogStore(url=store_url)
+    for each in days[:6]:
+        store.record_day(each)
+    engine = sa.create_engine(store_url)
+    with engine.begin() as connection:
+        checkpoint_groups_table.drop(connection)
+        checkpoint_table.drop(connection)
+    engine.dispose()
+    # A new process's store: it creates the missing tables, replays the six days, keeps the checkpoint.
+    store = ErrorCatalogStore(url=store_url)
+    for each in days[6:]:
+        store.record_day(each)
+    pd.testing.assert_frame_equal(store.group_days(), catalog_states(days), check_exact=False, rtol=1e-9)
+    with store._connect() as connection:
+        newest = connection.execute(sa.select(checkpoint_table.c.newest_day)).scalar_one()
+    assert newest == days[-1].day
+
+
+def test_the_newest_day_replays_only_itself_and_other_settings_replay_every_day(monkeypatch, tmp_path):
+    days = history(12)
+    store = ErrorCatalogStore(url=f"sqlite:///{tmp_path / 'catalog.db'}")
+    for each in days[:10]:
+        store.record_day(each)
+    matched, judged = [], []
+    match, judge = catalog._Matcher.match, catalog._Judge.judge
+    monkeypatch.setattr(catalog._Matcher, "match", lambda self, d: matched.append(d.day) or match(self, d))
+    monkeypatch.setattr(
+        catalog._Judge, "judge", lambda self, d, *args: judged.append(d) or judge(self, d, *args)
+    )
+    store.record_day(days[10])
+    assert matched == judged == [days[10].day]
+    # The report's trend: the last 2 recorded days only, the rows every day's read would give.
+    recent = store.record_day(days[11], recent_days=2)
+    assert matched == judged == [days[10].day, days[11].day]
+    everything = store.group_days()
+    pd.testing.assert_frame_equal(
+        recent, everything[everything["day"] >= days[10].day].reset_index(drop=True)
+    )
+    matched.clear()
+    store.record_day(days[11], CatalogSettings(resolved_after_days=2))
+    assert matched == [each.day for each in days]
