@@ -630,12 +630,14 @@ class Corpus:
     stay counted but are not vectorized), `n_events`, its first event's user-facing text
     (`error_text`) and raw (redacted) `message`, and a few distinct first lines of its events'
     user-facing texts (`first_lines`). `hints`: per distinct hint (the framing's last
-    section, the engine's diagnosis), the raw text, its cleaned text and `n_events`.
+    section, the engine's diagnosis), the raw text, its cleaned text and `n_events`. `profile`: the
+    name of the platform rules it was cleaned by, which the report shows its examples by.
     """
 
     events: pd.DataFrame
     variants: pd.DataFrame
     hints: pd.DataFrame
+    profile: str = DEFAULT_PROFILE
 
     def per_event(self) -> pd.DataFrame:
         """One row per event with its variant's and hint's columns: for small days and tests."""
@@ -726,7 +728,9 @@ def combine_corpus_parts(
             {name: pd.Series(dtype=np.int64) for name in ("row_id", "event_index", "variant", "hint")}
         )
     )
-    return Corpus(events=frame, variants=variants[VARIANT_COLUMNS], hints=hints[HINT_COLUMNS])
+    return Corpus(
+        events=frame, variants=variants[VARIANT_COLUMNS], hints=hints[HINT_COLUMNS], profile=profile
+    )
 
 
 def build_corpus(

@@ -143,12 +143,14 @@ def cluster_corpus(
         events=events,
         report_rows=report_rows(corpus, events),
         n_dbscan_clusters=len(set(labels.tolist()) - {NOISE}),
+        profile=corpus.profile,
     )
 
 
 def report_clusters(clustered: ClusteredEvents) -> ClusterReport:
-    """The day's groups, biggest first, each with its share of all error events."""
-    return build_cluster_report(clustered.report_rows)
+    """The day's groups, biggest first, each with its share of all error events, their examples shown
+    by the platform rules the corpus was cleaned by."""
+    return build_cluster_report(clustered.report_rows, clustered.profile)
 
 
 @dataclass(frozen=True)

@@ -14,12 +14,12 @@ import numpy as np
 import pandas as pd
 
 from faultline.cleaning import (
+    DEFAULT_PROFILE,
     PLACEHOLDER_WORDS,
     Corpus,
-    extract_hint,
     first_line,
     mask_variable_parts,
-    strip_framing,
+    profile_named,
 )
 from faultline.clustering import NO_TEXT, NOISE, NOT_VECTORIZED, event_weights
 from faultline.redaction import redact_secrets
@@ -37,13 +37,15 @@ REPORT_COLUMNS = ["cluster_id", "name", "share_pct", "n_events", "label", "hint"
 
 @dataclass(frozen=True)
 class ClusterReport:
-    """One row per group (clusters biggest first, then noise, then messages with no text)."""
+    """One row per group (clusters biggest first, then noise, then messages with no text); `profile`
+    names the platform rules the messages were cleaned by, which show each example's user part."""
 
     groups: pd.DataFrame
     n_events: int
     n_clusters: int
     noise_share: float
     top_cluster_share: float
+    profile: str = DEFAULT_PROFILE
 
 
 def _fold(template: list[str], tokens: list[str]) -> list[str]:
@@ -130,12 +132,13 @@ def _examples(members: pd.DataFrame, n_examples: int = 3) -> list[str]:
     return [_shorten(first_of_variant[variant], _MAX_EXAMPLE_CHARS) for variant in variants]
 
 
-def _hint_template(members: pd.DataFrame) -> str:
+def _hint_template(members: pd.DataFrame, profile: str) -> str:
     """What the members' hints share: merged clusters are often worded apart but diagnosed alike."""
     if "hint_text" in members:
         hints = members["hint_text"]
     elif "message" in members:
-        hints = members["message"].map(extract_hint)
+        text_and_hint = profile_named(profile).user_text_and_hint
+        hints = members["message"].map(lambda message: text_and_hint(message)[1])
     else:
         return ""
     given = hints != ""
@@ -159,11 +162,13 @@ class ClusteredEvents:
     """The day's events with their cluster (`events`: `row_id`, `event_index`, `variant`, `hint`,
     `cluster_id`), and the same as `report_rows` for the report. Made in one step from one corpus,
     so a report never pairs clusters with the variants of another materialization of the corpus.
-    `n_dbscan_clusters` is how many clusters DBSCAN found, before the hint merge."""
+    `n_dbscan_clusters` is how many clusters DBSCAN found, before the hint merge; `profile` the
+    corpus' platform rules, which the report shows examples by."""
 
     events: pd.DataFrame
     report_rows: pd.DataFrame
     n_dbscan_clusters: int
+    profile: str = DEFAULT_PROFILE
 
 
 def _label(members: pd.DataFrame) -> str:
@@ -183,9 +188,11 @@ _GROUP_NAMES = {
 }
 
 
-def build_cluster_report(clustered: pd.DataFrame) -> ClusterReport:
+def build_cluster_report(clustered: pd.DataFrame, profile: str = DEFAULT_PROFILE) -> ClusterReport:
     """Summarize rows with `cluster_id`, `error_text` and `cleaned` (and `message`, `hint_text`,
-    `first_lines`) into the report's groups. A row is one event, or stands for `n_events` events."""
+    `first_lines`) into the report's groups. A row is one event, or stands for `n_events` events.
+    `profile` names the platform rules the messages were cleaned by: what of an example a user reads."""
+    profile_named(profile)  # an unknown name fails here, naming the choices, not where a row is shown
     weights = event_weights(clustered)
     n_events = int(weights.sum())
     terms = distinctive_terms(clustered)
@@ -202,7 +209,7 @@ def build_cluster_report(clustered: pd.DataFrame) -> ClusterReport:
                 round(100.0 * size / n_events, 2),
                 size,
                 _label(members) if is_cluster else "",
-                _hint_template(members) if is_cluster else "",
+                _hint_template(members, profile) if is_cluster else "",
                 _examples(members),
                 terms.get(cluster_id, []),
             )
@@ -222,6 +229,7 @@ def build_cluster_report(clustered: pd.DataFrame) -> ClusterReport:
         n_clusters=len(clusters),
         noise_share=noise / n_events if n_events else 0.0,
         top_cluster_share=float(clusters["n_events"].max() / n_events) if len(clusters) else 0.0,
+        profile=profile,
     )
 
 
@@ -283,24 +291,28 @@ def report_markdown(report: ClusterReport, title: str, max_groups: int = 30) -> 
     ]
     groups = report.groups
     clusters, others = groups[groups["cluster_id"] >= 0], groups[groups["cluster_id"] < 0]
-    lines.extend(_markdown_row(row) for row in clusters.head(max_groups).itertuples(index=False))
+    lines.extend(
+        _markdown_row(row, report.profile) for row in clusters.head(max_groups).itertuples(index=False)
+    )
     if len(clusters) > max_groups:
         rest = clusters.iloc[max_groups:]
         share, events = rest["share_pct"].sum(), rest["n_events"].sum()
         lines.append(f"| {len(rest)} smaller clusters | {share:.2f}% | {events} | | | | |")
     # Noise, empty texts and templates not vectorized always show, however small: they qualify every
     # share above.
-    lines.extend(_markdown_row(row) for row in others.itertuples(index=False))
+    lines.extend(_markdown_row(row, report.profile) for row in others.itertuples(index=False))
     return "\n".join(lines) + "\n"
 
 
-def _shown_examples(examples: list[str]) -> list[str]:
-    # A table cell shows the part of each raw example a user reads; the JSON report has them whole.
-    return [_shorten(" ".join(strip_framing(example).split()), _MAX_SHOWN_CHARS) for example in examples]
+def _shown_examples(examples: list[str], profile: str) -> list[str]:
+    # A table cell shows the part of each raw example a user reads, by the profile the messages were
+    # cleaned by (Qovery's framing off, or a generic message as written); the JSON report has them whole.
+    text_of = profile_named(profile).user_text_and_hint
+    return [_shorten(" ".join(text_of(example)[0].split()), _MAX_SHOWN_CHARS) for example in examples]
 
 
-def _markdown_row(row) -> str:
-    shown = _shown_examples(row.examples)
+def _markdown_row(row, profile: str) -> str:
+    shown = _shown_examples(row.examples, profile)
     examples = "<br>".join(f"{n}. {_cell(text)}" for n, text in enumerate(shown, start=1))
     cells = [
         row.name,
@@ -353,7 +365,8 @@ def report_table(report: ClusterReport, max_groups: int = 30) -> pd.DataFrame:
             "hint": rows["hint"].map(_plain),
             "examples": rows["examples"].map(
                 lambda examples: EXAMPLE_SEPARATOR.join(
-                    f"{n}. {_plain(text)}" for n, text in enumerate(_shown_examples(examples), start=1)
+                    f"{n}. {_plain(text)}"
+                    for n, text in enumerate(_shown_examples(examples, report.profile), start=1)
                 )
             ),
             "terms": rows["terms"].map(lambda terms: _plain(", ".join(terms))),

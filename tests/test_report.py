@@ -8,8 +8,10 @@ from markdown_it import MarkdownIt
 
 from faultline.cleaning import build_corpus
 from faultline.clustering import NO_TEXT, NOISE, NOT_VECTORIZED
+from faultline.pipeline import cluster_corpus, report_clusters, vectorize_corpus
 from faultline.report import (
     EXAMPLE_SEPARATOR,
+    ClusterReport,
     _cell,
     build_cluster_report,
     markdown_table,
@@ -279,3 +281,44 @@ def test_table_records_round_floats_and_keep_each_value_plain():
         {"name": "a b", "share": 0.33, "count": 1, "ok": True},
         {"name": "c", "share": None, "count": 2, "ok": False},
     ]
+
+
+# Another platform's message whose own words look like Qovery's framing: a section that says "message
+# for the user" and a "Hint:" line.
+FRAMED_ELSEWHERE = [
+    f"Deploy of checkout-{n} failed: OOMKilled\n---- message for the user ----\n"
+    f"The release was rolled back.\nHint: raise the memory limit of checkout-{n}"
+    for n in range(3)
+]
+
+
+def report_of_day(messages: list[str], profile: str) -> ClusterReport:
+    """The messages through the chain's steps after flatten, cleaned by `profile`."""
+    events = pd.DataFrame({"row_id": range(len(messages)), "event_index": 0, "message": messages})
+    corpus = build_corpus(events, profile=profile)
+    clustered = cluster_corpus(corpus, vectorize_corpus(corpus, epochs=20))
+    assert corpus.profile == clustered.profile == profile
+    return report_clusters(clustered)
+
+
+def test_a_generic_days_report_shows_its_examples_as_written_framing_words_and_all():
+    report = report_of_day(FRAMED_ELSEWHERE, "generic")
+    assert report.profile == "generic" and report.groups["n_events"].tolist() == [3]
+    written = " ".join(FRAMED_ELSEWHERE[0].split())  # on one line, as a table cell shows it
+    assert report_table(report)["examples"].tolist() == [f"1. {written}"]
+    assert f"| 1. {written} |" in report_markdown(report, "day")
+    assert report.groups.loc[0, "label"] == "Deploy of <*> failed: OOMKilled"
+    assert report.groups.loc[0, "hint"] == ""
+
+
+def test_a_qovery_days_report_shows_the_user_part_of_its_examples_and_the_hint():
+    report = report_of_day(FRAMED_ELSEWHERE, "qovery")
+    assert report.profile == "qovery"
+    # Qovery's rules take everything up to "message for the user" for the team's section.
+    assert report_table(report)["examples"].tolist() == [
+        "1. The release was rolled back. raise the memory limit of checkout-0"
+    ]
+    assert report.groups.loc[0, "label"] == "The release was rolled back."
+    assert report.groups.loc[0, "hint"] == "raise the memory limit of <*>"
+    # Both reports keep the raw example whole for the JSON file.
+    assert report.groups.loc[0, "examples"] == [FRAMED_ELSEWHERE[0]]
