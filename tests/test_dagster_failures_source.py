@@ -20,11 +20,16 @@ from dagster._core.events import DagsterEvent, DagsterEventType
 from dagster._core.events.log import EventLogEntry
 from dagster._daemon.monitoring.run_monitoring import check_run_timeout
 
+from assets import error_clusters
+from assets.settings import Settings
 from faultline.cleaning import build_corpus
 from faultline.event_shape import field_at
 from resources.dagster_failures import DAGSTER_FAILURE_SHAPE, DagsterFailures
 from resources.error_source import DUMP_COLUMNS
+from resources.error_sources import error_event_format
 from resources.outages import SourceUnavailableError
+from resources.part_store import PartStore
+from resources.report_store import ReportStore
 
 PRICES = {"SKU-1001": 12.5}
 
@@ -437,3 +442,64 @@ def test_failures_are_read_from_a_postgresql_instance(postgres_url, postgres_pro
             assert password not in str(error.value)
         finally:
             postgres_proxy.start()
+
+
+def test_the_error_graph_on_the_instance_groups_its_failures_one_group_per_cause(failing_instance, tmp_path):
+    """The graph materialized for the day on the instance that holds the failed runs, configured as a
+    deployment is (FAULTLINE_ERROR_SOURCE=dagster): five causes twice each, five groups of two."""
+    instance, runs = failing_instance
+    times = rows_of(read_failures(instance, *day_around(datetime.now(UTC))))["created_at"]
+    day = times.min().strftime("%Y-%m-%d")
+    if times.max().strftime("%Y-%m-%d") != day:
+        pytest.skip("the failing runs straddle midnight UTC: no one day holds all ten")
+    error_format = error_event_format(Settings.from_env({"FAULTLINE_ERROR_SOURCE": "dagster"}))
+    assert error_format.profile == "generic"
+    # The day is today's, which the daily partitions list only once it is over: seen from tomorrow.
+    with dg.partition_loading_context(effective_dt=datetime.now(UTC) + timedelta(days=1)):
+        result = dg.materialize(
+            dg.load_assets_from_modules([error_clusters]),
+            instance=instance,
+            partition_key=day,
+            resources={
+                "event_store": DagsterFailures(),
+                "error_format": error_format,
+                "report_store": ReportStore(directory=str(tmp_path / "reports")),
+                "part_store": PartStore(),
+            },
+        )
+    # Every check of the graph's run passed: the run adds no failure of its own to the instance, which
+    # the other tests here read.
+    assert all(evaluation.passed for evaluation in result.get_asset_check_evaluations())
+    assert result.asset_value("deployment_events_dump").n_rows == 10
+    report = result.asset_value("error_cluster_report")
+    groups = report.groups
+    assert report.n_events == 10 and report.n_clusters == 5 and report.noise_share == 0
+    assert groups["n_events"].tolist() == [2, 2, 2, 2, 2]
+    assert groups["share_pct"].tolist() == [20.0] * 5
+    # Each group holds the two failures of one cause: its events' runs are that cause's.
+    cause_of = {run_id: cause for cause, run_ids in runs.items() for run_id in run_ids}
+    rows = rows_of(read_failures(instance, *day_around(datetime.now(UTC))))
+    run_of_row = dict(zip(rows["id"], (event["run_id"] for event in payloads(rows)), strict=True))
+    events = result.asset_value("error_clusters").events
+    causes = events.groupby("cluster_id")["row_id"].agg(
+        lambda ids: sorted(cause_of[run_of_row[i]] for i in ids)
+    )
+    assert sorted(causes.tolist()) == [
+        ["ConnectionRefusedError"] * 2,
+        ["KeyError"] * 2,
+        ["TimeoutError"] * 2,
+        ["max runtime"] * 2,
+        ["totals_are_positive"] * 2,
+    ]
+    # The labels name the causes, what varies (the SKU, the count, the limit) as <*>.
+    label_of = groups.set_index("cluster_id")["label"]
+    assert {found[0]: label_of[cluster_id] for cluster_id, found in causes.items()} == {
+        "KeyError": "KeyError: <*>",
+        "totals_are_positive": "Asset check totals_are_positive on order_totals failed: <*> orders have a "
+        "negative total",
+        "ConnectionRefusedError": "ConnectionRefusedError: [Errno 111] Connection refused",
+        "TimeoutError": "TimeoutError: timed out",
+        "max runtime": "Exceeded maximum runtime of <*>.",
+    }
+    markdown = (tmp_path / "reports" / f"error_clusters_{day}.md").read_text()
+    assert "10 error events, 5 clusters, noise 0.0%." in markdown
