@@ -198,8 +198,15 @@ def _run_partition(start_date: str, job_name: str, day: str, tags: dict[str, str
     result = defs.resolve_job_def(job_name).execute_in_process(
         partition_key=day, instance=instance, run_config=QUIET, tags=tags, raise_on_error=False
     )
-    if job_name != ERROR_CLUSTERS_JOB or not result.success:
+    if job_name != ERROR_CLUSTERS_JOB:
         return PartitionRun(job_name, day, result.success)
+    return _error_clusters_run(day, result)
+
+
+def _error_clusters_run(day: str, result: dg.ExecuteInProcessResult) -> PartitionRun:
+    """A run of the error-cluster graph on `day`: whether it succeeded, and its report and report file."""
+    if not result.success:
+        return PartitionRun(ERROR_CLUSTERS_JOB, day, False)
     report_key = dg.AssetKey("error_cluster_report")
     materialization = next(
         event.materialization
@@ -207,7 +214,7 @@ def _run_partition(start_date: str, job_name: str, day: str, tags: dict[str, str
         if event.materialization.asset_key == report_key
     )
     return PartitionRun(
-        job_name,
+        ERROR_CLUSTERS_JOB,
         day,
         True,
         result.asset_value(report_key),
@@ -365,26 +372,17 @@ def _run_ci_store(start_date: str, days: list[str], end: datetime) -> PartitionR
     write_ci_jobs(folder, generate_ci_jobs(end, days=len(days), n_failures=n_failures))
     defs = build_definitions(ci_store_settings(start_date))
     job = defs.resolve_job_def(ERROR_CLUSTERS_JOB)
-    report_key = dg.AssetKey("error_cluster_report")
     with dg.DagsterInstance.ephemeral() as instance:
         for day in days:
-            result = job.execute_in_process(
-                partition_key=day, instance=instance, run_config=QUIET, raise_on_error=False
+            run = _error_clusters_run(
+                day,
+                job.execute_in_process(
+                    partition_key=day, instance=instance, run_config=QUIET, raise_on_error=False
+                ),
             )
-            if not result.success:
-                return PartitionRun(ERROR_CLUSTERS_JOB, day, False)
-    (materialization,) = [
-        event.materialization
-        for event in result.get_asset_materialization_events()
-        if event.materialization.asset_key == report_key
-    ]
-    return PartitionRun(
-        ERROR_CLUSTERS_JOB,
-        day,
-        True,
-        result.asset_value(report_key),
-        str(materialization.metadata["report_file"].value),
-    )
+            if not run.success:
+                break
+    return run
 
 
 def _seed_task_runs(defs: dg.Definitions, now: pd.Timestamp) -> DemoTaskRuns:
