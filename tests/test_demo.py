@@ -27,7 +27,8 @@ from dagster_project.demo import (
     BASELINES_JOB,
     CHART_JOB,
     CI_FOLDER,
-    DEMO_CI_FAILURES,
+    DEMO_CI_DAYS,
+    DEMO_CI_FAILURES_PER_DAY,
     DEMO_DAYS,
     DEMO_INSTANCE,
     DEMO_MARKER_TABLE,
@@ -222,8 +223,9 @@ def test_the_demo_groups_its_second_store_the_ci_jobs_json_lines_files_every_fai
     folder, days, terminal, _ = small_demo
     assert "The second store, a CI system's failed jobs as JSON-lines files" in terminal
     end = datetime.strptime(days[-1], "%Y-%m-%d").replace(tzinfo=UTC) + timedelta(days=1)
-    lines = generate_ci_jobs(end, days=len(days), n_failures=round(DEMO_CI_FAILURES * len(days) / DEMO_DAYS))
-    for day in days:
+    ci_days = days[-DEMO_CI_DAYS:]
+    lines = generate_ci_jobs(end, days=len(ci_days), n_failures=DEMO_CI_FAILURES_PER_DAY * len(ci_days))
+    for day in ci_days:
         records = []
         for line in lines[day]:
             try:
