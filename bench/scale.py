@@ -144,8 +144,9 @@ def _store_url(store: str, folder: Path, postgresql_url: str | None) -> str:
     return f"sqlite:///{folder / 'events.db'}" if store == "sqlite" else postgresql_url
 
 
-def seed_stores(n_events: int, urls: list[str]) -> dict[str, object]:
-    """One day of `n_events` demo error events (and the progress events around them), in each store."""
+def _seeded_rows(n_events: int, urls: list[str]) -> tuple[list[dict], dict[str, object]]:
+    """One day of `n_events` demo error events (and the progress events around them), written to each
+    store: the rows, and the seconds it took to make them and to write each store."""
     from faultline.demo_data.deployment_events import generate_deployment_batches
     from resources.event_store import DeploymentEventStore
 
@@ -159,7 +160,12 @@ def seed_stores(n_events: int, urls: list[str]) -> dict[str, object]:
         for start in range(0, len(rows), SEED_ROWS_PER_WRITE):
             store.write_batches(rows[start : start + SEED_ROWS_PER_WRITE])
         figures[url.split(":", 1)[0].split("+", 1)[0]] = time.perf_counter() - began
-    return figures
+    return rows, figures
+
+
+def seed_stores(n_events: int, urls: list[str]) -> dict[str, object]:
+    """One day of `n_events` demo error events (and the progress events around them), in each store."""
+    return _seeded_rows(n_events, urls)[1]
 
 
 def seed_sources(n_events: int, folder: Path, urls: list[str]) -> dict[str, object]:
@@ -170,19 +176,7 @@ def seed_sources(n_events: int, folder: Path, urls: list[str]) -> dict[str, obje
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from faultline.demo_data.deployment_events import generate_deployment_batches
-    from resources.event_store import DeploymentEventStore
-
-    began = time.perf_counter()
-    rows = generate_deployment_batches(end=DEMO_END, days=1, n_error_events=n_events)
-    figures: dict[str, object] = {"generate_s": time.perf_counter() - began, "store_rows": len(rows)}
-    for url in urls:
-        store = DeploymentEventStore(url=url)
-        began = time.perf_counter()
-        store.create_table(replace=True)
-        for start in range(0, len(rows), SEED_ROWS_PER_WRITE):
-            store.write_batches(rows[start : start + SEED_ROWS_PER_WRITE])
-        figures[url.split(":", 1)[0].split("+", 1)[0]] = time.perf_counter() - began
+    rows, figures = _seeded_rows(n_events, urls)
     began = time.perf_counter()
     kinds = ("jsonl", "jsonl_gz", "jsonl_time_field", "parquet")
     for kind in kinds:
