@@ -157,12 +157,25 @@ def launched_run(work: Path, env: dict[str, str], day: str, run_config: dict) ->
             "queued_s": round(stats.launch_time - record.create_timestamp.timestamp(), 1),
             # From the launcher's start of the run's process to the run's first event in it.
             "starting_s": round(stats.start_time - stats.launch_time, 1),
+            # Of which: Python and dagster up in the new process (its "Started process" event), then
+            # the code location loaded and the run's plan made (to the run's first event).
+            "process_up_s": round(_process_up(instance, run_id) - stats.launch_time, 1),
+            "definitions_and_plan_s": round(stats.start_time - _process_up(instance, run_id), 1),
             "steps_s": _step_seconds(instance, run_id),
         }
     finally:
         if daemon is not None:
             _stop(daemon)
         _stop(server)
+
+
+def _process_up(instance, run_id: str) -> float:
+    """When the run's process reported itself started (dagster's "Started process for run")."""
+    return next(
+        record.timestamp
+        for record in instance.all_logs(run_id)
+        if (record.message or "").startswith("Started process for run")
+    )
 
 
 def _executor_of(instance, run_id: str) -> str:
