@@ -106,6 +106,15 @@ class Settings:
     workflow_id_separator: str | None = field(
         default=None, metadata={"env": "FAULTLINE_WORKFLOW_ID_SEPARATOR"}
     )
+    # When a row was queued and the states of a queued row (resources/queue_waits.py); Airflow's
+    # queued_dttm and queued by default. FAULTLINE_QUEUE_CHECKS=off leaves queue waits unchecked.
+    workflow_queued_at_column: str | None = field(
+        default=None, metadata={"env": "FAULTLINE_WORKFLOW_QUEUED_AT_COLUMN"}
+    )
+    workflow_queued_states: str | None = field(
+        default=None, metadata={"env": "FAULTLINE_WORKFLOW_QUEUED_STATES"}
+    )
+    queue_checks: str = field(default="on", metadata={"env": "FAULTLINE_QUEUE_CHECKS"})
     airflow_base_url: str | None = field(default=None, metadata={"env": "FAULTLINE_AIRFLOW_BASE_URL"})
     # The error side's source (resources/error_sources.py): `table`, a table of FAULTLINE_EVENTS_DB_URL
     # (Qovery's batched deployment_events by default); `files`, JSON-lines or Parquet files under
@@ -175,6 +184,7 @@ class Settings:
             ("FAULTLINE_ERROR_CLUSTERS", self.error_clusters),
             ("FAULTLINE_TASK_DURATIONS", self.task_durations),
             ("FAULTLINE_ERROR_GROUP_ALERTS", self.error_group_alerts),
+            ("FAULTLINE_QUEUE_CHECKS", self.queue_checks),
         ):
             if value not in ("on", "off"):
                 raise ValueError(f"{name}={value!r}: use on or off")

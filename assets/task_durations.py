@@ -30,7 +30,8 @@ from faultline.durations import (
 )
 from faultline.redaction import redact_secrets
 from faultline.report import markdown_table, table_columns, table_records
-from resources.alert_store import AlertStore
+from resources.alert_store import QUEUED, RUNNING, AlertStore
+from resources.queue_waits import queue_waits_of
 from resources.workflow import WorkflowService
 
 GROUP = "task_durations"
@@ -102,24 +103,28 @@ def task_duration_baselines(
     else:
         k = DEFAULT_K[estimator] if config.k is None else config.k
     with retried_on_outage(context, workflow):
-        if estimator is Estimator.MEAN_STD:
-            # Aggregated in the database: months of history never have to be loaded.
-            baselines = baselines_from_moments(
-                workflow.duration_moments(start, end), k=k, min_runs=config.min_runs
-            )
-        else:
-            # The estimators that need quantiles read a histogram the database sums up, not the runs.
-            baselines = baselines_from_histogram(
-                workflow.duration_histogram(start, end),
-                estimator,
-                k,
-                config.min_runs,
-                config.window_days,
-                config.check_interval_s,
-            )
-        rejected = workflow.rejected_runs(start, end)
+        baselines, rejected = learn_limits(workflow, estimator, k, config, start, end)
     with retried_on_outage(context, alert_store):
         alert_store.save_baselines(end, baselines)
+    # How long tasks wait queued, learned the same way where the source records it.
+    waits = queue_waits_of(workflow)
+    queue_metadata: dict[str, object] = {"queue_limits": "none: the source records no queue times"}
+    if waits is not None:
+        with retried_on_outage(context, workflow):
+            queue_limits, queue_rejected = learn_limits(waits, estimator, k, config, start, end)
+        with retried_on_outage(context, alert_store):
+            alert_store.save_baselines(end, queue_limits, phase=QUEUED)
+        shown_waits = queue_limits.assign(
+            task_type=queue_limits["task_type"].map(lambda task_type: redact_secrets(str(task_type))),
+            mean_s=queue_limits["mean_s"].round(1), std_s=queue_limits["std_s"].round(1),
+            upper_limit_s=queue_limits["upper_limit_s"].round(1),
+        )  # fmt: skip
+        queue_metadata = {
+            "queue_limits": int(queue_limits["has_limit"].sum()),
+            "queue_waits": int(queue_limits["n_runs"].sum()),
+            "queue_waits_rejected": len(queue_rejected),
+            "queue_limits_table": dg.MetadataValue.md(markdown_table(shown_waits)),
+        }
 
     # The store keeps task types as the workflow does: the sensor matches running tasks to their limit
     # by them. What leaves for the UI and Dagster's storage has their secrets redacted.
@@ -144,8 +149,37 @@ def task_duration_baselines(
             "rejected_runs": len(rejected),
             "rejected_reasons": dg.MetadataValue.json(rejected["reason"].value_counts().to_dict()),
             "limits": dg.MetadataValue.md(markdown_table(shown)),
+            **queue_metadata,
         },
     )
+
+
+def learn_limits(
+    workflow: WorkflowService,
+    estimator: Estimator,
+    k: float,
+    config: BaselineConfig,
+    start: datetime,
+    end: datetime,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Each task type's limit from the successful runs (or queue waits) that ended in [start, end), and
+    the runs of the window rejected by the screening."""
+    if estimator is Estimator.MEAN_STD:
+        # Aggregated in the database: months of history never have to be loaded.
+        baselines = baselines_from_moments(
+            workflow.duration_moments(start, end), k=k, min_runs=config.min_runs
+        )
+    else:
+        # The estimators that need quantiles read a histogram the database sums up, not the runs.
+        baselines = baselines_from_histogram(
+            workflow.duration_histogram(start, end),
+            estimator,
+            k,
+            config.min_runs,
+            config.window_days,
+            config.check_interval_s,
+        )
+    return baselines, workflow.rejected_runs(start, end)
 
 
 @dg.asset(group_name=GROUP)
@@ -190,25 +224,33 @@ OVER_LIMIT_COLUMNS = ["task_type", "run_id", "started_at", "elapsed", "limit", "
 
 
 def over_limit_findings(
-    scan: OverdueScan, as_of: datetime | None, n_unreadable: int, n_new_alerts: int | None = None
+    scan: OverdueScan,
+    as_of: datetime | None,
+    n_unreadable: int,
+    n_new_alerts: int | None = None,
+    phase: str = RUNNING,
 ) -> dict[str, object]:
-    """What a check of the running tasks found, as the keyword arguments of an asset check's result:
-    passed when no task is over its limit; the description names the first few over it; the metadata
-    has their count (the UI plots it across checks) and all of them as a table."""
-    counts = scan_counts(scan.n_running, scan.n_checked, scan.n_without_baseline, n_unreadable)
+    """What a check of the running (or, by `phase`, queued) tasks found, as the keyword arguments of an
+    asset check's result: passed when no task is over its limit; the description names the first few
+    over it; the metadata has their count (the UI plots it across checks) and all of them as a table."""
+    counts = scan_counts(scan.n_running, scan.n_checked, scan.n_without_baseline, n_unreadable, phase)
     limits = f"limits as of {as_of:%Y-%m-%d}" if as_of else "no limits learned yet"
+    limit = "its queue limit" if phase == QUEUED else "its limit"
     over = scan.overdue
     if over.empty:
-        description = f"No running task is over its limit ({counts}; {limits})."
+        description = f"No {phase} task is over {limit} ({counts}; {limits})."
     else:
         description = (
-            f"{len(over)} running tasks over their limit ({counts}; {limits}): {over_limit_summary(over)}."
+            f"{len(over)} {phase} tasks over {limit.replace('its', 'their')} ({counts}; {limits}): "
+            f"{over_limit_summary(over)}."
         )
     tasks = pd.DataFrame(over_limit_rows(over), columns=OVER_LIMIT_COLUMNS)
+    if phase == QUEUED:  # a queue alert's start is when the task was queued
+        tasks = tasks.rename(columns={"started_at": "queued_at", "elapsed": "waiting"})
     metadata: dict[str, object] = {
         "over_limit": len(over),
         **({"new_alerts": n_new_alerts} if n_new_alerts is not None else {}),
-        "running": scan.n_running,
+        phase: scan.n_running,
         "checked": scan.n_checked,
         "without_baseline": scan.n_without_baseline,
         "unreadable": n_unreadable,
@@ -237,3 +279,39 @@ def tasks_within_their_limit(workflow: WorkflowService, alert_store: AlertStore)
     running, unreadable = workflow.running_tasks(now)
     scan = find_overdue_tasks(running, baselines, now)
     return dg.AssetCheckResult(**over_limit_findings(scan, as_of, len(unreadable)))
+
+
+QUEUE_CHECK = "tasks_within_their_queue_limit"
+
+
+def queue_findings(
+    workflow: WorkflowService, alert_store: AlertStore, now: datetime
+) -> tuple[OverdueScan, dict[str, object]] | None:
+    """The tasks queued past their queue limit now, and what the check says of them; None where the
+    source records no queue times."""
+    waits = queue_waits_of(workflow)
+    if waits is None:
+        return None
+    as_of, limits = alert_store.latest_baselines(QUEUED)
+    queued, unreadable = waits.running_tasks(now)
+    scan = find_overdue_tasks(queued, limits, now)
+    return scan, over_limit_findings(scan, as_of, len(unreadable), phase=QUEUED)
+
+
+@dg.asset_check(
+    asset=task_duration_baselines,
+    name=QUEUE_CHECK,
+    description="Whether any task has waited queued past its queue limit (learned from how long its "
+    "task type waited to start, where the source records when a task was queued: Airflow's "
+    "queued_dttm, FAULTLINE_WORKFLOW_QUEUED_AT_COLUMN, a Dagster run's creation). The "
+    "long_running_tasks sensor evaluates it on each tick; executing it here checks once, and raises "
+    "no alert.",
+)
+def tasks_within_their_queue_limit(workflow: WorkflowService, alert_store: AlertStore) -> dg.AssetCheckResult:
+    found = queue_findings(workflow, alert_store, datetime.now(UTC))
+    if found is None:
+        return dg.AssetCheckResult(
+            passed=True, description="Not checked: the task source records no queue times."
+        )
+    _, findings = found
+    return dg.AssetCheckResult(**findings)

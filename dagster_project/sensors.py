@@ -6,12 +6,18 @@ from datetime import UTC, datetime
 
 import dagster as dg
 
-from assets.task_durations import OVER_LIMIT_CHECK, over_limit_findings, task_duration_baselines
+from assets.task_durations import (
+    OVER_LIMIT_CHECK,
+    QUEUE_CHECK,
+    over_limit_findings,
+    queue_findings,
+    task_duration_baselines,
+)
 from faultline.alerting import alert_text, format_duration, over_limit_summary, scan_counts
 from faultline.durations import CHECK_INTERVAL_S, find_overdue_tasks
 from faultline.report import markdown_table
 from resources.alert_sinks import AlertSinks, deliver_pending_alerts
-from resources.alert_store import AlertStore
+from resources.alert_store import QUEUED, AlertStore
 from resources.sources import alert_fields
 from resources.workflow import WorkflowService
 
@@ -51,6 +57,29 @@ def build_long_running_tasks_sensor(
         new_alerts = alert_store.record_alerts(alert_fields(workflow, scan.overdue), raised_at=now)
         for alert in new_alerts.to_dict(orient="records"):
             context.log.warning(alert_text(alert))
+        # Tasks waiting queued past their queue limit, where the source records queue times: an alert
+        # of their own, once per attempt, delivered with the others.
+        queue = queue_findings(workflow, alert_store, now)
+        queue_events: list[dg.AssetCheckEvaluation] = []
+        queue_said = ""
+        if queue is not None:
+            queue_scan, queue_check = queue
+            new_queued = alert_store.record_alerts(
+                alert_fields(workflow, queue_scan.overdue), raised_at=now, phase=QUEUED
+            )
+            for alert in new_queued.to_dict(orient="records"):
+                context.log.warning(alert_text(alert))
+            queue_check["metadata"]["new_alerts"] = len(new_queued)
+            queue_events.append(
+                dg.AssetCheckEvaluation(
+                    asset_key=task_duration_baselines.key, check_name=QUEUE_CHECK, **queue_check
+                )
+            )
+            if len(queue_scan.overdue):
+                queue_said = (
+                    f" Queued past their queue limit: {len(queue_scan.overdue)}, {len(new_queued)} newly "
+                    f"alerted ({over_limit_summary(queue_scan.overdue)})."
+                )
         delivery = deliver_pending_alerts(alert_store, alert_sinks, now)
         for sink, expired in delivery.expired.items():
             if expired:
@@ -70,7 +99,10 @@ def build_long_running_tasks_sensor(
 
         counts = scan_counts(scan.n_running, scan.n_checked, scan.n_without_baseline, len(unreadable))
         if as_of is None:
-            return dg.SkipReason(f"No new task over its limit ({counts}; no limits learned yet).")
+            said = f"No new task over its limit ({counts}; no limits learned yet).{queue_said}"
+            if not queue_events:
+                return dg.SkipReason(said)
+            return dg.SensorResult(skip_reason=said, asset_events=queue_events)
         limits = f"limits as of {as_of:%Y-%m-%d}"
         over = scan.overdue
         # Each tick that checks leaves its findings on the limits' asset, as the evaluation of its
@@ -85,8 +117,10 @@ def build_long_running_tasks_sensor(
         if new_alerts.empty:
             still_over = f", {len(over)} still over their limit, already alerted" if len(over) else ""
             return dg.SensorResult(
-                skip_reason=f"No new task over its limit ({counts}{still_over}; {limits}).{named}",
-                asset_events=[check],
+                skip_reason=(
+                    f"No new task over its limit ({counts}{still_over}; {limits}).{named}{queue_said}"
+                ),
+                asset_events=[check, *queue_events],
             )
         shown = new_alerts.assign(
             elapsed=new_alerts["elapsed_s"].map(format_duration),
@@ -96,7 +130,7 @@ def build_long_running_tasks_sensor(
         return dg.SensorResult(
             # A tick that requests no run is "skipped" to Dagster, whose own message for it would be
             # "Sensor function returned an empty result"; the tick history says what it did instead.
-            skip_reason=f"Alerted: {summary}{named}",
+            skip_reason=f"Alerted: {summary}{named}{queue_said}",
             asset_events=[
                 # The alerts this tick raised, in the asset's event history.
                 dg.AssetObservation(
@@ -111,6 +145,7 @@ def build_long_running_tasks_sensor(
                     },
                 ),
                 check,
+                *queue_events,
             ],
         )
 

@@ -70,13 +70,22 @@ def alert_text(alert: Mapping[str, object]) -> str:
     link to the task in its source's UI when there is one."""
     # The line is redacted once more, as a whole.
     link = _given(alert, "link")
-    text = (
-        f"{_which_task(alert)} has been running for "
-        f"{format_duration(float(alert['elapsed_s']))}, past its limit of "
-        f"{format_duration(float(alert['upper_limit_s']))} (mean {format_duration(float(alert['mean_s']))} "
-        f"over {int(alert['n_runs'])} successful runs); started {_timestamp(alert['started_at'])}."
-        + (f" {_text(link)}" if link is not None else "")
-    )
+    if alert.get("phase") == "queued":
+        # A queue alert's "started_at" is when the task was queued (resources/queue_waits.py).
+        what = (
+            f"has been queued for {format_duration(float(alert['elapsed_s']))} without starting, past "
+            f"its queue limit of {format_duration(float(alert['upper_limit_s']))} (mean wait "
+            f"{format_duration(float(alert['mean_s']))} over {int(alert['n_runs'])} starts); queued "
+            f"{_timestamp(alert['started_at'])}."
+        )
+    else:
+        what = (
+            f"has been running for {format_duration(float(alert['elapsed_s']))}, past its limit of "
+            f"{format_duration(float(alert['upper_limit_s']))} "
+            f"(mean {format_duration(float(alert['mean_s']))} over {int(alert['n_runs'])} successful runs); "
+            f"started {_timestamp(alert['started_at'])}."
+        )
+    text = f"{_which_task(alert)} {what}" + (f" {_text(link)}" if link is not None else "")
     return redact_secrets(_one_line(text))
 
 
@@ -100,10 +109,12 @@ def over_limit_rows(overdue: pd.DataFrame) -> list[dict[str, object]]:
     return rows
 
 
-def scan_counts(n_running: int, n_checked: int, n_without_baseline: int, n_unreadable: int) -> str:
-    """What a check of the running tasks looked at: `4 running, 3 checked, 1 without baseline`, and
-    how many running rows could not be read, if any."""
-    counts = f"{n_running} running, {n_checked} checked, {n_without_baseline} without baseline"
+def scan_counts(
+    n_running: int, n_checked: int, n_without_baseline: int, n_unreadable: int, phase: str = "running"
+) -> str:
+    """What a check of the running (or queued) tasks looked at: `4 running, 3 checked, 1 without
+    baseline`, and how many rows could not be read, if any."""
+    counts = f"{n_running} {phase}, {n_checked} checked, {n_without_baseline} without baseline"
     return counts + (f", {n_unreadable} unreadable" if n_unreadable else "")
 
 
@@ -138,6 +149,9 @@ def alert_payload(alert: Mapping[str, object]) -> dict[str, object]:
         "upper_limit_s": float(alert["upper_limit_s"]),
         "mean_s": float(alert["mean_s"]),
         "n_runs": int(alert["n_runs"]),
+        # "running" (past its duration limit) or "queued" (past its queue limit; started_at is then
+        # when it was queued).
+        "phase": str(alert.get("phase") or "running"),
         # What the source tells of the run, each part apart (null where it tells nothing).
         **{key: _payload_field(alert, key) for key in SOURCE_FIELD_NAMES},
         "text": alert_text(alert),

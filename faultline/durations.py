@@ -821,11 +821,12 @@ def find_overdue_tasks(running: pd.DataFrame, baselines: pd.DataFrame, now: pd.T
     now = utc_naive_timestamp(now)
     started = to_utc_naive(running["started_at"])
     limit_columns = ["task_type", "upper_limit_s", "mean_s", "n_runs"]
-    limits = baselines.loc[baselines["has_limit"].astype(bool), limit_columns]
+    # Task types as objects on both sides: an empty frame's column may come as float64.
+    limits = baselines.loc[baselines["has_limit"].astype(bool), limit_columns].astype({"task_type": object})
     scan = pd.DataFrame(
         {
             "run_id": running["run_id"].to_numpy(),
-            "task_type": running["task_type"].to_numpy(),
+            "task_type": running["task_type"].to_numpy(dtype=object),
             "started_at": started.to_numpy(),
             "elapsed_s": (now - started).dt.total_seconds().to_numpy(),
         }

@@ -35,25 +35,39 @@ SOURCE_FIELDS = {
     "try_number": sa.Integer(),
     "link": sa.Text(),
 }
+# What the alert is about: a task running past its duration limit, or one queued past its queue limit
+# (resources/queue_waits.py). Alerts stored before there were queue alerts have none: running.
+RUNNING, QUEUED = "running", "queued"
+PHASES = (RUNNING, QUEUED)
+# Columns added to the alerts table after its first release, nullable (see _add_columns).
+ADDED_ALERT_COLUMNS = {**SOURCE_FIELDS, "phase": sa.String(16)}
 ALERT_COLUMNS = [
     "alert_id", "task_type", "run_id", "started_at", "elapsed_s",
-    "upper_limit_s", "mean_s", "n_runs", "raised_at", *SOURCE_FIELDS,
+    "upper_limit_s", "mean_s", "n_runs", "raised_at", *ADDED_ALERT_COLUMNS,
 ]  # fmt: skip
 
 _metadata = sa.MetaData()
-baselines_table = sa.Table(
-    "task_duration_baselines",
-    _metadata,
-    sa.Column("as_of", sa.DateTime(timezone=True), primary_key=True),
-    sa.Column("task_type", sa.Text(), primary_key=True),
-    sa.Column("estimator", sa.String(32), nullable=False),
-    sa.Column("n_runs", sa.Integer(), nullable=False),
-    sa.Column("mean_s", sa.Float()),
-    sa.Column("std_s", sa.Float()),
-    sa.Column("upper_limit_s", sa.Float()),
-    sa.Column("has_limit", sa.Boolean(), nullable=False),
-    sa.Column("computed_at", sa.DateTime(timezone=True), nullable=False),
-)
+
+
+def _limits_table(name: str) -> sa.Table:
+    return sa.Table(
+        name,
+        _metadata,
+        sa.Column("as_of", sa.DateTime(timezone=True), primary_key=True),
+        sa.Column("task_type", sa.Text(), primary_key=True),
+        sa.Column("estimator", sa.String(32), nullable=False),
+        sa.Column("n_runs", sa.Integer(), nullable=False),
+        sa.Column("mean_s", sa.Float()),
+        sa.Column("std_s", sa.Float()),
+        sa.Column("upper_limit_s", sa.Float()),
+        sa.Column("has_limit", sa.Boolean(), nullable=False),
+        sa.Column("computed_at", sa.DateTime(timezone=True), nullable=False),
+    )
+
+
+# The limits of how long a task runs, and of how long it waits queued, by phase.
+baselines_table = _limits_table("task_duration_baselines")
+LIMIT_TABLES = {RUNNING: baselines_table, QUEUED: _limits_table("task_queue_baselines")}
 alerts_table = sa.Table(
     "alerts",
     _metadata,
@@ -67,7 +81,7 @@ alerts_table = sa.Table(
     sa.Column("n_runs", sa.Integer()),
     sa.Column("raised_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("run_key", sa.String(64), nullable=False),
-    *(sa.Column(name, kind, nullable=True) for name, kind in SOURCE_FIELDS.items()),
+    *(sa.Column(name, kind, nullable=True) for name, kind in ADDED_ALERT_COLUMNS.items()),
     sa.UniqueConstraint("run_key", name="alerts_once_per_run"),
 )
 deliveries_table = sa.Table(
@@ -98,16 +112,19 @@ def _insert(connection: sa.Connection, table: sa.Table):
     return dialect.insert(table).on_conflict_do_nothing()
 
 
-def run_key(task_type: str, run_id: str) -> str:
-    """What makes an alert unique: the run's task type and id as the workflow holds them, hashed."""
-    return hashlib.sha256(json.dumps([task_type, run_id]).encode()).hexdigest()
+def run_key(task_type: str, run_id: str, phase: str = RUNNING) -> str:
+    """What makes an alert unique: the run's task type and id as the workflow holds them, hashed, and
+    its phase (an attempt may be alerted once queued too long, then once running too long). A running
+    alert's key is the one it had before there were phases, so a store's old alerts still count."""
+    key = [task_type, run_id] if phase == RUNNING else [task_type, run_id, phase]
+    return hashlib.sha256(json.dumps(key).encode()).hexdigest()
 
 
-def _add_source_fields(connection: sa.Connection) -> None:
-    """Give an alerts table made before the source fields their columns: nullable, so the alerts
-    already there keep their rows, and a store no newer code has touched keeps working as it was."""
+def _add_columns(connection: sa.Connection) -> None:
+    """Give an alerts table made before the source fields and the phase their columns: nullable, so
+    the alerts already there keep their rows, and a store no newer code has touched keeps working."""
     present = {column["name"] for column in sa.inspect(connection).get_columns(alerts_table.name)}
-    for name, kind in SOURCE_FIELDS.items():
+    for name, kind in ADDED_ALERT_COLUMNS.items():
         if name in present:
             continue
         column = f"{name} {kind.compile(dialect=connection.dialect)}"
@@ -132,6 +149,7 @@ def _field(value: object) -> object:
 
 def _alerts_frame(rows: list) -> pd.DataFrame:
     alerts = pd.DataFrame(rows, columns=ALERT_COLUMNS)
+    alerts["phase"] = alerts["phase"].fillna(RUNNING)
     for column in ("started_at", "raised_at"):
         alerts[column] = pd.to_datetime(alerts[column].map(to_utc), utc=True) if rows else alerts[column]
     return alerts
@@ -160,14 +178,16 @@ class AlertStore(SqlResource):
         with self.connect() as connection, privilege_errors(_needs_privileges(self.url)):
             if not self._schema_ready:
                 _metadata.create_all(connection)
-                _add_source_fields(connection)
+                _add_columns(connection)
                 connection.commit()
                 self._schema_ready = True
             yield connection
 
-    def save_baselines(self, as_of: datetime, baselines: pd.DataFrame) -> None:
-        """Replace the limits as of `as_of` in one transaction: readers see the old set or the new one,
-        and two refreshes of one day at once leave one whole set (the second waits for the first)."""
+    def save_baselines(self, as_of: datetime, baselines: pd.DataFrame, phase: str = RUNNING) -> None:
+        """Replace the limits (of `phase`: durations, or queue waits) as of `as_of` in one transaction:
+        readers see the old set or the new one, and two refreshes of one day at once leave one whole set
+        (the second waits for the first)."""
+        limits_table = LIMIT_TABLES[phase]
         rows = [
             {
                 "as_of": to_utc(as_of),
@@ -186,16 +206,18 @@ class AlertStore(SqlResource):
             if connection.dialect.name == "postgresql":
                 # Writers queue here; readers (ACCESS SHARE) do not. Without it the second of two
                 # refreshes deletes nothing it can see, then fails on the first's new rows.
-                connection.execute(sa.text(f"LOCK TABLE {baselines_table.name} IN SHARE ROW EXCLUSIVE MODE"))
-            connection.execute(baselines_table.delete().where(baselines_table.c.as_of == to_utc(as_of)))
+                connection.execute(sa.text(f"LOCK TABLE {limits_table.name} IN SHARE ROW EXCLUSIVE MODE"))
+            connection.execute(limits_table.delete().where(limits_table.c.as_of == to_utc(as_of)))
             if rows:
-                connection.execute(baselines_table.insert(), rows)
+                connection.execute(limits_table.insert(), rows)
             connection.commit()
 
-    def latest_baselines(self) -> tuple[datetime | None, pd.DataFrame]:
-        """The most recent set of limits, read in one statement so it is never half a refresh."""
-        latest = sa.select(sa.func.max(baselines_table.c.as_of)).scalar_subquery()
-        query = sa.select(baselines_table).where(baselines_table.c.as_of == latest)
+    def latest_baselines(self, phase: str = RUNNING) -> tuple[datetime | None, pd.DataFrame]:
+        """The most recent set of limits (of `phase`), read in one statement so it is never half a
+        refresh."""
+        limits_table = LIMIT_TABLES[phase]
+        latest = sa.select(sa.func.max(limits_table.c.as_of)).scalar_subquery()
+        query = sa.select(limits_table).where(limits_table.c.as_of == latest)
         with self._connect() as connection:
             # Column by column: a frame built from 10,000 row mappings was most of a sensor tick.
             rows = pd.read_sql(query, connection)
@@ -203,13 +225,17 @@ class AlertStore(SqlResource):
             return None, pd.DataFrame(columns=BASELINE_COLUMNS)
         return to_utc(rows["as_of"].iloc[0]), rows[BASELINE_COLUMNS]
 
-    def record_alerts(self, overdue: pd.DataFrame, raised_at: datetime) -> pd.DataFrame:
-        """Store an alert for each overdue run not alerted before; return only the new ones."""
+    def record_alerts(self, overdue: pd.DataFrame, raised_at: datetime, phase: str = RUNNING) -> pd.DataFrame:
+        """Store an alert for each overdue run (of `phase`: running, or queued) not alerted before in
+        that phase; return only the new ones."""
+        if phase not in PHASES:
+            raise ValueError(f"phase {phase!r}: use one of {', '.join(PHASES)}")
         rows = [
             {
                 "task_type": redact_secrets(str(row.task_type)),
                 "run_id": redact_secrets(str(row.run_id)),
-                "run_key": run_key(str(row.task_type), str(row.run_id)),
+                "run_key": run_key(str(row.task_type), str(row.run_id), phase),
+                "phase": phase,
                 "started_at": to_utc(pd.Timestamp(row.started_at).floor("us").to_pydatetime()),
                 "elapsed_s": float(row.elapsed_s),
                 "upper_limit_s": float(row.upper_limit_s),

@@ -91,6 +91,17 @@ class TaskRunsTable(SqlWorkflowService):
         f"checked, learned from nor rejected ({NULL_STATE!r} stands for a row without a state).",
     )
     id_separator: str = Field(default=".", description="Joins the parts of a run id or a task type.")
+    queued_at_column: str | None = Field(
+        default=None,
+        description="When a row was queued (resources/queue_waits.py): its queue waits are learned and a "
+        "row queued past its limit is alerted. None: no queue times, no queue check.",
+    )
+    queued_statuses: list[str] = Field(default=["queued"], description="States of a row still queued.")
+    queued_at_column_required: bool = Field(
+        default=True,
+        description="False where `queued_at_column` is a default the table may lack (Airflow's "
+        "queued_dttm in a table of its shape made by hand): then there is no queue check.",
+    )
 
     @contextmanager
     def connect(self) -> Iterator[sa.Connection]:
@@ -146,6 +157,10 @@ class AirflowTaskInstances(TaskRunsTable):
     aborted_statuses: list[str] = AIRFLOW_ABORTED_STATES
     waiting_statuses: list[str] = AIRFLOW_WAITING_STATES
     id_separator: str = AIRFLOW_ID_SEPARATOR
+    # Set by the scheduler each time it queues an attempt (Airflow 2.x and 3.x).
+    queued_at_column: str | None = "queued_dttm"
+    queued_statuses: list[str] = ["queued"]
+    queued_at_column_required: bool = False
     airflow_base_url: str | None = Field(
         default=None,
         description="Airflow's UI, e.g. https://airflow.example.com/ (FAULTLINE_AIRFLOW_BASE_URL).",
@@ -297,7 +312,7 @@ def workflow_service(settings: "Settings") -> WorkflowService:
         "outage_retry_delay_s": settings.source_retry_delay_s,
     }
     if settings.workflow_source == "dagster":
-        return DagsterRunsAndStepsWorkflowService(**retries)
+        return DagsterRunsAndStepsWorkflowService(check_queue=settings.queue_checks == "on", **retries)
     given = {
         "table": settings.workflow_table,
         "run_id_columns": _names(settings.workflow_run_id_columns),
@@ -311,8 +326,14 @@ def workflow_service(settings: "Settings") -> WorkflowService:
         "aborted_statuses": _names(settings.workflow_aborted_states),
         "waiting_statuses": _names(settings.workflow_waiting_states),
         "id_separator": settings.workflow_id_separator,
+        "queued_at_column": settings.workflow_queued_at_column,
+        "queued_statuses": _names(settings.workflow_queued_states),
     }
     config = {name: value for name, value in given.items() if value is not None}
+    if settings.workflow_queued_at_column is not None:
+        config["queued_at_column_required"] = True
+    if settings.queue_checks == "off":
+        config["queued_at_column"] = None
     url = settings.workflow_db_url or settings.store_url()
     if settings.workflow_source == "airflow":
         return AirflowTaskInstances(url=url, airflow_base_url=settings.airflow_base_url, **config, **retries)

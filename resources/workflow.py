@@ -532,6 +532,9 @@ class DagsterRunsWorkflowService(WorkflowService):
     So every job gets a learned time limit without setting `dagster/max_runtime` by hand.
     """
 
+    check_queue: bool = Field(
+        default=True, description="Learn how long runs wait to start and flag one queued past its limit."
+    )
     _instance: dg.DagsterInstance | None = PrivateAttr(default=None)
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:

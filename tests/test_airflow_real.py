@@ -38,6 +38,7 @@ from assets.task_durations import BaselineConfig
 from dagster_project.definitions import build_definitions
 from dagster_project.sensors import build_long_running_tasks_sensor
 from faultline.durations import MIN_RUNS
+from resources.alert_store import QUEUED
 from resources.outages import SourceConfigurationError
 from resources.sql import dispose_engines
 
@@ -241,6 +242,17 @@ def test_real_airflow_runs_are_learned_and_a_hang_alerted_once_per_try(
     # (set anew at each poke) gives its last poke alone.
     sensor_runs = success[success["task_type"] == f"{DAG_ID}/wait_for_partner"]
     assert learned.loc[f"{DAG_ID}/wait_for_partner", "mean_s"] >= 2.0 > sensor_runs["last_poke_s"].max()
+    # Queue waits: dag.test() runs each task without the scheduler's executor queue, so Airflow writes
+    # no queued_dttm and faultline learns no queue limit from these rows (queue waits are tested on
+    # tables of Airflow's shape, in tests/test_queue_waits.py). Were they written, the limits would
+    # have to be these: each attempt's start - queued_dttm.
+    waits = airflow.rows(
+        "SELECT dag_id || '/' || task_id AS task_type, "
+        "EXTRACT(EPOCH FROM start_date - queued_dttm) AS seconds FROM task_instance "
+        "WHERE queued_dttm IS NOT NULL AND start_date > queued_dttm AND state <> 'queued'"
+    )
+    _, queue_limits = resolved(built, "alert_store").latest_baselines(QUEUED)
+    assert waits.empty and queue_limits.empty
     # broken failed in every run: no limit, and no run of it is in any other's history.
     assert f"{DAG_ID}/broken" not in learned.index
     states = airflow.rows("SELECT task_id, state, try_number FROM task_instance")

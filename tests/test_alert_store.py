@@ -160,7 +160,9 @@ def test_a_store_made_before_the_source_fields_keeps_its_alerts_and_gains_the_co
     engine = sa.create_engine(store_url)
     columns = [column["name"] for column in sa.inspect(engine).get_columns("alerts")]
     engine.dispose()
-    assert columns[-6:] == list(fields)
+    assert columns[-7:] == [*fields, "phase"]
+    # An alert made before there were queue alerts is about a running task.
+    assert store.alerts()["phase"].tolist() == ["running", "running"]
 
 
 def test_a_new_store_has_the_source_fields_and_alerts_without_them_leave_them_empty(store):

@@ -48,6 +48,7 @@ def test_asset_checks_warn_about_empty_days_unreadable_records_noise_and_stuck_t
         "quarantine_share_is_low",
         "noise_share_is_normal",
         "tasks_within_their_limit",
+        "tasks_within_their_queue_limit",
     }
 
 
@@ -214,7 +215,7 @@ def test_with_the_error_clusters_off_the_location_holds_only_the_duration_half()
     built = build_definitions(Settings.from_env({"FAULTLINE_ERROR_CLUSTERS": "off"}))
     assets, checks, jobs, schedules, sensors = _parts(built)
     assert assets == TASK_DURATION_ASSETS
-    assert checks == {"tasks_within_their_limit"}
+    assert checks == {"tasks_within_their_limit", "tasks_within_their_queue_limit"}
     assert jobs == {
         "task_duration_baselines_daily", "duration_alert_backtest_weekly", "duration_limit_chart_on_alerts"
     }  # fmt: skip
@@ -226,7 +227,7 @@ def test_with_the_task_durations_off_the_location_holds_only_the_error_cluster_h
     built = build_definitions(Settings.from_env({"FAULTLINE_TASK_DURATIONS": "off"}))
     assets, checks, jobs, schedules, sensors = _parts(built)
     assert assets == ERROR_CLUSTER_ASSETS
-    assert checks and not checks & {"tasks_within_their_limit"}
+    assert checks and not checks & {"tasks_within_their_limit", "tasks_within_their_queue_limit"}
     assert jobs == {"error_clusters_daily"}
     assert schedules == {"error_clusters_daily_schedule"}
     assert sensors == set()

@@ -64,8 +64,8 @@ def test_every_faultline_setting_can_reach_the_code_server():
 
 def test_the_sources_names_and_the_halves_reach_the_code_server_empty_unless_set():
     names = [n for n in CODE_SERVER if n.startswith(("FAULTLINE_WORKFLOW_", "FAULTLINE_AIRFLOW_"))]
-    names += ["FAULTLINE_ERROR_CLUSTERS", "FAULTLINE_TASK_DURATIONS"]
-    assert len(names) == 17
+    names += ["FAULTLINE_ERROR_CLUSTERS", "FAULTLINE_TASK_DURATIONS", "FAULTLINE_QUEUE_CHECKS"]
+    assert len(names) == 20
     for name in set(names) - {"FAULTLINE_WORKFLOW_SOURCE"}:
         assert CODE_SERVER[name] == f"${{{name}:-}}", name
     assert Settings.from_env(dict.fromkeys(names, "")) == Settings()
