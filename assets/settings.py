@@ -116,6 +116,8 @@ class Settings:
     )
     queue_checks: str = field(default="on", metadata={"env": "FAULTLINE_QUEUE_CHECKS"})
     airflow_base_url: str | None = field(default=None, metadata={"env": "FAULTLINE_AIRFLOW_BASE_URL"})
+    # The Dagster UI's address, for a link to the run in the dagster source's alerts.
+    dagster_base_url: str | None = field(default=None, metadata={"env": "FAULTLINE_DAGSTER_BASE_URL"})
     # The error side's source (resources/error_sources.py): `table`, a table of FAULTLINE_EVENTS_DB_URL
     # (Qovery's batched deployment_events by default); `files`, JSON-lines or Parquet files under
     # FAULTLINE_ERROR_FILES; `dagster`, this deployment's own failed steps, checks and runs.

@@ -53,6 +53,14 @@ def _which_task(alert: Mapping[str, object]) -> str:
     """`Task 'group.load' of DAG 'etl' (run 'manual__...', map index 1, try 2)` where the source gives
     its fields, each part quoted on its own (Airflow's ids hold dots: joined, they would read as
     other ids); else `Task 'etl.load' (run r-7)`."""
+    if _given(alert, "dagster_job") is not None:
+        # `Step 'orders' (asset 'shop/orders') of job 'refresh' (run '...')`, or `Job 'refresh' (run '...')`.
+        run = f"(run {_text(alert.get('dagster_run_id') or alert['run_id'])!r})"
+        job = f"job {_text(alert['dagster_job'])!r}"
+        if _given(alert, "dagster_step") is None:
+            return f"{job[0].upper()}{job[1:]} {run}"
+        asset = f" (asset {_text(alert['dagster_asset'])!r})" if _given(alert, "dagster_asset") else ""
+        return f"Step {_text(alert['dagster_step'])!r}{asset} of {job} {run}"
     if _given(alert, "dag_id") is None or _given(alert, "task_id") is None:
         task_type, run_id = _quoted_ids(alert)
         return f"Task {task_type!r} (run {run_id})"
@@ -159,7 +167,10 @@ def alert_payload(alert: Mapping[str, object]) -> dict[str, object]:
 
 
 # The source fields an alert may carry (resources/alert_store.py SOURCE_FIELDS).
-SOURCE_FIELD_NAMES = ("dag_id", "task_id", "dag_run_id", "map_index", "try_number", "link")
+SOURCE_FIELD_NAMES = (
+    "dag_id", "task_id", "dag_run_id", "map_index", "try_number", "link",
+    "dagster_job", "dagster_step", "dagster_asset", "dagster_run_id",
+)  # fmt: skip
 
 
 def _payload_field(alert: Mapping[str, object], key: str) -> object | None:

@@ -34,6 +34,11 @@ SOURCE_FIELDS = {
     "map_index": sa.Integer(),
     "try_number": sa.Integer(),
     "link": sa.Text(),
+    # The dagster source's: the job, the step (op) and the asset it materializes, the Dagster run.
+    "dagster_job": sa.Text(),
+    "dagster_step": sa.Text(),
+    "dagster_asset": sa.Text(),
+    "dagster_run_id": sa.Text(),
 }
 # What the alert is about: a task running past its duration limit, or one queued past its queue limit
 # (resources/queue_waits.py). Alerts stored before there were queue alerts have none: running.

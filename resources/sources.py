@@ -19,7 +19,7 @@ from pydantic import Field, PrivateAttr
 from resources.dagster_steps import DagsterRunsAndStepsWorkflowService
 from resources.outages import SourceConfigurationError
 from resources.sql import safe_url, table_reference, translated_errors, validate_identifier
-from resources.workflow import SqlWorkflowService, WorkflowService
+from resources.workflow import DagsterRunsWorkflowService, SqlWorkflowService, WorkflowService
 
 if TYPE_CHECKING:
     from assets.settings import Settings
@@ -291,8 +291,9 @@ def _integer(text: str) -> int | None:
 
 
 def alert_fields(workflow: WorkflowService, overdue: pd.DataFrame) -> pd.DataFrame:
-    """The tasks over their limit with the structured fields their source gives (none for most)."""
-    if isinstance(workflow, AirflowTaskInstances):
+    """The tasks over their limit with the structured fields their source gives (none for a table of
+    one's own)."""
+    if isinstance(workflow, AirflowTaskInstances | DagsterRunsWorkflowService):
         return workflow.alert_fields(overdue)
     return overdue
 
@@ -312,7 +313,9 @@ def workflow_service(settings: "Settings") -> WorkflowService:
         "outage_retry_delay_s": settings.source_retry_delay_s,
     }
     if settings.workflow_source == "dagster":
-        return DagsterRunsAndStepsWorkflowService(check_queue=settings.queue_checks == "on", **retries)
+        return DagsterRunsAndStepsWorkflowService(
+            check_queue=settings.queue_checks == "on", dagster_base_url=settings.dagster_base_url, **retries
+        )
     given = {
         "table": settings.workflow_table,
         "run_id_columns": _names(settings.workflow_run_id_columns),

@@ -11,6 +11,7 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from operator import itemgetter
 from typing import ClassVar
+from urllib.parse import quote
 
 import dagster as dg
 import pandas as pd
@@ -535,7 +536,49 @@ class DagsterRunsWorkflowService(WorkflowService):
     check_queue: bool = Field(
         default=True, description="Learn how long runs wait to start and flag one queued past its limit."
     )
+    dagster_base_url: str | None = Field(
+        default=None,
+        description="The Dagster UI, e.g. http://dagster.example.com/ (FAULTLINE_DAGSTER_BASE_URL): each "
+        "alert links to its run there.",
+    )
     _instance: dg.DagsterInstance | None = PrivateAttr(default=None)
+
+    def alert_fields(self, overdue: pd.DataFrame) -> pd.DataFrame:
+        """`overdue` with each alert's job, step and the asset that step materializes (for a step's
+        alert: task type `job/step`, run id `run/step`), the Dagster run id, and a link to the run."""
+        pairs = zip(overdue["task_type"], overdue["run_id"], strict=True)
+        fields = [self.dagster_fields(str(task_type), str(run_id)) for task_type, run_id in pairs]
+        names = ["dagster_job", "dagster_step", "dagster_asset", "dagster_run_id", "link"]
+        return overdue.assign(**{name: [f[name] for f in fields] for name in names})
+
+    def dagster_fields(self, task_type: str, run_id: str) -> dict[str, str | None]:
+        # Neither a job's name nor a run id holds a "/"; a step key may not either.
+        job, _, step = task_type.partition("/")
+        dagster_run_id = run_id.partition("/")[0]
+        base = self.dagster_base_url.rstrip("/") + "/" if self.dagster_base_url else None
+        return {
+            "dagster_job": job,
+            "dagster_step": step or None,
+            "dagster_asset": self._asset_of(dagster_run_id, step) if step else None,
+            "dagster_run_id": dagster_run_id,
+            "link": f"{base}runs/{quote(dagster_run_id, safe='')}" if base else None,
+        }
+
+    def _asset_of(self, run_id: str, step: str) -> str | None:
+        """The asset the run's step materializes, from the run's execution plan (None for an op's
+        step, or a step of several assets: named by the step alone)."""
+        run = self._instance.get_run_by_id(run_id) if self._instance else None
+        if run is None or not run.execution_plan_snapshot_id:
+            return None
+        plan = self._instance.get_execution_plan_snapshot(run.execution_plan_snapshot_id)
+        keys = {
+            output.properties.asset_key
+            for planned in plan.steps
+            if planned.key == step
+            for output in planned.outputs
+            if output.properties and output.properties.asset_key
+        }
+        return keys.pop().to_user_string() if len(keys) == 1 else None
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         self._instance = context.instance

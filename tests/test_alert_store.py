@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from resources.alert_store import AlertStore
+from resources.alert_store import ADDED_ALERT_COLUMNS, AlertStore
 
 AS_OF = datetime(2026, 11, 21, tzinfo=UTC)
 NOW = datetime(2026, 11, 21, 9, 30, tzinfo=UTC)
@@ -160,7 +160,7 @@ def test_a_store_made_before_the_source_fields_keeps_its_alerts_and_gains_the_co
     engine = sa.create_engine(store_url)
     columns = [column["name"] for column in sa.inspect(engine).get_columns("alerts")]
     engine.dispose()
-    assert columns[-7:] == [*fields, "phase"]
+    assert columns[-len(ADDED_ALERT_COLUMNS) :] == list(ADDED_ALERT_COLUMNS)
     # An alert made before there were queue alerts is about a running task.
     assert store.alerts()["phase"].tolist() == ["running", "running"]
 

@@ -14,6 +14,7 @@ from assets.settings import Settings
 from assets.task_durations import BaselineConfig
 from dagster_project.definitions import build_definitions
 from dagster_project.sensors import build_long_running_tasks_sensor
+from faultline.alerting import alert_payload, alert_text
 from resources.dagster_steps import DagsterRunsAndStepsWorkflowService
 
 RELEASE = threading.Event()
@@ -56,6 +57,7 @@ def test_a_step_running_past_its_own_limit_is_flagged_with_its_run(monkeypatch, 
         "FAULTLINE_DB_URL": f"sqlite:///{tmp_path / 'faultline.db'}",
         "FAULTLINE_START_DATE": (datetime.now(UTC) - timedelta(days=30)).strftime("%Y-%m-%d"),
         "FAULTLINE_ERROR_CLUSTERS": "off",
+        "FAULTLINE_DAGSTER_BASE_URL": "http://dagster.example.com:3000/",
     }.items():
         monkeypatch.setenv(name, value)
     built = build_definitions(Settings.from_env())
@@ -118,6 +120,18 @@ def test_a_step_running_past_its_own_limit_is_flagged_with_its_run(monkeypatch, 
         assert set(flagged) <= {"refresh", "refresh/orders"}  # the run itself, once past the job's limit
         orders_alert = alerts[alerts["task_type"] == "refresh/orders"].iloc[0]
         assert orders_alert["elapsed_s"] > limit == pytest.approx(orders_alert["upper_limit_s"])
+        # Its fields apart, the asset named from the run's plan, and a link to the run in the UI.
+        fields = ["dagster_job", "dagster_step", "dagster_asset", "dagster_run_id", "link"]
+        assert orders_alert[fields].tolist() == [
+            "refresh", "orders", "orders", run_id, f"http://dagster.example.com:3000/runs/{run_id}"
+        ]  # fmt: skip
+        assert alert_text(orders_alert.to_dict()).startswith(
+            f"Step 'orders' (asset 'orders') of job 'refresh' (run '{run_id}') has been running for "
+        )
+        payload = alert_payload(orders_alert.to_dict())
+        expected = dict(zip(fields, orders_alert[fields], strict=True))
+        assert {name: payload[name] for name in fields} == expected
+        assert payload["dag_id"] is None
     finally:
         RELEASE.set()
         hung.join(60)

@@ -325,3 +325,6 @@ def test_a_dagster_run_waiting_in_the_queue_past_its_jobs_queue_limit_is_alerted
     alerts = store.alerts()
     assert alerts[["task_type", "run_id", "phase"]].values.tolist() == [["nightly", queued.run_id, QUEUED]]
     assert alerts["elapsed_s"].iloc[0] == pytest.approx(3600, abs=1)
+    assert alert_text(alerts.to_dict(orient="records")[0]).startswith(
+        f"Job 'nightly' (run '{queued.run_id}') has been queued for 1h 0m without starting"
+    )
