@@ -73,6 +73,12 @@ def _which_task(alert: Mapping[str, object]) -> str:
     return f"Task {_text(alert['task_id'])!r} of DAG {_text(alert['dag_id'])!r} ({', '.join(attempt)})"
 
 
+def _borrowed(alert: Mapping[str, object]) -> str:
+    """` of 'asset:orders'` where the task borrowed that task type's limit, having none of its own."""
+    limit_from = _given(alert, "limit_from")
+    return f" of {_text(limit_from)!r}, its own limit not yet learned" if limit_from is not None else ""
+
+
 def alert_text(alert: Mapping[str, object]) -> str:
     """One line: which task, how long it has run, its limit and where the limit comes from, and a
     link to the task in its source's UI when there is one."""
@@ -90,7 +96,8 @@ def alert_text(alert: Mapping[str, object]) -> str:
         what = (
             f"has been running for {format_duration(float(alert['elapsed_s']))}, past its limit of "
             f"{format_duration(float(alert['upper_limit_s']))} "
-            f"(mean {format_duration(float(alert['mean_s']))} over {int(alert['n_runs'])} successful runs); "
+            f"(mean {format_duration(float(alert['mean_s']))} over {int(alert['n_runs'])} successful runs"
+            f"{_borrowed(alert)}); "
             f"started {_timestamp(alert['started_at'])}."
         )
     text = f"{_which_task(alert)} {what}" + (f" {_text(link)}" if link is not None else "")
@@ -160,6 +167,8 @@ def alert_payload(alert: Mapping[str, object]) -> dict[str, object]:
         # "running" (past its duration limit) or "queued" (past its queue limit; started_at is then
         # when it was queued).
         "phase": str(alert.get("phase") or "running"),
+        # The task type whose limit the task borrowed (its own not yet learned), null for its own.
+        "limit_from": _payload_field(alert, "limit_from"),
         # What the source tells of the run, each part apart (null where it tells nothing).
         **{key: _payload_field(alert, key) for key in SOURCE_FIELD_NAMES},
         "text": alert_text(alert),

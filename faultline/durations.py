@@ -810,9 +810,12 @@ class OverdueScan:
 def find_overdue_tasks(running: pd.DataFrame, baselines: pd.DataFrame, now: pd.Timestamp) -> OverdueScan:
     """Running tasks whose elapsed time at `now` is strictly past their task type's upper limit.
 
-    `running` has run_id, task_type and started_at (every row is taken as running); `baselines` is
+    `running` has run_id, task_type and started_at (every row is taken as running), and may have
+    `fallback_task_type`: a task type whose limit a task borrows while its own has none (a Dagster
+    step new to its job borrows the limit of the asset it materializes); `limit_from`, then a column
+    of `overdue`, names the task type whose limit was passed, None for the task's own. `baselines` is
     the output of `baselines_from_moments` or `baselines_from_durations`, one row per task type.
-    Vectorised: one hash join of the running tasks against the baselines.
+    Vectorised: one hash join of the running tasks against the baselines (two with fallbacks).
     """
     require_columns(running, ("run_id", "task_type", "started_at"), "running tasks")
     require_columns(baselines, ("task_type", "n_runs", "mean_s", "upper_limit_s", "has_limit"), "baselines")
@@ -831,8 +834,21 @@ def find_overdue_tasks(running: pd.DataFrame, baselines: pd.DataFrame, now: pd.T
             "elapsed_s": (now - started).dt.total_seconds().to_numpy(),
         }
     ).merge(limits, on="task_type", how="left")
+    columns = list(OVERDUE_COLUMNS)
+    if "fallback_task_type" in running:
+        columns.append("limit_from")
+        scan["limit_from"] = None
+        borrowed = (
+            pd.DataFrame({"task_type": running["fallback_task_type"].to_numpy(dtype=object)})
+            .merge(limits, on="task_type", how="left")
+            .rename(columns={"task_type": "fallback"})
+        )
+        borrows = scan["upper_limit_s"].isna().to_numpy() & borrowed["upper_limit_s"].notna().to_numpy()
+        for column in ("upper_limit_s", "mean_s", "n_runs"):
+            scan[column] = scan[column].mask(borrows, borrowed[column].to_numpy())
+        scan["limit_from"] = scan["limit_from"].mask(borrows, borrowed["fallback"].to_numpy())
     checked = scan["upper_limit_s"].notna()
-    overdue = scan.loc[checked & scan["elapsed_s"].gt(scan["upper_limit_s"]), list(OVERDUE_COLUMNS)]
+    overdue = scan.loc[checked & scan["elapsed_s"].gt(scan["upper_limit_s"]), columns]
     overdue = overdue.sort_values(["started_at", "run_id"], ignore_index=True)
     n_checked = int(checked.sum())
     return OverdueScan(

@@ -45,7 +45,8 @@ SOURCE_FIELDS = {
 RUNNING, QUEUED = "running", "queued"
 PHASES = (RUNNING, QUEUED)
 # Columns added to the alerts table after its first release, nullable (see _add_columns).
-ADDED_ALERT_COLUMNS = {**SOURCE_FIELDS, "phase": sa.String(16)}
+# limit_from: the task type whose limit the task borrowed, NULL for its own (faultline.durations).
+ADDED_ALERT_COLUMNS = {**SOURCE_FIELDS, "phase": sa.String(16), "limit_from": sa.Text()}
 ALERT_COLUMNS = [
     "alert_id", "task_type", "run_id", "started_at", "elapsed_s",
     "upper_limit_s", "mean_s", "n_runs", "raised_at", *ADDED_ALERT_COLUMNS,
@@ -241,6 +242,7 @@ class AlertStore(SqlResource):
                 "run_id": redact_secrets(str(row.run_id)),
                 "run_key": run_key(str(row.task_type), str(row.run_id), phase),
                 "phase": phase,
+                "limit_from": _field(getattr(row, "limit_from", None)),
                 "started_at": to_utc(pd.Timestamp(row.started_at).floor("us").to_pydatetime()),
                 "elapsed_s": float(row.elapsed_s),
                 "upper_limit_s": float(row.upper_limit_s),

@@ -18,6 +18,8 @@ from resources.sql import to_utc
 from resources.workflow import RUNNING_COLUMNS, DagsterRunsWorkflowService
 
 STEP_SEPARATOR = "/"
+# An asset's task type: `asset:<asset key>` (a Dagster job name holds no ":", so none is taken for one).
+ASSET_PREFIX = "asset:"
 # A step of a finished run still marked in progress never ended (its process died): not a running
 # task, not a finished one either.
 STEP_STATUSES = {
@@ -63,9 +65,10 @@ class DagsterRunsAndStepsWorkflowService(DagsterRunsWorkflowService):
                         stats.start_time,
                         stats.end_time if status != "running" else None,
                         status,
+                        self._asset_of(run, key),
                     )
                 )
-        frame = pd.DataFrame(rows, columns=["run_id", "task_type", "start", "end", "status"])
+        frame = pd.DataFrame(rows, columns=["run_id", "task_type", "start", "end", "status", "asset"])
         return pd.DataFrame(
             {
                 "run_id": frame["run_id"],
@@ -73,6 +76,7 @@ class DagsterRunsAndStepsWorkflowService(DagsterRunsWorkflowService):
                 "started_at": pd.to_datetime(frame["start"].astype("float64"), unit="s", utc=True),
                 "ended_at": pd.to_datetime(frame["end"].astype("float64"), unit="s", utc=True),
                 "status": frame["status"],
+                "asset": frame["asset"],
             }
         )
 
@@ -82,14 +86,31 @@ class DagsterRunsAndStepsWorkflowService(DagsterRunsWorkflowService):
         ended = steps["ended_at"]
         in_window = ended.ge(pd.Timestamp(to_utc(start))) & ended.lt(pd.Timestamp(to_utc(end)))
         steps = steps[steps["status"].eq("success") & (in_window | steps["started_at"].isna())]
-        step_valid, step_rejected = screen_task_runs(steps, pd.Timestamp(to_utc(end)))
-        return _together(valid, step_valid), _together(rejected, step_rejected)
+        asset_of = dict(zip(steps["run_id"], steps["asset"], strict=True))
+        step_valid, step_rejected = screen_task_runs(steps.drop(columns="asset"), pd.Timestamp(to_utc(end)))
+        # Each asset's own task type too, learned from its steps in every job that materializes it: a
+        # step new to its job borrows its limit (see running_tasks).
+        asset_types = step_valid["run_id"].map(lambda run_id: _asset_task_type(asset_of[run_id]))
+        asset_valid = step_valid[asset_types.notna()].assign(task_type=asset_types[asset_types.notna()])
+        return _together(_together(valid, step_valid), asset_valid), _together(rejected, step_rejected)
 
     def running_tasks(self, now: datetime) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """The started runs and their steps in progress; a step that materializes one asset names that
+        asset's task type as its `fallback_task_type`, whose limit it borrows while it has none of its
+        own (a step new to its job, an asset moved to another job)."""
         running, rejected = super().running_tasks(now)
         steps = self._steps(self._records([dg.DagsterRunStatus.STARTED]), started_runs_only=True)
-        step_running, step_rejected = screen_task_runs(steps, pd.Timestamp(to_utc(now)))
-        return _together(running, step_running[RUNNING_COLUMNS]), _together(rejected, step_rejected)
+        asset_of = dict(zip(steps["run_id"], steps["asset"], strict=True))
+        step_running, step_rejected = screen_task_runs(steps.drop(columns="asset"), pd.Timestamp(to_utc(now)))
+        step_running = step_running[RUNNING_COLUMNS].assign(
+            fallback_task_type=step_running["run_id"].map(lambda run_id: _asset_task_type(asset_of[run_id]))
+        )
+        running = running.assign(fallback_task_type=None)
+        return _together(running, step_running), _together(rejected, step_rejected)
+
+
+def _asset_task_type(asset: object) -> str | None:
+    return ASSET_PREFIX + asset if isinstance(asset, str) else None
 
 
 def _together(first: pd.DataFrame, second: pd.DataFrame) -> pd.DataFrame:

@@ -542,6 +542,7 @@ class DagsterRunsWorkflowService(WorkflowService):
         "alert links to its run there.",
     )
     _instance: dg.DagsterInstance | None = PrivateAttr(default=None)
+    _assets_by_plan: dict[str, dict[str, str]] = PrivateAttr(default_factory=dict)
 
     def alert_fields(self, overdue: pd.DataFrame) -> pd.DataFrame:
         """`overdue` with each alert's job, step and the asset that step materializes (for a step's
@@ -559,26 +560,36 @@ class DagsterRunsWorkflowService(WorkflowService):
         return {
             "dagster_job": job,
             "dagster_step": step or None,
-            "dagster_asset": self._asset_of(dagster_run_id, step) if step else None,
+            "dagster_asset": self._asset_of(self._instance.get_run_by_id(dagster_run_id), step)
+            if step and self._instance
+            else None,
             "dagster_run_id": dagster_run_id,
             "link": f"{base}runs/{quote(dagster_run_id, safe='')}" if base else None,
         }
 
-    def _asset_of(self, run_id: str, step: str) -> str | None:
+    def _asset_of(self, run: dg.DagsterRun | None, step: str) -> str | None:
         """The asset the run's step materializes, from the run's execution plan (None for an op's
         step, or a step of several assets: named by the step alone)."""
-        run = self._instance.get_run_by_id(run_id) if self._instance else None
         if run is None or not run.execution_plan_snapshot_id:
             return None
-        plan = self._instance.get_execution_plan_snapshot(run.execution_plan_snapshot_id)
-        keys = {
-            output.properties.asset_key
-            for planned in plan.steps
-            if planned.key == step
-            for output in planned.outputs
-            if output.properties and output.properties.asset_key
-        }
-        return keys.pop().to_user_string() if len(keys) == 1 else None
+        return self._plan_assets(run.execution_plan_snapshot_id).get(step)
+
+    def _plan_assets(self, snapshot_id: str) -> dict[str, str]:
+        """Step key to the one asset it materializes, for an execution plan; kept, since the runs of a
+        job share their plan's snapshot (its id is a hash of its content)."""
+        if snapshot_id not in self._assets_by_plan:
+            plan = self._instance.get_execution_plan_snapshot(snapshot_id)
+            assets: dict[str, str] = {}
+            for planned in plan.steps:
+                keys = {
+                    output.properties.asset_key
+                    for output in planned.outputs
+                    if output.properties and output.properties.asset_key
+                }
+                if len(keys) == 1:
+                    assets[planned.key] = keys.pop().to_user_string()
+            self._assets_by_plan[snapshot_id] = assets
+        return self._assets_by_plan[snapshot_id]
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         self._instance = context.instance

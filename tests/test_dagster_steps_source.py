@@ -37,19 +37,26 @@ def orders(config: OrdersConfig) -> None:
     time.sleep(config.seconds)
 
 
-refresh = dg.Definitions(
-    assets=[customers, orders], jobs=[dg.define_asset_job("refresh", selection=[customers, orders])]
-).resolve_job_def("refresh")
+shop = dg.Definitions(
+    assets=[customers, orders],
+    jobs=[
+        dg.define_asset_job("refresh", selection=[customers, orders]),
+        # A job new to the instance that materializes orders alone.
+        dg.define_asset_job("rebuild", selection=[orders]),
+    ],
+)
+refresh, rebuild = shop.resolve_job_def("refresh"), shop.resolve_job_def("rebuild")
 
 
-def run_refresh(instance: dg.DagsterInstance, **orders_config) -> dg.ExecuteInProcessResult:
-    return refresh.execute_in_process(
+def run_refresh(instance: dg.DagsterInstance, job: dg.JobDefinition = refresh, **orders_config):
+    return job.execute_in_process(
         instance=instance, run_config={"ops": {"orders": {"config": orders_config}}}
     )
 
 
-def test_a_step_running_past_its_own_limit_is_flagged_with_its_run(monkeypatch, tmp_path, instance):
-    # Five runs of real work: orders takes 0.2, 0.25, ... 0.4 s, customers 0.1 s.
+def five_refreshes_learned(monkeypatch, tmp_path, instance) -> tuple[dg.Definitions, pd.DataFrame]:
+    """Five runs of real work (orders takes 0.2, 0.25, ... 0.4 s, customers 0.1 s), and the limits the
+    dagster source, set by variables, learns from them today."""
     for i in range(5):
         assert run_refresh(instance, seconds=0.2 + 0.05 * i).success
     for name, value in {
@@ -69,7 +76,11 @@ def test_a_step_running_past_its_own_limit_is_flagged_with_its_run(monkeypatch, 
     with dg.build_asset_context(partition_key=today, resources=resources, instance=instance) as context:
         config = BaselineConfig(estimator=Settings.from_env().estimator)  # the daily job's
         learned = built.get_assets_def("task_duration_baselines")(context, config).value
-    learned = learned.set_index("task_type")
+    return built, learned.set_index("task_type")
+
+
+def test_a_step_running_past_its_own_limit_is_flagged_with_its_run(monkeypatch, tmp_path, instance):
+    built, learned = five_refreshes_learned(monkeypatch, tmp_path, instance)
     # The instance's own step statistics: what each step of each run took.
     steps = pd.DataFrame(
         [
@@ -79,8 +90,12 @@ def test_a_step_running_past_its_own_limit_is_flagged_with_its_run(monkeypatch, 
         ],
         columns=["task_type", "seconds"],
     ).groupby("task_type")["seconds"]
-    assert set(learned.index) == {"refresh", "refresh/customers", "refresh/orders"}
-    assert learned["n_runs"].tolist() == [5, 5, 5] and learned["has_limit"].all()
+    # Each asset too, from its steps in every job that materializes it (here one job).
+    assert set(learned.index) == {
+        "refresh", "refresh/customers", "refresh/orders", "asset:customers", "asset:orders"
+    }  # fmt: skip
+    assert learned["n_runs"].tolist() == [5] * 5 and learned["has_limit"].all()
+    assert learned.loc["asset:orders", "mean_s"] == pytest.approx(learned.loc["refresh/orders", "mean_s"])
     assert learned.loc[["refresh/customers", "refresh/orders"], "mean_s"].to_dict() == pytest.approx(
         steps.mean().to_dict()
     )
@@ -132,6 +147,52 @@ def test_a_step_running_past_its_own_limit_is_flagged_with_its_run(monkeypatch, 
         expected = dict(zip(fields, orders_alert[fields], strict=True))
         assert {name: payload[name] for name in fields} == expected
         assert payload["dag_id"] is None
+    finally:
+        RELEASE.set()
+        hung.join(60)
+
+
+def started_step(instance: dg.DagsterInstance, step_key: str):
+    """The step `step_key` in progress in a started run, with its run id (None while there is none)."""
+    for record in instance.get_run_records():
+        if record.dagster_run.status == dg.DagsterRunStatus.STARTED:
+            for stats in instance.get_run_step_stats(record.dagster_run.run_id):
+                if stats.step_key == step_key and stats.end_time is None:
+                    return record.dagster_run.run_id, stats
+    return None
+
+
+def test_a_step_new_to_its_job_borrows_the_limit_of_the_asset_it_materializes(
+    monkeypatch, tmp_path, instance
+):
+    built, learned = five_refreshes_learned(monkeypatch, tmp_path, instance)
+    asset_limit = learned.loc["asset:orders", "upper_limit_s"]
+    assert "rebuild/orders" not in learned.index
+    # The new job's first run hangs in orders: its step has no limit of its own, its asset has one.
+    RELEASE.clear()
+    hung = threading.Thread(target=run_refresh, args=(instance, rebuild), kwargs={"hang": True})
+    hung.start()
+    try:
+
+        def past_the_assets_limit() -> bool:
+            found = started_step(instance, "orders")
+            return found is not None and time.time() - found[1].start_time > asset_limit + 1
+
+        assert until(past_the_assets_limit, patience_s=60)
+        run_id = started_step(instance, "orders")[0]
+        context = dg.build_sensor_context(instance=instance, resources=built.resources)
+        build_long_running_tasks_sensor()(context)
+        with dg.build_resources({"alert_store": built.resources["alert_store"]}) as store:
+            alerts = store.alert_store.alerts()
+        # The job itself, new, has no limit: only its step is flagged, against the asset's.
+        assert alerts[["task_type", "run_id", "limit_from"]].values.tolist() == [
+            ["rebuild/orders", f"{run_id}/orders", "asset:orders"]
+        ]
+        alert = alerts.to_dict(orient="records")[0]
+        assert alert["upper_limit_s"] == pytest.approx(asset_limit)
+        assert alert["n_runs"] == 5
+        assert "over 5 successful runs of 'asset:orders', its own limit not yet learned)" in alert_text(alert)
+        assert alert_payload(alert)["limit_from"] == "asset:orders"
     finally:
         RELEASE.set()
         hung.join(60)
