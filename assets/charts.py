@@ -17,7 +17,7 @@ from faultline import charts
 from faultline.durations import WINDOW_DAYS
 from faultline.redaction import redact_secrets
 from faultline.report import table_columns, table_records
-from resources.alert_store import AlertStore
+from resources.alert_store import RUNNING, AlertStore
 from resources.report_store import ReportStore
 from resources.workflow import WorkflowService
 
@@ -112,7 +112,9 @@ def duration_limit_chart(
     """The task types with a running task flagged past its limit by the newest alerts: their successful
     runs, mean and upper limit, and the flagged tasks. A PNG in the report folder, and on this page."""
     with retried_on_outage(context, alert_store):
-        alerts = charts.recent_alerts(alert_store.alerts(), config.recent_hours)
+        alerts = alert_store.alerts()
+    # A queue alert's limit is of waits, not of durations: it is not drawn against the runs.
+    alerts = charts.recent_alerts(alerts[alerts["phase"] == RUNNING], config.recent_hours)
     runs = pd.DataFrame(columns=["task_type", "started_at", "duration_s"])
     if not alerts.empty:
         newest = alerts["raised_at"].max().to_pydatetime()

@@ -2,6 +2,7 @@
 
 import base64
 import json
+from datetime import timedelta
 from pathlib import Path
 
 import dagster as dg
@@ -17,7 +18,7 @@ from faultline.charts import PNG_SIGNATURE
 from faultline.demo_data.deployment_events import generate_deployment_batches
 from faultline.demo_data.task_runs import generate_task_runs
 from faultline.durations import find_overdue_tasks
-from resources.alert_store import AlertStore
+from resources.alert_store import QUEUED, AlertStore
 from resources.error_sources import ErrorEventFormat
 from resources.part_store import PartStore
 from resources.report_store import ReportStore
@@ -202,6 +203,10 @@ def test_the_limit_chart_asset_draws_the_task_types_the_alerts_flagged(tmp_path:
     _, limits = alert_store.latest_baselines()
     running, _ = workflow.running_tasks(FIXED_NOW)
     alert_store.record_alerts(find_overdue_tasks(running, limits, NOW).overdue, raised_at=FIXED_NOW)
+    # A queue alert, raised later, of a task type queued too long: a wait, not drawn against the runs.
+    queued = pd.DataFrame([{"run_id": "q-1", "task_type": "queue.only", "started_at": NOW, "elapsed_s": 900.0,
+                            "upper_limit_s": 60.0, "mean_s": 10.0, "n_runs": 9}])  # fmt: skip
+    alert_store.record_alerts(queued, raised_at=FIXED_NOW + timedelta(hours=30), phase=QUEUED)
 
     result = dg.materialize(
         [duration_limit_chart], instance=instance,
