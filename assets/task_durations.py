@@ -107,8 +107,11 @@ def task_duration_baselines(
     with retried_on_outage(context, alert_store):
         alert_store.save_baselines(end, baselines)
     # How long tasks wait queued, learned the same way where the source records it.
-    waits = queue_waits_of(workflow)
-    queue_metadata: dict[str, object] = {"queue_limits": "none: the source records no queue times"}
+    with retried_on_outage(context, workflow):
+        waits = queue_waits_of(workflow)  # may read the table's columns
+    queue_metadata: dict[str, object] = {
+        "queue_limits": "none: queue checks are off, or the source records no queue times"
+    }
     if waits is not None:
         with retried_on_outage(context, workflow):
             queue_limits, queue_rejected = learn_limits(waits, estimator, k, config, start, end)
@@ -123,6 +126,9 @@ def task_duration_baselines(
             "queue_limits": int(queue_limits["has_limit"].sum()),
             "queue_waits": int(queue_limits["n_runs"].sum()),
             "queue_waits_rejected": len(queue_rejected),
+            "queue_rejected_reasons": dg.MetadataValue.json(
+                queue_rejected["reason"].value_counts().to_dict()
+            ),
             "queue_limits_table": dg.MetadataValue.md(markdown_table(shown_waits)),
         }
 
@@ -311,7 +317,9 @@ def tasks_within_their_queue_limit(workflow: WorkflowService, alert_store: Alert
     found = queue_findings(workflow, alert_store, datetime.now(UTC))
     if found is None:
         return dg.AssetCheckResult(
-            passed=True, description="Not checked: the task source records no queue times."
+            passed=True,
+            description="Not checked: queue checks are off (FAULTLINE_QUEUE_CHECKS), or the task source "
+            "records no queue times.",
         )
     _, findings = found
     return dg.AssetCheckResult(**findings)

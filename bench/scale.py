@@ -412,6 +412,7 @@ def run_assets(url: str, workers: int, folder: Path) -> dict[str, object]:
     import dagster as dg
 
     from assets import error_clusters
+    from resources.error_sources import ErrorEventFormat
     from resources.event_store import DeploymentEventStore
     from resources.io_manager import AtomicFilesystemIOManager
     from resources.part_store import PartStore
@@ -420,6 +421,8 @@ def run_assets(url: str, workers: int, folder: Path) -> dict[str, object]:
     assets = dg.load_assets_from_modules([error_clusters])
     resources = {
         "event_store": DeploymentEventStore(url=url),
+        # The deployment's default format: Qovery's batched events.
+        "error_format": ErrorEventFormat(),
         "part_store": PartStore(directory=str(folder / "parts")),
         "report_store": ReportStore(directory=str(folder / "reports")),
         "io_manager": AtomicFilesystemIOManager(base_dir=str(folder / "values")),

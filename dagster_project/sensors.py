@@ -59,9 +59,18 @@ def build_long_running_tasks_sensor(
             context.log.warning(alert_text(alert))
         # Tasks waiting queued past their queue limit, where the source records queue times: an alert
         # of their own, once per attempt, delivered with the others.
-        queue = queue_findings(workflow, alert_store, now)
+        # A failing queue check (a misnamed column, an outage) must not keep the running alerts from
+        # their delivery: it fails the tick after it.
         queue_events: list[dg.AssetCheckEvaluation] = []
         queue_said = ""
+        queue_error: Exception | None = None
+        try:
+            queue = queue_findings(workflow, alert_store, now)
+        except Exception as error:  # noqa: BLE001 - raised again once the alerts are delivered
+            queue, queue_error = None, error
+            context.log.error(
+                f"The queue check failed ({type(error).__name__}); delivering the alerts first."
+            )
         if queue is not None:
             queue_scan, queue_check = queue
             new_queued = alert_store.record_alerts(
@@ -97,6 +106,8 @@ def build_long_running_tasks_sensor(
                 f"Sink {sink} failed ({'; '.join(failures)}); its alerts are retried next tick."
             )
 
+        if queue_error is not None:
+            raise queue_error
         counts = scan_counts(scan.n_running, scan.n_checked, scan.n_without_baseline, len(unreadable))
         if as_of is None:
             said = f"No new task over its limit ({counts}; no limits learned yet).{queue_said}"

@@ -17,7 +17,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from faultline.durations import screen_task_runs
-from resources.sources import TaskRunsTable
+from resources.sources import AIRFLOW_NOT_RUN_STATES, AirflowTaskInstances, TaskRunsTable
 from resources.sql import table_reference, to_utc, validate_identifier
 from resources.workflow import RUNNING_COLUMNS, DagsterRunsWorkflowService, WorkflowService
 
@@ -45,15 +45,23 @@ class SqlQueueWaits(TaskRunsTable):
     """A task runs table read as queue waits (see the module): each row queued at `queued_at_column`,
     still queued while its state is one of `queued_statuses`, out of the queue at its start.
 
-    A row that started before it was last queued is left out: Airflow queues a deferred task again
-    when its trigger fires and keeps its first start, so that row's queue time is its resumption's,
-    not its attempt's.
+    What is not a wait is left out, as the duration side leaves such rows out: a row in a state of
+    `not_run_statuses`, and one whose start equals its end (Airflow gives a task it fails or skips
+    while queued, by `task_queued_timeout` or by hand, a start and an end at that moment: its stuck
+    time would otherwise be learned as a normal wait). With `resumed_left_out`, a row that started
+    before it was last queued is left out too: Airflow queues a deferred task again when its trigger
+    fires and keeps its first start, so that row's queue time is its resumption's. Elsewhere such a
+    row, and a queued row without a queue time, go to the screening, which rejects them with their
+    reason.
     """
 
     queued_at_column: str
     queued_statuses: list[str]
     source_started_at_column: str
+    source_ended_at_column: str
     source_status_column: str
+    not_run_statuses: list[str] = []
+    resumed_left_out: bool = False
     started_at_column: str = QUEUED_AT
     ended_at_column: str = LEFT_QUEUE_AT
     status_column: str = QUEUE_STATE
@@ -73,6 +81,7 @@ class SqlQueueWaits(TaskRunsTable):
             "run_id_columns": [column(c, "run_id_columns") for c in self.run_id_columns],
             "task_type_columns": [column(c, "task_type_columns") for c in self.task_type_columns],
             "started_at_column": column(self.source_started_at_column, "started_at_column"),
+            "ended_at_column": column(self.source_ended_at_column, "ended_at_column"),
             "status_column": column(self.source_status_column, "status_column"),
             "queued_at_column": column(self.queued_at_column, "queued_at_column"),
         }
@@ -102,29 +111,41 @@ class SqlQueueWaits(TaskRunsTable):
         schema, name = table_reference(validate_identifier(self.table, "table"))
         columns = self._source_columns()
         names = {*columns["run_id_columns"], *columns["task_type_columns"]}
-        names |= {columns["started_at_column"], columns["status_column"], columns["queued_at_column"]}
+        names |= {columns["started_at_column"], columns["ended_at_column"], columns["status_column"]}
+        names.add(columns["queued_at_column"])
         source = sa.table(name, *(sa.column(n) for n in sorted(names)), schema=schema)
         status = source.c[self.source_status_column]
         started, queued_at = source.c[self.source_started_at_column], source.c[self.queued_at_column]
+        ended = source.c[self.source_ended_at_column]
         queued = sa.and_(status.is_not(None), status.in_(self.queued_statuses))
         # What _readable and _instant ask of a connection: its dialect (the view is built unconnected).
         dialect = SimpleNamespace(dialect=self.engine().dialect)
-        # Both times readable and the start earlier: a resumption's queueing (see the class).
-        resumed = sa.and_(
-            self._readable(dialect, started),
-            self._readable(dialect, queued_at),
-            self._instant(dialect, started) < self._instant(dialect, queued_at),
-        )
+
+        def before(first: sa.ColumnElement, second: sa.ColumnElement, equal: bool = False):
+            """Both times readable and `first` earlier than (or, `equal`, the same as) `second`."""
+            compare = sa.ColumnOperators.__eq__ if equal else sa.ColumnOperators.__lt__
+            return sa.func.coalesce(
+                sa.and_(
+                    self._readable(dialect, first),
+                    self._readable(dialect, second),
+                    compare(self._instant(dialect, first), self._instant(dialect, second)),
+                ),
+                False,
+            )
+
+        never_ran = before(started, ended, equal=True)
+        if self.not_run_statuses:
+            never_ran = sa.or_(never_ran, sa.and_(status.is_not(None), status.in_(self.not_run_statuses)))
+        left_queue = sa.and_(queued_at.is_not(None), started.is_not(None), sa.not_(never_ran))
+        if self.resumed_left_out:
+            left_queue = sa.and_(left_queue, sa.not_(before(started, queued_at)))
         identity = [source.c[n] for n in sorted({*columns["run_id_columns"], *columns["task_type_columns"]})]
         view = sa.select(
             *identity,
             queued_at.label(QUEUED_AT),
             sa.case((queued, None), else_=started).label(LEFT_QUEUE_AT),
             sa.case((queued, QUEUED), else_=LEFT_QUEUE).label(QUEUE_STATE),
-        ).where(
-            queued_at.is_not(None),
-            sa.or_(queued, sa.and_(started.is_not(None), sa.not_(sa.func.coalesce(resumed, False)))),
-        )
+        ).where(sa.or_(queued, left_queue))
         # Named as the table, so every query of the service reads the waits as it reads a table.
         return view.subquery(name)
 
@@ -143,7 +164,13 @@ def queue_waits_of(workflow: WorkflowService) -> WorkflowService | None:
     waits = SqlQueueWaits(
         **{name: value for name, value in source.items() if name not in overridden},
         source_started_at_column=workflow.started_at_column,
+        source_ended_at_column=workflow.ended_at_column,
         source_status_column=workflow.status_column,
+        **(
+            {"not_run_statuses": AIRFLOW_NOT_RUN_STATES, "resumed_left_out": True}
+            if isinstance(workflow, AirflowTaskInstances)
+            else {}
+        ),
     )
     if not workflow.queued_at_column_required and not waits.has_queue_column():
         return None

@@ -580,7 +580,8 @@ class DagsterRunsWorkflowService(WorkflowService):
         if snapshot_id not in self._assets_by_plan:
             plan = self._instance.get_execution_plan_snapshot(snapshot_id)
             assets: dict[str, str] = {}
-            for planned in plan.steps:
+            # A snapshot the storage no longer has names no asset: the step goes by its key alone.
+            for planned in plan.steps if plan is not None else []:
                 keys = {
                     output.properties.asset_key
                     for output in planned.outputs

@@ -17,6 +17,7 @@ from dagster._core.remote_origin import (
     RemoteJobOrigin,
     RemoteRepositoryOrigin,
 )
+from test_long_running_tasks_sensor import YESTERDAY, history, running, sensor_at_fixed_now
 from test_sources import (
     BASE_URL,
     RUN,
@@ -31,12 +32,15 @@ from test_sources import (
 )
 
 from assets.settings import Settings
-from assets.task_durations import QUEUE_CHECK
+from assets.task_durations import QUEUE_CHECK, task_duration_baselines
 from dagster_project.definitions import build_definitions
 from dagster_project.sensors import build_long_running_tasks_sensor
 from faultline.alerting import alert_payload, alert_text
-from resources.alert_store import QUEUED, RUNNING
+from resources.alert_sinks import AlertSinks
+from resources.alert_store import QUEUED, RUNNING, AlertStore
 from resources.queue_waits import SqlQueueWaits, queue_waits_of
+from resources.sources import TaskRunsTable
+from resources.workflow import SqlWorkflowService
 
 # Ten starts of each task type two days before the clock, waiting 5, 6, ... 14 s in the queue.
 WAITS_S = [5.0 + i for i in range(10)]
@@ -88,7 +92,19 @@ def rows() -> list[dict]:
         resumed,
         # Never queued yet: no queue time, not a wait.
         ti("shop", "report", "scheduled"),
-    ]
+        # Given up on while queued for two hours (task_queued_timeout, or by hand): Airflow sets its start
+        # and end at that moment. It never ran: its two hours are not a normal wait.
+        queued_row(
+            ti("shop", "fetch", "failed", run_id="scheduled__2026-11-20T12:00:00+00:00", ran_s=0,
+               ended_at=FIXED_TODAY - timedelta(days=2, hours=-12)),
+            waited_s=7200,
+        ),
+        queued_row(
+            ti("shop", "fetch", "skipped", run_id="scheduled__2026-11-20T13:00:00+00:00", ran_s=1,
+               ended_at=FIXED_TODAY - timedelta(days=2, hours=-13)),
+            waited_s=7200,
+        ),
+    ]  # fmt: skip
 
 
 def write(url: str, table_rows: list[dict]) -> None:
@@ -141,7 +157,8 @@ def test_a_task_queued_past_its_queue_limit_is_alerted_once_then_again_when_it_h
     _, limits = store.latest_baselines(QUEUED)
     limits = limits.set_index("task_type")
     # Learned from start - queued_dttm of every attempt that left the queue: 10 successes and, for
-    # fetch, the failed one (9 s); the deferred task's resumption is not a wait.
+    # fetch, the failed one (9 s); the deferred task's resumption is not a wait, nor are the attempt
+    # failed while queued and the skipped one (their two hours would raise the limit past the hang's).
     assert limits.loc["shop/fetch", "n_runs"] == 11
     assert limits.loc["shop/fetch", "mean_s"] == pytest.approx((sum(WAITS_S) + 9.0) / 11)
     assert limits.loc["shop/wait", "n_runs"] == 10
@@ -246,7 +263,15 @@ def test_a_table_of_ones_own_names_its_queue_column_and_states_by_variables(monk
         {"job": "fresh", "kind": "export", "submitted": FIXED_NOW - timedelta(seconds=10), "began": None,
          "finished": None, "phase": "pending"},
     ]  # fmt: skip
-    pd.DataFrame(history + waiting).to_sql("jobs", sa.create_engine(url), index=False)
+    broken = [
+        # Started before it was submitted: rejected by the screening, with its reason, and counted.
+        {"job": "odd", "kind": "export", "submitted": ended - timedelta(seconds=100),
+         "began": ended - timedelta(seconds=600), "finished": ended, "phase": "done"},
+        # Pending with no submission time: checked as unreadable, counted in the tick.
+        {"job": "lost", "kind": "export", "submitted": None, "began": None, "finished": None,
+         "phase": "pending"},
+    ]  # fmt: skip
+    pd.DataFrame(history + waiting + broken).to_sql("jobs", sa.create_engine(url), index=False)
     variables = {
         "FAULTLINE_WORKFLOW_SOURCE": "sql",
         "FAULTLINE_WORKFLOW_TABLE": "jobs",
@@ -267,7 +292,18 @@ def test_a_table_of_ones_own_names_its_queue_column_and_states_by_variables(monk
     _, limits = store.latest_baselines(QUEUED)
     export = limits.set_index("task_type").loc["export"]
     assert export["n_runs"] == 8 and export["mean_s"] == pytest.approx(23.5)
-    tick(built, instance)
+    materialized = instance.get_latest_materialization_event(dg.AssetKey("task_duration_baselines"))
+    metadata = materialized.asset_materialization.metadata
+    # Counted with their reasons: the wait that ended before it began, and the queued row without a
+    # queue time (the reasons name the view's columns: a wait's start is its queueing).
+    assert metadata["queue_rejected_reasons"].value == {
+        "ended_at before started_at": 1,
+        "missing started_at": 1,
+    }
+    assert metadata["queue_waits_rejected"].value == 2
+    result = tick(built, instance)
+    [check] = queue_checks(result)
+    assert check.metadata["unreadable"].value == 1 and check.metadata["queued"].value == 2
     alerts = store.alerts()
     assert alerts[["task_type", "run_id", "phase"]].values.tolist() == [["export", "stuck", QUEUED]]
     assert alerts["elapsed_s"].iloc[0] == pytest.approx(7200)
@@ -328,3 +364,34 @@ def test_a_dagster_run_waiting_in_the_queue_past_its_jobs_queue_limit_is_alerted
     assert alert_text(alerts.to_dict(orient="records")[0]).startswith(
         f"Job 'nightly' (run '{queued.run_id}') has been queued for 1h 0m without starting"
     )
+
+
+def test_a_failing_queue_check_fails_the_tick_after_the_running_alerts_are_delivered(
+    instance, tmp_path, recording_server
+):
+    url = f"sqlite:///{tmp_path / 'runs.db'}"
+    runs = [*history(), running("hung", "etl.orders", 3600)]
+    SqlWorkflowService(url=url).write_runs(pd.DataFrame(runs))
+    # Its queue column misnamed: the table has no such column.
+    workflow = TaskRunsTable(url=url, queued_at_column="submitted", queued_at_column_required=True)
+    store = AlertStore(url=f"sqlite:///{tmp_path / 'faultline.db'}")
+    with pytest.raises(ValueError, match="has no column 'submitted'; set `queued_at_column`"):
+        dg.materialize(
+            [task_duration_baselines], instance=instance, partition_key=YESTERDAY,
+            resources={"workflow": workflow, "alert_store": store},
+        )  # fmt: skip
+    # The durations' limits were saved before the queue's failed: the running check works on.
+    assert store.latest_baselines()[0] is not None
+    webhook = recording_server()
+    context = dg.build_sensor_context(
+        instance=instance,
+        resources={
+            "workflow": workflow,
+            "alert_store": store,
+            "alert_sinks": AlertSinks(webhook_url=webhook.url),
+        },
+    )
+    with pytest.raises(ValueError, match="has no column 'submitted'"):
+        sensor_at_fixed_now(context)
+    assert [request["body"]["run_id"] for request in webhook.received] == ["hung"]
+    assert store.undelivered("webhook").empty
