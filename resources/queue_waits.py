@@ -71,7 +71,7 @@ class SqlQueueWaits(TaskRunsTable):
     aborted_statuses: list[str] = []
     waiting_statuses: list[str] = []
 
-    def _source_columns(self) -> dict[str, list[str] | str]:
+    def _table_columns(self) -> dict[str, list[str] | str]:
         """The source table's own columns this view reads, each by the setting that names it."""
 
         def column(name: str, setting: str) -> str:
@@ -86,17 +86,6 @@ class SqlQueueWaits(TaskRunsTable):
             "queued_at_column": column(self.queued_at_column, "queued_at_column"),
         }
 
-    def _check_columns(self, connection: sa.Connection) -> None:
-        schema, name = table_reference(self.table)
-        inspector = sa.inspect(connection)
-        if not inspector.has_table(name, schema=schema):
-            raise ValueError(f"the workflow database has no table {self.table!r}; set its name in `table`")
-        present = {column["name"] for column in inspector.get_columns(name, schema=schema)}
-        for setting, value in self._source_columns().items():
-            for column in [value] if isinstance(value, str) else value:
-                if column not in present:
-                    raise ValueError(f"table {self.table!r} has no column {column!r}; set `{setting}`")
-
     def has_queue_column(self) -> bool:
         """Whether the table has the column of queue times (Airflow's default names one that a table of
         Airflow's shape made by hand may lack: then there are no waits to check)."""
@@ -109,7 +98,7 @@ class SqlQueueWaits(TaskRunsTable):
 
     def _table(self) -> sa.TableClause:
         schema, name = table_reference(validate_identifier(self.table, "table"))
-        columns = self._source_columns()
+        columns = self._table_columns()
         names = {*columns["run_id_columns"], *columns["task_type_columns"]}
         names |= {columns["started_at_column"], columns["ended_at_column"], columns["status_column"]}
         names.add(columns["queued_at_column"])

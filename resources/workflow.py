@@ -108,6 +108,11 @@ class SqlWorkflowService(WorkflowService, SqlResource):
             "status_column": column(self.status_column, "status_column"),
         }
 
+    def _table_columns(self) -> dict[str, list[str] | str]:
+        """The table's own columns the service reads, by the setting that names each (`_columns`; a
+        view over the table names others)."""
+        return self._columns()
+
     def _table(self) -> sa.TableClause:
         schema, name = table_reference(validate_identifier(self.table, "table"))
         columns = self._columns()
@@ -122,7 +127,7 @@ class SqlWorkflowService(WorkflowService, SqlResource):
         if not inspector.has_table(name, schema=schema):
             raise ValueError(f"the workflow database has no table {self.table!r}; set its name in `table`")
         present = {column["name"] for column in inspector.get_columns(name, schema=schema)}
-        for setting, value in self._columns().items():
+        for setting, value in self._table_columns().items():
             for column in [value] if isinstance(value, str) else value:
                 if column not in present:
                     raise ValueError(f"table {self.table!r} has no column {column!r}; set `{setting}`")

@@ -324,3 +324,13 @@ def postgres_proxy():
     proxy = PostgresProxy((admin.host or "127.0.0.1", admin.port or 5432))
     yield proxy
     proxy.stop()
+
+
+@pytest.fixture(params=["sqlite", "psycopg2", "psycopg"])
+def airflow_url(request, tmp_path: Path) -> str:
+    """An Airflow database (tests/test_sources.py, tests/test_queue_waits.py): SQLite, or PostgreSQL
+    through psycopg2 and through psycopg 3."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'airflow.db'}"
+    url = request.getfixturevalue("postgres_databases")()
+    return url.replace("postgresql+psycopg2://", f"postgresql+{request.param}://")

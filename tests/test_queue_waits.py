@@ -135,14 +135,6 @@ def start(url: str, task_id: str, map_index: int, started: datetime) -> None:
     engine.dispose()
 
 
-@pytest.fixture(params=["sqlite", "psycopg2", "psycopg"])
-def airflow_url(request, tmp_path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'airflow.db'}"
-    url = request.getfixturevalue("postgres_databases")()
-    return url.replace("postgresql+psycopg2://", f"postgresql+{request.param}://")
-
-
 def queue_checks(result) -> list[dg.AssetCheckEvaluation]:
     return [e for e in result.asset_events if getattr(e, "check_name", None) == QUEUE_CHECK]
 

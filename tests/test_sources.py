@@ -188,15 +188,6 @@ def update_row(url: str, task_id: str, **values) -> None:
     engine.dispose()
 
 
-@pytest.fixture(params=["sqlite", "psycopg2", "psycopg"])
-def airflow_url(request, tmp_path: Path) -> str:
-    """The Airflow database: SQLite, or PostgreSQL through psycopg2 and through psycopg 3."""
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'airflow.db'}"
-    url = request.getfixturevalue("postgres_databases")()
-    return url.replace("postgresql+psycopg2://", f"postgresql+{request.param}://")
-
-
 def environment(monkeypatch, tmp_path: Path, workflow_url: str, **more: str) -> Settings:
     """The deployment's variables, and nothing else: what a user of the airflow source sets."""
     variables = {
