@@ -9,6 +9,7 @@ import dagster as dg
 
 from assets import charts, error_clusters, error_groups, task_durations
 from assets.settings import Settings, daily_partitions
+from assets.task_durations import QUEUE_CHECK
 from dagster_project.jobs import (
     build_duration_alert_backtest_job,
     build_duration_limit_chart_job,
@@ -55,7 +56,13 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         backtest_job = build_duration_alert_backtest_job(settings.max_runtime_s)
         chart_job = build_duration_limit_chart_job(settings.max_runtime_s)
         assets += dg.load_assets_from_modules([task_durations]) + [charts.duration_limit_chart]
-        checks += dg.load_asset_checks_from_modules([task_durations])
+        duration_checks = dg.load_asset_checks_from_modules([task_durations])
+        if not _has_queue_times(settings):
+            # No check that could never run: the source records no queue times (or they are off).
+            duration_checks = [
+                check for check in duration_checks if QUEUE_CHECK not in {k.name for k in check.check_keys}
+            ]
+        checks += duration_checks
         jobs += [task_duration_baselines_job, backtest_job, chart_job]
         schedules += task_durations_schedules(task_duration_baselines_job, backtest_job)
         sensors += [
@@ -76,6 +83,15 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         # parts over worker processes of their own.
         executor=dg.in_process_executor,
     )
+
+
+def _has_queue_times(settings: Settings) -> bool:
+    """Whether the task source can tell how long tasks wait queued (resources/queue_waits.py): Airflow's
+    queued_dttm and Dagster's runs by default, a `sql` table when its queue column is named."""
+    if settings.queue_checks == "off":
+        return False
+    named = settings.workflow_queued_at_column is not None
+    return settings.workflow_source in ("airflow", "dagster") or named
 
 
 defs = build_definitions(Settings.from_env())

@@ -48,8 +48,24 @@ def test_asset_checks_warn_about_empty_days_unreadable_records_noise_and_stuck_t
         "quarantine_share_is_low",
         "noise_share_is_normal",
         "tasks_within_their_limit",
-        "tasks_within_their_queue_limit",
     }
+
+
+@pytest.mark.parametrize(
+    ("variables", "has_queue_check"),
+    [
+        ({}, False),  # the `sql` contract records no queue times
+        ({"FAULTLINE_WORKFLOW_QUEUED_AT_COLUMN": "submitted"}, True),
+        ({"FAULTLINE_WORKFLOW_SOURCE": "airflow"}, True),
+        ({"FAULTLINE_WORKFLOW_SOURCE": "dagster"}, True),
+        ({"FAULTLINE_WORKFLOW_SOURCE": "airflow", "FAULTLINE_QUEUE_CHECKS": "off"}, False),
+    ],
+)
+def test_the_queue_check_is_there_where_the_source_records_queue_times(variables, has_queue_check):
+    graph = build_definitions(Settings.from_env(variables)).resolve_asset_graph()
+    names = {key.name for key in graph.asset_check_keys}
+    assert ("tasks_within_their_queue_limit" in names) is has_queue_check
+    assert "tasks_within_their_limit" in names
 
 
 def test_every_check_has_a_description_the_ui_shows():
@@ -215,7 +231,7 @@ def test_with_the_error_clusters_off_the_location_holds_only_the_duration_half()
     built = build_definitions(Settings.from_env({"FAULTLINE_ERROR_CLUSTERS": "off"}))
     assets, checks, jobs, schedules, sensors = _parts(built)
     assert assets == TASK_DURATION_ASSETS
-    assert checks == {"tasks_within_their_limit", "tasks_within_their_queue_limit"}
+    assert checks == {"tasks_within_their_limit"}
     assert jobs == {
         "task_duration_baselines_daily", "duration_alert_backtest_weekly", "duration_limit_chart_on_alerts"
     }  # fmt: skip
