@@ -782,7 +782,6 @@ def main() -> None:
             "`.venv/bin/python -m pip install -e '.[dev,bench]'`, or leave it out with --drain3-max-events 0."
         )
 
-    import sqlalchemy as sa
 
     print(
         "faultline: the error-cluster assets materialized from the events store to the report files.\n"
@@ -792,22 +791,7 @@ def main() -> None:
     signal.signal(signal.SIGTERM, _interrupt)
     product = product_state()  # before the run: the files may change while it runs
     with tempfile.TemporaryDirectory() as folder:
-        if "postgresql" not in args.stores:
-            results, seed_comparison = measure(args, None, Path(folder))
-        else:
-            name = f"faultline_scale_{uuid.uuid4().hex[:8]}"
-            admin = sa.create_engine(args.url, isolation_level="AUTOCOMMIT")
-            url = sa.engine.make_url(args.url).set(database=name).render_as_string(hide_password=False)
-            try:
-                with admin.connect() as connection:
-                    connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
-                try:
-                    results, seed_comparison = measure(args, url, Path(folder))
-                finally:
-                    with admin.connect() as connection:
-                        connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-            finally:
-                admin.dispose()
+        results, seed_comparison = _with_database(args, lambda url: measure(args, url, Path(folder)))
     record = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "command": " ".join(["python", "bench/scale.py", *sys.argv[1:]]),

@@ -77,9 +77,10 @@ class SqlQueueWaits(TaskRunsTable):
         def column(name: str, setting: str) -> str:
             return validate_identifier(name, setting, qualified=False)
 
+        ids = self._columns()  # the run id and task type columns, checked as the source checks them
         return {
-            "run_id_columns": [column(c, "run_id_columns") for c in self.run_id_columns],
-            "task_type_columns": [column(c, "task_type_columns") for c in self.task_type_columns],
+            "run_id_columns": ids["run_id_columns"],
+            "task_type_columns": ids["task_type_columns"],
             "started_at_column": column(self.source_started_at_column, "started_at_column"),
             "ended_at_column": column(self.source_ended_at_column, "ended_at_column"),
             "status_column": column(self.source_status_column, "status_column"),
