@@ -4,7 +4,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from faultline.redaction import SECRET_KINDS, _redacted_whole, json_unescaped, names_a_secret, redact_secrets
+from faultline.redaction import (
+    SECRET_KINDS,
+    _redacted_whole,
+    _rule_spans,
+    _rule_spans_as_one,
+    _secret_spans,
+    json_unescaped,
+    names_a_secret,
+    redact_secrets,
+)
 
 GITHUB_TOKEN = "ghp_" + "a1B2c3D4e5F6g7H8i9J0k1L2m3N4o5P6q7R8"
 
@@ -312,6 +321,25 @@ def test_redaction_line_by_line_equals_the_redaction_of_the_text_in_one_piece(te
 def test_redacting_never_raises_and_redacting_again_changes_nothing(text):
     redacted = redact_secrets(text)
     assert redact_secrets(redacted) == redacted
+
+
+# Pieces whose matches of different parts of the rules (names, e-mail and IP addresses, the others)
+# start at one place or cover each other, and what a line holds besides.
+_OVERLAPS = [
+    "password", "token", "=", ": ", ":", "a@x.", "token.com", "@", "1.1.1.1", "::", "::add-mask::", "a1",
+    "<password>", "</", "https://", "u:p@", "@tcp(", "Bearer ", "mysql -p", "AKIAIOSFODNN7EXAMPLE", " ",
+    "ops@acme.io", "x", "\"", "Xq7Lm2Vz9Rk4Tw8Jp", "name: api_key value: ",
+]  # fmt: skip
+
+
+@given(st.lists(st.sampled_from(_OVERLAPS) | st.text(max_size=4), max_size=40).map("".join))
+@settings(max_examples=3000, derandomize=True, database=None, deadline=None)
+def test_the_rules_searched_in_parts_find_what_they_find_searched_as_one(text):
+    data = text.encode("utf-8", "surrogatepass")
+    assert _rule_spans(data) == _rule_spans_as_one(data, 0, [])
+    spans, opens = _rule_spans_as_one(data, 0, [])
+    assert _secret_spans(data)[1] == opens
+    assert set(spans) <= set(_secret_spans(data)[0])
 
 
 _SECRETS = [
