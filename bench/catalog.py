@@ -8,8 +8,9 @@ summing to `--events`) recorded day by day into a fresh catalog (SQLite in a tem
 `--url`); then, timed: the catalog's input made from one day's report rows (`day_clusters`, one row per
 template and cluster, as the clusters asset holds them at a million events), the history's last day
 recorded with no checkpoint to go on from (a catalog made before the checkpoint tables: every day
-replayed), the newest day recorded (the daily run, going on from the checkpoint), and the oldest day
-recorded again (a backfill: every day replayed, every day after it rewritten). Each recording returns
+replayed), the newest day recorded (the daily run, going on from the checkpoint), the newest day
+recorded again (a re-run of the daily run: from the checkpoint before it), and the oldest day recorded
+again (a backfill: every day replayed, every day after it rewritten). Each recording returns
 the trend's days, as the error_groups asset asks.
 
 `loghub`: each system's 2,000 messages cut by line order into `--slices` consecutive "days", each day
@@ -97,6 +98,8 @@ def cost(args: argparse.Namespace) -> dict:
         t1 = time.perf_counter()
         store.record_day(newest, recent_days=recent)
         t2 = time.perf_counter()
+        store.record_day(newest, recent_days=recent)
+        t2_again = time.perf_counter()
         store.record_day(inputs[0], recent_days=recent)
         t3 = time.perf_counter()
         t4 = time.perf_counter()
@@ -112,7 +115,8 @@ def cost(args: argparse.Namespace) -> dict:
         "day_clusters_mean_s": round(made_s, 3),
         "record_last_day_without_checkpoint_s": round(rebuild_s, 3),
         "record_newest_day_s": round(t2 - t1, 3),
-        "record_oldest_day_again_s": round(t3 - t2, 3),
+        "record_newest_day_again_s": round(t2_again - t2, 3),
+        "record_oldest_day_again_s": round(t3 - t2_again, 3),
         "identity_replay_in_memory_s": round(t5 - t4, 3),
         "history_load_s": round(load_s, 1),
     }

@@ -6,9 +6,10 @@ alerts raised on groups with their deliveries.
 Recording a day replaces its clusters and recomputes the catalog as if from every recorded day in
 date order (`faultline.catalog`), in one transaction that writers take in turn: days recorded in any
 order, or a day recorded again, leave the catalog they would in date order. Only rows from the
-recorded day on can change, so only those are rewritten. The replay as of the newest recorded day is
-kept (the checkpoint tables): a day later than every recorded day goes on from it, one day's work; a
-day recorded out of order or again, or with other settings, replays every day and keeps the result.
+recorded day on can change, so only those are rewritten. The replay as of each of the last recorded
+days (7 by default) is kept (the checkpoint tables): a day goes on from the newest one before it, so
+the daily run replays one day and a day of the last week recorded again a few; a day older than
+them, or other settings, replays every day from the first.
 """
 
 import json
@@ -76,22 +77,25 @@ group_days_table = sa.Table(
     sa.Column("last_seen", sa.String(10)),
     sa.Column("label", sa.Text(), nullable=False),
 )
-# The replay as of the newest recorded day (`CatalogReplay.memory()`): one row saying which day, how
-# many days and which settings it stands for, and one row per group. A catalog made before these
-# tables existed gets them empty, and its first recorded day replays every day and fills them.
-CHECKPOINT_VERSION = 1  # what a row holds: another version is replayed afresh
+# The replay as of each of the last recorded days (`CatalogReplay.memory()`): one row per day saying
+# how many days and which settings it stands for, and one row per group and day. Recording a day
+# deletes those of it and every later day, which it changes. A catalog made before these tables
+# existed gets them empty, and its next recorded day replays every day and fills them.
+CHECKPOINT_VERSION = 2  # what a row holds: another version is replayed afresh
+_OLD_CHECKPOINT_TABLES = ("error_catalog_checkpoint", "error_catalog_checkpoint_groups")  # version 1's
 checkpoint_table = sa.Table(
-    "error_catalog_checkpoint",
+    "error_catalog_day_checkpoints",
     _metadata,
-    sa.Column("version", sa.Integer(), primary_key=True),
-    sa.Column("newest_day", sa.String(10), nullable=False),
-    sa.Column("n_days", sa.Integer(), nullable=False),  # recorded days it replayed
+    sa.Column("day", sa.String(10), primary_key=True),
+    sa.Column("version", sa.Integer(), nullable=False),
+    sa.Column("n_days", sa.Integer(), nullable=False),  # recorded days it replayed: those up to `day`
     sa.Column("settings", sa.Text(), nullable=False),  # JSON: the CatalogSettings replayed with
     sa.Column("totals", sa.Text(), nullable=False),  # JSON: {day: events}, the days a baseline may count
 )
 checkpoint_groups_table = sa.Table(
-    "error_catalog_checkpoint_groups",
+    "error_catalog_day_checkpoint_groups",
     _metadata,
+    sa.Column("day", sa.String(10), primary_key=True),
     sa.Column("group_id", sa.String(32), primary_key=True),
     sa.Column("hint", sa.Text(), nullable=False),
     sa.Column("templates", sa.Text(), nullable=False),  # JSON: every template it is indexed under
@@ -155,6 +159,12 @@ class ErrorCatalogStore(SqlResource):
     """The error groups across days (FAULTLINE_CATALOG_DB_URL, tables created on first use)."""
 
     url: str = Field(description="SQLAlchemy URL of the database that keeps the error-group catalog.")
+    checkpoint_days: int = Field(
+        default=7,
+        ge=1,
+        description="Keep the catalog's replay as of each of this many last recorded days: recording "
+        "one of them again replays the days from it on, not every day (each costs one replay's rows).",
+    )
     _schema_ready: bool = PrivateAttr(default=False)
 
     source_name: ClassVar[str] = "error catalog"
@@ -165,6 +175,8 @@ class ErrorCatalogStore(SqlResource):
         with self.connect() as connection, privilege_errors(_needs_privileges(self.url)):
             if not self._schema_ready:
                 _metadata.create_all(connection)
+                for name in _OLD_CHECKPOINT_TABLES:  # derived data, replaced by the tables by day
+                    sa.Table(name, sa.MetaData()).drop(connection, checkfirst=True)
                 connection.commit()
                 self._schema_ready = True
             yield connection
@@ -183,7 +195,11 @@ class ErrorCatalogStore(SqlResource):
             # On SQLite the first write takes the database's write lock until the commit: before any read.
             connection.execute(days_table.delete().where(days_table.c.day == day.day))
             connection.execute(clusters_table.delete().where(clusters_table.c.day == day.day))
-            replay = self._checkpoint(connection, settings, day.day)
+            connection.execute(checkpoint_table.delete().where(checkpoint_table.c.day >= day.day))
+            connection.execute(
+                checkpoint_groups_table.delete().where(checkpoint_groups_table.c.day >= day.day)
+            )
+            replay, n_days = self._checkpoint(connection, settings, day.day)
             connection.execute(
                 days_table.insert(),
                 {"day": day.day, "n_events": day.n_events, "recorded_at": datetime.now(UTC)},
@@ -201,62 +217,82 @@ class ErrorCatalogStore(SqlResource):
             ]
             if rows:
                 connection.execute(clusters_table.insert(), rows)
-            if replay is not None:
-                states = replay.step(day)
-            else:
-                # Out of order, again, or no checkpoint to go on from: every day from the first.
-                replay = CatalogReplay(settings)
-                states = [
-                    row for each in self._days(connection) for row in replay.step(each) if row[0] >= day.day
-                ]
+            # From the newest checkpoint before the day (none: every day from the first), keeping
+            # one as of each of the last days; the rows of the day and after it are what changed.
+            kept_from = self._nth_newest_day(connection, self.checkpoint_days)
+            states = []
+            for each in self._days(connection, after=replay.newest):
+                states += [row for row in replay.step(each) if row[0] >= day.day]
+                n_days += 1
+                if each.day >= kept_from:
+                    self._write_checkpoint(connection, replay, n_days)
+            connection.execute(checkpoint_table.delete().where(checkpoint_table.c.day < kept_from))
+            connection.execute(
+                checkpoint_groups_table.delete().where(checkpoint_groups_table.c.day < kept_from)
+            )
             self._write_derived(connection, states, replay, since=day.day)
-            self._write_checkpoint(connection, replay)
             frame = self._read_states(connection, day.day, recent_days)
             connection.commit()
         return frame
 
     @staticmethod
-    def _checkpoint(connection: sa.Connection, settings: CatalogSettings, day: str) -> CatalogReplay | None:
-        """The replay kept as of the newest recorded day, when `day` comes after it and it stands for
-        exactly the days recorded (none changed behind its back) with these settings; else None."""
+    def _checkpoint(
+        connection: sa.Connection, settings: CatalogSettings, day: str
+    ) -> tuple[CatalogReplay, int]:
+        """The replay kept as of the newest checkpoint before `day` and how many days it replayed,
+        when it stands for exactly the days recorded up to it (none changed behind its back) with
+        these settings; else a replay of no day yet."""
         kept = connection.execute(
-            sa.select(checkpoint_table).where(checkpoint_table.c.version == CHECKPOINT_VERSION)
+            sa.select(checkpoint_table)
+            .where(checkpoint_table.c.day < day)
+            .order_by(checkpoint_table.c.day.desc())
         ).first()
-        newest, n_days = connection.execute(sa.select(sa.func.max(days_table.c.day), sa.func.count())).one()
         if (
             kept is None
-            or newest is None
-            or day <= newest
-            or (kept.newest_day, kept.n_days) != (newest, n_days)
+            or kept.version != CHECKPOINT_VERSION
             or json.loads(kept.settings) != asdict(settings)
         ):
-            return None
-        groups = [_unpacked(row) for row in connection.execute(sa.select(checkpoint_groups_table)).mappings()]
-        return CatalogReplay(settings, newest, json.loads(kept.totals), groups)
+            return CatalogReplay(settings), 0
+        n_days = connection.execute(
+            sa.select(sa.func.count()).select_from(days_table).where(days_table.c.day <= kept.day)
+        ).scalar_one()
+        if n_days != kept.n_days:
+            return CatalogReplay(settings), 0
+        groups = connection.execute(
+            sa.select(checkpoint_groups_table).where(checkpoint_groups_table.c.day == kept.day)
+        ).mappings()
+        return CatalogReplay(settings, kept.day, json.loads(kept.totals), map(_unpacked, groups)), n_days
 
     @staticmethod
-    def _write_checkpoint(connection: sa.Connection, replay: CatalogReplay) -> None:
+    def _nth_newest_day(connection: sa.Connection, n: int) -> str:
+        """The `n`th newest recorded day, or the oldest when fewer are recorded."""
+        newest = sa.select(days_table.c.day).order_by(days_table.c.day.desc()).limit(n).subquery()
+        return connection.execute(sa.select(sa.func.min(newest.c.day))).scalar_one()
+
+    @staticmethod
+    def _write_checkpoint(connection: sa.Connection, replay: CatalogReplay, n_days: int) -> None:
         newest, totals, groups = replay.memory()
-        n_days = connection.execute(sa.select(sa.func.count()).select_from(days_table)).scalar_one()
-        connection.execute(checkpoint_table.delete())
+        connection.execute(checkpoint_table.delete().where(checkpoint_table.c.day == newest))
+        connection.execute(checkpoint_groups_table.delete().where(checkpoint_groups_table.c.day == newest))
         connection.execute(
             checkpoint_table.insert(),
-            {"version": CHECKPOINT_VERSION, "newest_day": newest, "n_days": n_days,
+            {"day": newest, "version": CHECKPOINT_VERSION, "n_days": n_days,
              "settings": json.dumps(asdict(replay.settings)), "totals": json.dumps(totals)},
         )  # fmt: skip
-        connection.execute(checkpoint_groups_table.delete())
         if groups:
             connection.execute(
                 checkpoint_groups_table.insert(),
-                [_packed(group) for group in groups],
+                [{**_packed(group), "day": newest} for group in groups],
             )
 
     @staticmethod
-    def _days(connection: sa.Connection) -> Iterator[DayClusters]:
-        """Every recorded day in date order, its clusters read a day at a time."""
-        totals = connection.execute(
-            sa.select(days_table.c.day, days_table.c.n_events).order_by(days_table.c.day)
-        ).all()
+    def _days(connection: sa.Connection, after: str | None = None) -> Iterator[DayClusters]:
+        """Every recorded day in date order (or every day after `after`), its clusters read a day at
+        a time."""
+        query = sa.select(days_table.c.day, days_table.c.n_events).order_by(days_table.c.day)
+        if after is not None:
+            query = query.where(days_table.c.day > after)
+        totals = connection.execute(query).all()
         for day, n_events in totals:
             clusters = pd.read_sql(sa.select(clusters_table).where(clusters_table.c.day == day), connection)
             clusters["signature"] = clusters["signature"].map(json.loads)

@@ -105,8 +105,10 @@ def test_a_catalog_made_before_the_checkpoint_tables_gets_them_on_its_next_day(s
         store.record_day(each)
     pd.testing.assert_frame_equal(store.group_days(), catalog_states(days), check_exact=False, rtol=1e-9)
     with store._connect() as connection:
-        newest = connection.execute(sa.select(checkpoint_table.c.newest_day)).scalar_one()
-    assert newest == days[-1].day
+        kept = connection.execute(
+            sa.select(checkpoint_table.c.day).order_by(checkpoint_table.c.day)
+        ).scalars()
+        assert list(kept) == [each.day for each in days[-7:]]
 
 
 def test_the_newest_day_replays_only_itself_and_other_settings_replay_every_day(monkeypatch, tmp_path):
@@ -132,3 +134,33 @@ def test_the_newest_day_replays_only_itself_and_other_settings_replay_every_day(
     matched.clear()
     store.record_day(days[11], CatalogSettings(resolved_after_days=2))
     assert matched == [each.day for each in days]
+
+
+def test_a_day_of_the_last_week_recorded_again_replays_from_the_checkpoint_before_it(monkeypatch, store_url):
+    days = history(12)
+    store = ErrorCatalogStore(url=store_url, checkpoint_days=4)
+    for each in days:
+        store.record_day(each)
+    matched = []
+    match = catalog._Matcher.match
+    monkeypatch.setattr(catalog._Matcher, "match", lambda self, d: matched.append(d.day) or match(self, d))
+    # Day 10 again, with its OOM cluster grown 3x: days 10 to 12 are replayed, from day 9's replay.
+    tenth = days[9]
+    grown = tenth.clusters.assign(n_events=tenth.clusters["n_events"] * 3)
+    store.record_day(catalog.DayClusters(tenth.day, tenth.n_events, grown))
+    assert matched == [each.day for each in days[9:]]
+    changed = [*days[:9], catalog.DayClusters(tenth.day, tenth.n_events, grown), *days[10:]]
+    pd.testing.assert_frame_equal(store.group_days(), catalog_states(changed), check_exact=False, rtol=1e-9)
+    # Day 8 is older than the 4 kept (9 to 12): every day again. The newest day again: itself.
+    matched.clear()
+    store.record_day(days[7])
+    assert matched == [each.day for each in days]
+    matched.clear()
+    store.record_day(days[11])
+    assert matched == [days[11].day]
+    pd.testing.assert_frame_equal(store.group_days(), catalog_states(changed), check_exact=False, rtol=1e-9)
+    with store._connect() as connection:
+        kept = connection.execute(sa.select(checkpoint_table.c.day).order_by(checkpoint_table.c.day)).scalars()
+        assert list(kept) == [each.day for each in days[8:]]
+        groups_days = connection.execute(sa.select(checkpoint_groups_table.c.day).distinct()).scalars()
+        assert sorted(groups_days) == [each.day for each in days[8:]]
