@@ -31,6 +31,7 @@ from faultline.durations import (
 from faultline.redaction import redact_secrets
 from faultline.report import markdown_table, table_columns, table_records
 from resources.alert_store import QUEUED, RUNNING, AlertStore
+from resources.dagster_steps import ASSET_PREFIX
 from resources.queue_waits import queue_waits_of
 from resources.workflow import WorkflowService
 
@@ -323,3 +324,98 @@ def tasks_within_their_queue_limit(workflow: WorkflowService, alert_store: Alert
         )
     _, findings = found
     return dg.AssetCheckResult(**findings)
+
+
+# Dagster's own assets, watched (FAULTLINE_WORKFLOW_SOURCE=dagster): each asset with a learned limit of
+# its own (`asset:<key>`, from its steps in every job) gets this check, in faultline's code location,
+# shown on the asset's page beside its own checks. The long_running_tasks sensor evaluates it for an
+# asset while a step materializing it runs, and once more when the step that failed it is gone.
+WATCHED_ASSET_CHECK = "within_its_runtime_limit"
+
+
+def watched_asset_keys(baselines: pd.DataFrame) -> list[str]:
+    """The assets (their keys as user strings, `a/b`) that have a limit of their own in `baselines`."""
+    task_types = baselines["task_type"].astype(str)
+    named = task_types[task_types.str.startswith(ASSET_PREFIX)]
+    return sorted(named.str.slice(len(ASSET_PREFIX)).unique())
+
+
+def watched_asset_findings(
+    running: pd.DataFrame, scan: OverdueScan, asset_keys: list[str]
+) -> dict[str, tuple[int, dict[str, object]]]:
+    """For each asset of `asset_keys`, how many of its steps run now (a step that materializes it alone,
+    in any job), and what its check says of them: passed when none is over its limit (its own, or the
+    asset's it borrows), the description naming those over it, the metadata their table."""
+    asset_of_run = {}
+    if "fallback_task_type" in running.columns:
+        named = running[running["fallback_task_type"].notna()]
+        asset_of_run = dict(
+            zip(
+                named["run_id"],
+                named["fallback_task_type"].str.slice(len(ASSET_PREFIX)),
+                strict=True,
+            )
+        )
+    running_assets = pd.Series([asset_of_run.get(run_id) for run_id in running["run_id"]], dtype=object)
+    over_assets = pd.Series([asset_of_run.get(run_id) for run_id in scan.overdue["run_id"]], dtype=object)
+    findings = {}
+    for key in asset_keys:
+        n_running = int(running_assets.eq(key).sum())
+        over = scan.overdue[over_assets.eq(key).to_numpy()] if len(over_assets) else scan.overdue
+        if over.empty:
+            description = (
+                f"{n_running} steps materializing it running, none over its limit."
+                if n_running
+                else "No step materializing it is running."
+            )
+        else:
+            description = (
+                f"{len(over)} of {n_running} steps materializing it over their limit: "
+                f"{over_limit_summary(over)}."
+            )
+        tasks = pd.DataFrame(over_limit_rows(over), columns=OVER_LIMIT_COLUMNS)
+        findings[key] = (
+            n_running,
+            {
+                "passed": over.empty,
+                "severity": dg.AssetCheckSeverity.WARN,
+                "description": description,
+                "metadata": {
+                    "over_limit": len(over),
+                    "running_steps": n_running,
+                    "steps": metadata_table(tasks.astype({"runs": "int64"})),
+                },
+            },
+        )
+    return findings
+
+
+def watched_asset_checks(asset_keys: list[str]) -> list[dg.AssetChecksDefinition]:
+    """The check on each watched asset (none without any), one definition for them all: executing it
+    checks the selected assets' running steps once, and raises no alert."""
+    if not asset_keys:
+        return []
+    specs = [
+        dg.AssetCheckSpec(
+            WATCHED_ASSET_CHECK,
+            asset=dg.AssetKey.from_user_string(key),
+            description="faultline: whether a step materializing this asset has been running past its "
+            "learned limit (its own, or the asset's across jobs). The long_running_tasks sensor evaluates "
+            "it while such a step runs.",
+        )
+        for key in asset_keys
+    ]
+
+    @dg.multi_asset_check(specs=specs, can_subset=True, name="watched_assets_within_their_runtime_limit")
+    def watched_assets_within_their_runtime_limit(
+        context: dg.AssetCheckExecutionContext, workflow: WorkflowService, alert_store: AlertStore
+    ):
+        now = datetime.now(UTC)
+        _, baselines = alert_store.latest_baselines()
+        running, _ = workflow.running_tasks(now)
+        findings = watched_asset_findings(running, find_overdue_tasks(running, baselines, now), asset_keys)
+        for check_key in context.selected_asset_check_keys:
+            _, found = findings[check_key.asset_key.to_user_string()]
+            yield dg.AssetCheckResult(asset_key=check_key.asset_key, check_name=check_key.name, **found)
+
+    return [watched_assets_within_their_runtime_limit]

@@ -5,11 +5,13 @@ takes them as an argument, so the demo and the tests build definitions of their 
 the environment.
 """
 
+import logging
+
 import dagster as dg
 
 from assets import charts, error_clusters, error_groups, task_durations
 from assets.settings import Settings, daily_partitions
-from assets.task_durations import QUEUE_CHECK
+from assets.task_durations import QUEUE_CHECK, watched_asset_checks, watched_asset_keys
 from dagster_project.jobs import (
     build_duration_alert_backtest_job,
     build_duration_limit_chart_job,
@@ -36,6 +38,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
     brings none of its assets, checks, jobs, schedules or sensors, so nothing runs against a store the
     deployment does not have."""
     partitions = daily_partitions(settings.start_date)
+    resources = build_resources(settings)
     assets, checks, jobs, schedules, sensors = [], [], [], [], []
     if settings.error_clusters == "on":
         error_clusters_job = build_error_clusters_job(
@@ -62,11 +65,12 @@ def build_definitions(settings: Settings) -> dg.Definitions:
             duration_checks = [
                 check for check in duration_checks if QUEUE_CHECK not in {k.name for k in check.check_keys}
             ]
-        checks += duration_checks
+        watched = _watched_assets(settings, resources)
+        checks += duration_checks + watched_asset_checks(watched)
         jobs += [task_duration_baselines_job, backtest_job, chart_job]
         schedules += task_durations_schedules(task_duration_baselines_job, backtest_job)
         sensors += [
-            build_long_running_tasks_sensor(settings.sensor_interval_s),
+            build_long_running_tasks_sensor(settings.sensor_interval_s, watched_assets=watched),
             build_duration_limit_chart_sensor(chart_job, settings.sensor_interval_s),
         ]
     return dg.Definitions(
@@ -75,7 +79,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         jobs=jobs,
         schedules=schedules,
         sensors=sensors,
-        resources=build_resources(settings),
+        resources=resources,
         # Every run executes its steps in its own process, one after another (the graph is a chain),
         # as the demo's execute_in_process does. The default starts a process per step, which imports
         # dagster, gensim, scikit-learn and pandas again: a demo day launched from the UI took 89 s
@@ -83,6 +87,24 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         # parts over worker processes of their own.
         executor=dg.in_process_executor,
     )
+
+
+def _watched_assets(settings: Settings, resources: dict[str, object]) -> list[str]:
+    """With the `dagster` source, the assets that have a limit of their own in the latest limits (keys
+    as user strings): each gets the check `within_its_runtime_limit`. Read when the code location
+    loads, so an asset newly learned gets its check at the next reload; a store that cannot be read
+    leaves the location loading without them."""
+    if settings.workflow_source != "dagster":
+        return []
+    try:
+        with dg.build_resources({"alert_store": resources["alert_store"]}) as built:
+            _, baselines = built.alert_store.latest_baselines()
+    except Exception as error:  # noqa: BLE001 - the location must load; the sensor still alerts
+        logging.getLogger(__name__).warning(
+            f"The watched assets' checks are left out: the limits could not be read ({type(error).__name__})."
+        )
+        return []
+    return watched_asset_keys(baselines)
 
 
 def _has_queue_times(settings: Settings) -> bool:

@@ -1,7 +1,8 @@
 """Sensors: every 10 minutes, each running task past its learned limit raises one alert, and the
 tasks over their limit are recorded as the `tasks_within_their_limit` check of the limits' asset."""
 
-from collections.abc import Callable
+import json
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
 import dagster as dg
@@ -9,9 +10,11 @@ import dagster as dg
 from assets.task_durations import (
     OVER_LIMIT_CHECK,
     QUEUE_CHECK,
+    WATCHED_ASSET_CHECK,
     over_limit_findings,
     queue_findings,
     task_duration_baselines,
+    watched_asset_findings,
 )
 from faultline.alerting import alert_text, format_duration, over_limit_summary, scan_counts
 from faultline.durations import CHECK_INTERVAL_S, find_overdue_tasks
@@ -27,10 +30,15 @@ def _utc_now() -> datetime:
 
 
 def build_long_running_tasks_sensor(
-    minimum_interval_seconds: int = CHECK_INTERVAL_S, clock: Callable[[], datetime] = _utc_now
+    minimum_interval_seconds: int = CHECK_INTERVAL_S,
+    clock: Callable[[], datetime] = _utc_now,
+    watched_assets: Sequence[str] = (),
 ) -> dg.SensorDefinition:
     """The sensor, ticking every `minimum_interval_seconds` (Amperity's 10 minutes by default);
-    `clock` tells it the time (tests pass a fixed one).
+    `clock` tells it the time (tests pass a fixed one). Each of `watched_assets` (Dagster assets whose
+    check `within_its_runtime_limit` the code location defines) gets that check evaluated on a tick
+    where a step materializing it runs, and on the next after it failed (the sensor's cursor keeps
+    which failed), so a step that ran over and ended leaves it passed.
 
     A task shorter than the interval may start and end between two ticks and never be checked; the
     seed argues that is fine, since a short task running long costs little.
@@ -61,7 +69,7 @@ def build_long_running_tasks_sensor(
         # of their own, once per attempt, delivered with the others.
         # A failing queue check (a misnamed column, an outage) must not keep the running alerts from
         # their delivery: it fails the tick after it.
-        queue_events: list[dg.AssetCheckEvaluation] = []
+        check_events: list[dg.AssetCheckEvaluation] = []
         queue_said = ""
         queue_error: Exception | None = None
         try:
@@ -79,7 +87,7 @@ def build_long_running_tasks_sensor(
             for alert in new_queued.to_dict(orient="records"):
                 context.log.warning(alert_text(alert))
             queue_check["metadata"]["new_alerts"] = len(new_queued)
-            queue_events.append(
+            check_events.append(
                 dg.AssetCheckEvaluation(
                     asset_key=task_duration_baselines.key, check_name=QUEUE_CHECK, **queue_check
                 )
@@ -108,12 +116,15 @@ def build_long_running_tasks_sensor(
 
         if queue_error is not None:
             raise queue_error
+        watched_events, failed = _watched_asset_evaluations(running, scan, watched_assets, context.cursor)
+        check_events += watched_events  # the queue check's and the watched assets'
+        cursor = json.dumps(failed) if watched_assets else None
         counts = scan_counts(scan.n_running, scan.n_checked, scan.n_without_baseline, len(unreadable))
         if as_of is None:
             said = f"No new task over its limit ({counts}; no limits learned yet).{queue_said}"
-            if not queue_events:
+            if not check_events:
                 return dg.SkipReason(said)
-            return dg.SensorResult(skip_reason=said, asset_events=queue_events)
+            return dg.SensorResult(skip_reason=said, asset_events=check_events, cursor=cursor)
         limits = f"limits as of {as_of:%Y-%m-%d}"
         over = scan.overdue
         # Each tick that checks leaves its findings on the limits' asset, as the evaluation of its
@@ -131,7 +142,8 @@ def build_long_running_tasks_sensor(
                 skip_reason=(
                     f"No new task over its limit ({counts}{still_over}; {limits}).{named}{queue_said}"
                 ),
-                asset_events=[check, *queue_events],
+                asset_events=[check, *check_events],
+                cursor=cursor,
             )
         shown = new_alerts.assign(
             elapsed=new_alerts["elapsed_s"].map(format_duration),
@@ -156,11 +168,33 @@ def build_long_running_tasks_sensor(
                     },
                 ),
                 check,
-                *queue_events,
+                *check_events,
             ],
+            cursor=cursor,
         )
 
     return long_running_tasks
+
+
+def _watched_asset_evaluations(
+    running, scan, watched_assets: Sequence[str], cursor: str | None
+) -> tuple[list[dg.AssetCheckEvaluation], list[str]]:
+    """The evaluations of the watched assets' check this tick (those with a step running, those that
+    failed on the last tick), and the assets that fail now."""
+    if not watched_assets:
+        return [], []
+    failed_before = set(json.loads(cursor)) if cursor else set()
+    events, failed = [], []
+    for key, (n_running, found) in watched_asset_findings(running, scan, list(watched_assets)).items():
+        if n_running or key in failed_before:
+            events.append(
+                dg.AssetCheckEvaluation(
+                    asset_key=dg.AssetKey.from_user_string(key), check_name=WATCHED_ASSET_CHECK, **found
+                )
+            )
+        if not found["passed"]:
+            failed.append(key)
+    return events, failed
 
 
 def build_duration_limit_chart_sensor(

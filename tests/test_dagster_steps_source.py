@@ -1,17 +1,22 @@
 """FAULTLINE_WORKFLOW_SOURCE=dagster learns a limit for each job and each of its steps (an asset's
 step too) from a real instance's runs, and flags a step running past its own limit (issue 15)."""
 
+import json
 import threading
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import dagster as dg
 import pandas as pd
 import pytest
 from conftest import until
+from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
+from dagster._core.workspace.context import WorkspaceProcessContext
+from dagster._core.workspace.load_target import WorkspaceFileTarget
 
 from assets.settings import Settings
-from assets.task_durations import BaselineConfig
+from assets.task_durations import WATCHED_ASSET_CHECK, BaselineConfig
 from dagster_project.definitions import build_definitions
 from dagster_project.sensors import build_long_running_tasks_sensor
 from faultline.alerting import alert_payload, alert_text
@@ -196,3 +201,117 @@ def test_a_step_new_to_its_job_borrows_the_limit_of_the_asset_it_materializes(
     finally:
         RELEASE.set()
         hung.join(60)
+
+
+def test_a_watched_asset_carries_a_runtime_check_that_fails_while_its_step_runs_over(
+    monkeypatch, tmp_path, instance
+):
+    _, learned = five_refreshes_learned(monkeypatch, tmp_path, instance)
+    # The code location reloaded once the limits are learned: each asset with a limit of its own gets
+    # the check, defined in faultline's location, targeting the asset of the shop's.
+    built = build_definitions(Settings.from_env())
+    check_keys = built.get_repository_def().asset_graph.asset_check_keys
+    watched = {key.asset_key.to_user_string() for key in check_keys if key.name == WATCHED_ASSET_CHECK}
+    assert watched == {"customers", "orders"}
+    orders_check = dg.AssetCheckKey(dg.AssetKey("orders"), WATCHED_ASSET_CHECK)
+    sensor = next(s for s in built.sensors if s.name == "long_running_tasks")
+
+    RELEASE.clear()
+    hung = threading.Thread(target=run_refresh, args=(instance,), kwargs={"hang": True})
+    hung.start()
+    try:
+        limit = learned.loc["refresh/orders", "upper_limit_s"]
+
+        def orders_past_its_limit() -> bool:
+            found = started_step(instance, "orders")
+            return found is not None and time.time() - found[1].start_time > limit + 1
+
+        assert until(orders_past_its_limit, patience_s=60)
+        run_id = started_step(instance, "orders")[0]
+        context = dg.build_sensor_context(instance=instance, resources=built.resources)
+        result = sensor(context)
+        evaluations = {
+            event.asset_key.to_user_string(): event
+            for event in result.asset_events
+            if isinstance(event, dg.AssetCheckEvaluation) and event.check_name == WATCHED_ASSET_CHECK
+        }
+        # customers is done: not evaluated. orders fails, naming its step and run.
+        assert set(evaluations) == {"orders"}
+        failed = evaluations["orders"]
+        assert not failed.passed and failed.severity == dg.AssetCheckSeverity.WARN
+        assert failed.description.startswith(
+            f"1 of 1 steps materializing it over their limit: 'refresh/orders' run {run_id}/orders "
+        )
+        assert failed.metadata["over_limit"].value == 1
+        assert [row.data["run_id"] for row in failed.metadata["steps"].value.records] == [f"{run_id}/orders"]
+        assert json.loads(result.cursor) == ["orders"]
+        # The instance takes the evaluation as the daemon hands it over: the check's latest result.
+        instance.report_runless_asset_event(failed)
+        latest = instance.event_log_storage.get_latest_asset_check_execution_by_key([orders_check])
+        assert latest[orders_check].status == AssetCheckExecutionRecordStatus.FAILED
+
+        # Executed from the UI (here a job of the check alone): it finds the same, and alerts nothing.
+        with dg.build_resources({"alert_store": built.resources["alert_store"]}) as store:
+            n_alerts = len(store.alert_store.alerts())
+        watch = dg.Definitions(
+            asset_checks=[next(c for c in built.asset_checks if orders_check in c.check_keys)],
+            jobs=[dg.define_asset_job("watch", selection=dg.AssetSelection.checks(orders_check))],
+            resources=built.resources,
+        )
+        executed = watch.resolve_job_def("watch").execute_in_process(instance=instance)
+        [evaluation] = executed.get_asset_check_evaluations()
+        assert evaluation.asset_check_key == orders_check and not evaluation.passed
+        with dg.build_resources({"alert_store": built.resources["alert_store"]}) as store:
+            assert len(store.alert_store.alerts()) == n_alerts
+    finally:
+        RELEASE.set()
+        hung.join(60)
+    # The step ended: the next tick says orders passes again, once, and then leaves it alone.
+    assert until(lambda: started_step(instance, "orders") is None, patience_s=60)
+    after = sensor(
+        dg.build_sensor_context(instance=instance, resources=built.resources, cursor=result.cursor)
+    )
+    [passed] = [e for e in after.asset_events if getattr(e, "check_name", None) == WATCHED_ASSET_CHECK]
+    assert passed.asset_key == dg.AssetKey("orders") and passed.passed
+    assert passed.description == "No step materializing it is running."
+    assert json.loads(after.cursor) == []
+    later = sensor(dg.build_sensor_context(instance=instance, resources=built.resources, cursor=after.cursor))
+    assert not [e for e in later.asset_events if getattr(e, "check_name", None) == WATCHED_ASSET_CHECK]
+
+
+def test_the_runtime_check_of_faultlines_location_shows_on_an_asset_of_another_location(tmp_path, instance):
+    """The UI's asset graph is the workspace's: the check, defined in faultline's code location, sits
+    on `orders`, an asset of the shop's, as one of its checks."""
+    root = Path(__file__).resolve().parents[1]
+    (tmp_path / "shop.py").write_text(
+        "import dagster as dg\n\n@dg.asset\ndef orders():\n    return 1\n\n"
+        "defs = dg.Definitions(assets=[orders])\n"
+    )
+    (tmp_path / "watcher.py").write_text(
+        "import dagster as dg\n"
+        "from assets.task_durations import watched_asset_checks\n"
+        "from resources.alert_store import AlertStore\n"
+        "from resources.dagster_steps import DagsterRunsAndStepsWorkflowService\n\n"
+        "defs = dg.Definitions(\n"
+        "    asset_checks=watched_asset_checks(['orders']),\n"
+        f"    resources={{'workflow': DagsterRunsAndStepsWorkflowService(), 'alert_store': AlertStore(url="
+        f"'sqlite:///{tmp_path / 'faultline.db'}')}},\n"
+        ")\n"
+    )
+    (tmp_path / "workspace.yaml").write_text(
+        "load_from:\n"
+        f"  - python_file: {{relative_path: shop.py, location_name: shop,\n"
+        f"                   working_directory: {tmp_path}}}\n"
+        f"  - python_file: {{relative_path: watcher.py, location_name: faultline,\n"
+        f"                   working_directory: {root}}}\n"
+    )
+    target = WorkspaceFileTarget(paths=[str(tmp_path / "workspace.yaml")])
+    with WorkspaceProcessContext(instance, target) as workspace:
+        request = workspace.create_request_context()
+        errors = {name: entry.load_error for name, entry in request.get_code_location_entries().items()}
+        assert errors == {"shop": None, "faultline": None}
+        graph = request.asset_graph
+        assert graph.get(dg.AssetKey("orders")).is_materializable  # the shop's asset, not a stub
+        assert graph.get_check_keys_for_assets({dg.AssetKey("orders")}) == {
+            dg.AssetCheckKey(dg.AssetKey("orders"), WATCHED_ASSET_CHECK)
+        }
