@@ -6,6 +6,7 @@ limit (by default the alert budget's, the seed's mean + 2 standard deviations on
 at the sensor's cadence.
 """
 
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 
 import dagster as dg
@@ -333,11 +334,23 @@ def tasks_within_their_queue_limit(workflow: WorkflowService, alert_store: Alert
 WATCHED_ASSET_CHECK = "within_its_runtime_limit"
 
 
-def watched_asset_keys(baselines: pd.DataFrame) -> list[str]:
-    """The assets (their keys as user strings, `a/b`) that have a limit of their own in `baselines`."""
-    task_types = baselines["task_type"].astype(str)
-    named = task_types[task_types.str.startswith(ASSET_PREFIX)]
-    return sorted(named.str.slice(len(ASSET_PREFIX)).unique())
+def watched_asset_keys(baselines: pd.DataFrame, own: Iterable[str] = ()) -> list[str]:
+    """The assets (their keys as user strings, `a/b`) that have a limit of their own in `baselines`,
+    but those of `own` (faultline's: a check on them would join its own jobs, whose selections take
+    their assets' checks) and a name no Dagster asset key can have (a row left by another source)."""
+    limited = baselines[baselines["has_limit"].astype(bool)]
+    task_types = limited["task_type"].astype(str)
+    named = task_types[task_types.str.startswith(ASSET_PREFIX)].str.slice(len(ASSET_PREFIX))
+    return sorted(key for key in set(named) - set(own) if _is_asset_key(key))
+
+
+def _is_asset_key(text: str) -> bool:
+    try:
+        spec = dg.AssetCheckSpec(WATCHED_ASSET_CHECK, asset=dg.AssetKey.from_user_string(text))
+        dg.multi_asset_check(specs=[spec], name="watched_asset_key")(lambda: None)
+    except dg.DagsterInvalidDefinitionError:
+        return False
+    return True
 
 
 def watched_asset_findings(

@@ -65,7 +65,8 @@ def build_definitions(settings: Settings) -> dg.Definitions:
             duration_checks = [
                 check for check in duration_checks if QUEUE_CHECK not in {k.name for k in check.check_keys}
             ]
-        watched = _watched_assets(settings, resources)
+        own = {key.to_user_string() for asset in assets for key in getattr(asset, "keys", ())}
+        watched = _watched_assets(settings, resources, own)
         checks += duration_checks + watched_asset_checks(watched)
         jobs += [task_duration_baselines_job, backtest_job, chart_job]
         schedules += task_durations_schedules(task_duration_baselines_job, backtest_job)
@@ -89,11 +90,11 @@ def build_definitions(settings: Settings) -> dg.Definitions:
     )
 
 
-def _watched_assets(settings: Settings, resources: dict[str, object]) -> list[str]:
+def _watched_assets(settings: Settings, resources: dict[str, object], own: set[str]) -> list[str]:
     """With the `dagster` source, the assets that have a limit of their own in the latest limits (keys
-    as user strings): each gets the check `within_its_runtime_limit`. Read when the code location
-    loads, so an asset newly learned gets its check at the next reload; a store that cannot be read
-    leaves the location loading without them."""
+    as user strings), but faultline's `own`: each gets the check `within_its_runtime_limit`. Read
+    when the code location loads, so an asset newly learned gets its check at the next reload; a
+    store that cannot be read leaves the location loading without them."""
     if settings.workflow_source != "dagster":
         return []
     try:
@@ -104,7 +105,7 @@ def _watched_assets(settings: Settings, resources: dict[str, object]) -> list[st
             f"The watched assets' checks are left out: the limits could not be read ({type(error).__name__})."
         )
         return []
-    return watched_asset_keys(baselines)
+    return watched_asset_keys(baselines, own)
 
 
 def _has_queue_times(settings: Settings) -> bool:

@@ -107,6 +107,13 @@ SHAPES: dict[str, Callable[[int], str]] = {
     "name then IP address": _repeat("password: 1.1.1.1 "),
     "XML element around an e-mail": _repeat("<password>a@b.co</"),
     "token run then e-mail": _repeat("aB3dE5gH7jK9mN1pQ@x.io "),
+    # A command's rule reads to the line's end from the command's name; a nearer match after that
+    # name made each search read the line again (the second review's shapes; the last two took 4x
+    # per doubling in the one regex too).
+    "name, sqlplus, then ?key=": _repeat("pw=,sqlplus;?key=a "),
+    "sqlplus then ?key=": _repeat(",sqlplus;?key=a "),
+    "sqlplus then mysql -p": _repeat(",sqlplus;,mysql -pX "),
+    "curl then ssh-keygen": _repeat(" curl x; ssh-keygen -N a "),
 }
 N = 50_000
 N_MESSAGE = 40_000  # twice this is under the message's bound

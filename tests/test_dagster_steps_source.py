@@ -16,7 +16,7 @@ from dagster._core.workspace.context import WorkspaceProcessContext
 from dagster._core.workspace.load_target import WorkspaceFileTarget
 
 from assets.settings import Settings
-from assets.task_durations import WATCHED_ASSET_CHECK, BaselineConfig
+from assets.task_durations import WATCHED_ASSET_CHECK, BaselineConfig, watched_asset_keys
 from dagster_project.definitions import build_definitions
 from dagster_project.sensors import build_long_running_tasks_sensor
 from faultline.alerting import alert_payload, alert_text
@@ -315,3 +315,14 @@ def test_the_runtime_check_of_faultlines_location_shows_on_an_asset_of_another_l
         assert graph.get_check_keys_for_assets({dg.AssetKey("orders")}) == {
             dg.AssetCheckKey(dg.AssetKey("orders"), WATCHED_ASSET_CHECK)
         }
+
+
+def test_only_assets_with_a_limit_not_faultlines_own_and_named_as_dagster_allows_are_watched():
+    limits = pd.DataFrame(
+        {
+            "task_type": ["asset:orders", "asset:new", "asset:a b", "asset:", "refresh", "asset:p-x/a.b",
+                          "asset:error_clusters", "asset:a:b"],
+            "has_limit": [True, False, True, True, True, True, True, True],
+        }
+    )  # fmt: skip
+    assert watched_asset_keys(limits, own={"error_clusters"}) == ["orders", "p-x/a.b"]

@@ -328,7 +328,9 @@ def test_redacting_never_raises_and_redacting_again_changes_nothing(text):
 _OVERLAPS = [
     "password", "token", "=", ": ", ":", "a@x.", "token.com", "@", "1.1.1.1", "::", "::add-mask::", "a1",
     "<password>", "</", "https://", "u:p@", "@tcp(", "Bearer ", "mysql -p", "AKIAIOSFODNN7EXAMPLE", " ",
-    "ops@acme.io", "x", "\"", "Xq7Lm2Vz9Rk4Tw8Jp", "name: api_key value: ",
+    "ops@acme.io", "x", "\"", "Xq7Lm2Vz9Rk4Tw8Jp", "name: api_key value: ", "sqlplus a/", "expdp s/",
+    "mysql -p", "mariadb ", "docker login ", "sshpass -p", "ssh-keygen -N ", "mongo -p", "redis-cli -a",
+    "curl -u a:", "wget --user=", ",", ";", "echo x | docker login", "\n",
 ]  # fmt: skip
 
 
