@@ -4,6 +4,7 @@ step too) from a real instance's runs, and flags a step running past its own lim
 import json
 import threading
 import time
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -108,23 +109,8 @@ def test_a_step_running_past_its_own_limit_is_flagged_with_its_run(monkeypatch, 
     assert learned.loc["refresh", "mean_s"] > learned.loc["refresh/orders", "mean_s"]
 
     # A sixth run's orders hangs: its step is flagged against the step's limit, customers (done) is not.
-    RELEASE.clear()
-    hung = threading.Thread(target=run_refresh, args=(instance,), kwargs={"hang": True})
-    hung.start()
-    try:
-        limit = learned.loc["refresh/orders", "upper_limit_s"]
-
-        def orders_past_its_limit() -> bool:
-            started = [
-                r for r in instance.get_run_records() if r.dagster_run.status == dg.DagsterRunStatus.STARTED
-            ]
-            stats = [s for r in started for s in instance.get_run_step_stats(r.dagster_run.run_id)]
-            return any(
-                s.step_key == "orders" and s.end_time is None and time.time() - s.start_time > limit + 1
-                for s in stats
-            )
-
-        assert until(orders_past_its_limit, patience_s=60)
+    limit = learned.loc["refresh/orders", "upper_limit_s"]
+    with orders_hanging_past(instance, limit):
         context = dg.build_sensor_context(instance=instance, resources=built.resources)
         build_long_running_tasks_sensor()(context)
         with dg.build_resources({"alert_store": built.resources["alert_store"]}) as store:
@@ -152,9 +138,6 @@ def test_a_step_running_past_its_own_limit_is_flagged_with_its_run(monkeypatch, 
         expected = dict(zip(fields, orders_alert[fields], strict=True))
         assert {name: payload[name] for name in fields} == expected
         assert payload["dag_id"] is None
-    finally:
-        RELEASE.set()
-        hung.join(60)
 
 
 def started_step(instance: dg.DagsterInstance, step_key: str):
@@ -167,6 +150,26 @@ def started_step(instance: dg.DagsterInstance, step_key: str):
     return None
 
 
+@contextmanager
+def orders_hanging_past(instance: dg.DagsterInstance, limit_s: float, job: dg.JobDefinition = refresh):
+    """A run of `job` whose orders step hangs: entered once the step has run a second past `limit_s`,
+    with its run id; on leaving, the step is let go and the run ends."""
+    RELEASE.clear()
+    hung = threading.Thread(target=run_refresh, args=(instance, job), kwargs={"hang": True})
+    hung.start()
+    try:
+
+        def past_the_limit() -> bool:
+            found = started_step(instance, "orders")
+            return found is not None and time.time() - found[1].start_time > limit_s + 1
+
+        assert until(past_the_limit, patience_s=60)
+        yield started_step(instance, "orders")[0]
+    finally:
+        RELEASE.set()
+        hung.join(60)
+
+
 def test_a_step_new_to_its_job_borrows_the_limit_of_the_asset_it_materializes(
     monkeypatch, tmp_path, instance
 ):
@@ -174,17 +177,7 @@ def test_a_step_new_to_its_job_borrows_the_limit_of_the_asset_it_materializes(
     asset_limit = learned.loc["asset:orders", "upper_limit_s"]
     assert "rebuild/orders" not in learned.index
     # The new job's first run hangs in orders: its step has no limit of its own, its asset has one.
-    RELEASE.clear()
-    hung = threading.Thread(target=run_refresh, args=(instance, rebuild), kwargs={"hang": True})
-    hung.start()
-    try:
-
-        def past_the_assets_limit() -> bool:
-            found = started_step(instance, "orders")
-            return found is not None and time.time() - found[1].start_time > asset_limit + 1
-
-        assert until(past_the_assets_limit, patience_s=60)
-        run_id = started_step(instance, "orders")[0]
+    with orders_hanging_past(instance, asset_limit, rebuild) as run_id:
         context = dg.build_sensor_context(instance=instance, resources=built.resources)
         build_long_running_tasks_sensor()(context)
         with dg.build_resources({"alert_store": built.resources["alert_store"]}) as store:
@@ -198,9 +191,6 @@ def test_a_step_new_to_its_job_borrows_the_limit_of_the_asset_it_materializes(
         assert alert["n_runs"] == 5
         assert "over 5 successful runs of 'asset:orders', its own limit not yet learned)" in alert_text(alert)
         assert alert_payload(alert)["limit_from"] == "asset:orders"
-    finally:
-        RELEASE.set()
-        hung.join(60)
 
 
 def test_a_watched_asset_carries_a_runtime_check_that_fails_while_its_step_runs_over(
@@ -216,18 +206,7 @@ def test_a_watched_asset_carries_a_runtime_check_that_fails_while_its_step_runs_
     orders_check = dg.AssetCheckKey(dg.AssetKey("orders"), WATCHED_ASSET_CHECK)
     sensor = next(s for s in built.sensors if s.name == "long_running_tasks")
 
-    RELEASE.clear()
-    hung = threading.Thread(target=run_refresh, args=(instance,), kwargs={"hang": True})
-    hung.start()
-    try:
-        limit = learned.loc["refresh/orders", "upper_limit_s"]
-
-        def orders_past_its_limit() -> bool:
-            found = started_step(instance, "orders")
-            return found is not None and time.time() - found[1].start_time > limit + 1
-
-        assert until(orders_past_its_limit, patience_s=60)
-        run_id = started_step(instance, "orders")[0]
+    with orders_hanging_past(instance, learned.loc["refresh/orders", "upper_limit_s"]) as run_id:
         context = dg.build_sensor_context(instance=instance, resources=built.resources)
         result = sensor(context)
         evaluations = {
@@ -263,9 +242,6 @@ def test_a_watched_asset_carries_a_runtime_check_that_fails_while_its_step_runs_
         assert evaluation.asset_check_key == orders_check and not evaluation.passed
         with dg.build_resources({"alert_store": built.resources["alert_store"]}) as store:
             assert len(store.alert_store.alerts()) == n_alerts
-    finally:
-        RELEASE.set()
-        hung.join(60)
     # The step ended: the next tick says orders passes again, once, and then leaves it alone.
     assert until(lambda: started_step(instance, "orders") is None, patience_s=60)
     after = sensor(
